@@ -1,0 +1,150 @@
+/**
+ * The command line: flags → a config layer, --help and --version.
+ * parseArgs from node:util runs on Deno, Bun and Node alike (@std/cli lives
+ * only on JSR, which these machines cannot reach).
+ */
+import { parseArgs } from "node:util";
+import type { Layer, LayerError } from "./config/layers.ts";
+import type { RawConfig } from "./config/schema.ts";
+
+export type Cli =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "run"; configPath: string | null; flags: Layer | null }
+  | { kind: "error"; message: string };
+
+const OPTIONS = {
+  config: { type: "string", short: "c" },
+  listen: { type: "string", short: "l" },
+  upstream: { type: "string", short: "u", multiple: true },
+  "try-duration": { type: "string" },
+  "try-interval": { type: "string" },
+  "response-timeout": { type: "string" },
+  "health-path": { type: "string" },
+  "max-held": { type: "string" },
+  "max-body-buffer": { type: "string" },
+  admin: { type: "string" },
+  "admin-token": { type: "string" },
+  log: { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+/** Config key → the flag that sets it, for error messages. */
+const FLAG_FOR: Record<string, string> = {
+  listen: "--listen",
+  upstreams: "--upstream",
+  tryDuration: "--try-duration",
+  tryInterval: "--try-interval",
+  responseTimeout: "--response-timeout",
+  healthPath: "--health-path",
+  maxHeld: "--max-held",
+  maxBodyBuffer: "--max-body-buffer",
+  "admin.listen": "--admin",
+  "admin.token": "--admin-token",
+  log: "--log",
+};
+
+export function parseCli(args: string[]): Cli {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (e) {
+    return { kind: "error", message: `${(e as Error).message.replace(/\. To specify.*$/s, "")}` };
+  }
+  if (values.help) return { kind: "help" };
+  if (values.version) return { kind: "version" };
+  const raw: RawConfig = {};
+  if (values.listen !== undefined) raw.listen = values.listen;
+  if (values.upstream !== undefined) raw.upstreams = values.upstream;
+  if (values["try-duration"] !== undefined) raw.tryDuration = values["try-duration"];
+  if (values["try-interval"] !== undefined) raw.tryInterval = values["try-interval"];
+  if (values["response-timeout"] !== undefined) raw.responseTimeout = values["response-timeout"];
+  if (values["health-path"] !== undefined) raw.healthPath = values["health-path"];
+  if (values["max-held"] !== undefined) raw.maxHeld = values["max-held"];
+  if (values["max-body-buffer"] !== undefined) raw.maxBodyBuffer = values["max-body-buffer"];
+  if (values.admin !== undefined || values["admin-token"] !== undefined) {
+    raw.admin = {};
+    if (values.admin !== undefined) raw.admin.listen = values.admin;
+    if (values["admin-token"] !== undefined) raw.admin.token = values["admin-token"];
+  }
+  if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
+  return {
+    kind: "run",
+    configPath: values.config ?? null,
+    flags: Object.keys(raw).length ? { source: "flag", label: "flags", raw } : null,
+  };
+}
+
+/** Names the flag rather than the config key when the error came from a flag. */
+export function describeError(e: LayerError): string {
+  if (e.where === "flags") {
+    const key = e.field.replace(/\[\d+\]$/, "");
+    return `${FLAG_FOR[key] ?? e.field}: ${e.problem}`;
+  }
+  return `${e.where}: ${e.field}: ${e.problem}`;
+}
+
+export function flagFor(key: string): string {
+  return FLAG_FOR[key] ?? key;
+}
+
+export function helpText(version: string): string {
+  return `holdup ${version} — a reverse proxy for zero-downtime deploys
+
+While the upstream restarts, is being swapped, or you have paused traffic,
+holdup holds incoming requests instead of failing them, retries the upstream,
+and sends them on the moment it answers — or to the new upstream a reload
+names (SIGHUP or POST /reload), even for requests already waiting.
+
+Usage:
+  holdup [options]
+  deno run --allow-net --allow-read --allow-env src/proxy.ts [options]
+  bun src/proxy.ts [options]
+
+Options (config-file key in brackets; a flag overrides the file):
+  -c, --config FILE          JSON config file, re-read on SIGHUP and POST /reload
+  -l, --listen ADDR          [listen] [host]:port to serve       (default :8080, all interfaces)
+  -u, --upstream URL         [upstreams] upstream origin; repeat for several
+                             (default http://127.0.0.1:8003; localhost:8003 and :8003 mean http://)
+      --try-duration DUR     [tryDuration] longest a request is held, from its arrival   (default 30s)
+      --try-interval DUR     [tryInterval] how often an unreachable upstream is tried,
+                             once per interval however many requests wait             (default 250ms)
+      --response-timeout DUR [responseTimeout] longest wait for response headers      (default 60s)
+      --health-path PATH     [healthPath] upstream is ready only when GET PATH is 2xx (default none)
+      --max-held N           [maxHeld] most requests held at once; past it, 503     (default 10000)
+      --max-body-buffer SIZE [maxBodyBuffer] largest body kept in memory for replay (default 1MiB)
+      --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)
+      --admin-token TOKEN    [admin.token] bearer token for the admin API (default $HOLDUP_ADMIN_TOKEN);
+                             required when the admin API listens beyond loopback
+      --log FORMAT           [log] access log on stderr: json, text or off
+                             (default text on a terminal, else json)
+  -h, --help                 show this help
+  -V, --version              print the version
+
+Durations: 250ms, 1.5s, 2m, 1h.  Sizes: 512, 64KiB, 1MiB, 1MB.
+
+Example — hold requests up to 30 s while the app on :8003 restarts, trying it
+once a second, and serve on :8080:
+  holdup --listen :8080 --upstream :8003 --try-duration 30s --try-interval 1s
+
+The same as a Caddyfile:
+  :8080 {
+    reverse_proxy 127.0.0.1:8003 {
+      lb_try_duration 30s
+      lb_try_interval 1s
+    }
+  }
+
+Deploy without dropping a request:
+  curl -X POST localhost:2019/pause                 # hold new requests
+  # ...start the new app version on :8004...
+  curl -X POST localhost:2019/reload -d '{"upstreams": [":8004"]}'
+  curl -X POST localhost:2019/resume                # held requests go to :8004
+
+Admin API (JSON, on --admin): GET /status, POST /reload, POST /pause,
+POST /resume, POST /stop, GET /metrics, GET /healthz.
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a port is in use,
+2 for bad flags or config.
+`;
+}

@@ -1,0 +1,152 @@
+/**
+ * The config schema: what each key accepts, what it means once parsed, and the
+ * one validation function that start-up, SIGHUP and POST /reload all use.
+ */
+import * as z from "zod/mini";
+import { type ListenAddress, parseListen, parseUpstream } from "./address.ts";
+import { parseDuration, parseSize } from "./units.ts";
+
+export type LogFormat = "json" | "text" | "off";
+
+/** The parsed, effective config that the proxy runs on. */
+export interface Config {
+  listen: ListenAddress;
+  upstreams: string[];
+  tryDuration: number;
+  tryInterval: number;
+  responseTimeout: number;
+  healthPath: string | null;
+  maxHeld: number;
+  maxBodyBuffer: number;
+  admin: { listen: ListenAddress | null; token: string | null };
+  log: LogFormat;
+}
+
+/** One field's problem, named as the user wrote it ("tryDuration", "admin.listen"). */
+export interface FieldError {
+  field: string;
+  problem: string;
+}
+
+// A string (or, where it makes sense, a number) parsed by `parse`, which
+// answers the value or what is wrong with it.
+function parsed<T>(parse: (text: string) => T | string, allowNumber = false) {
+  const input = allowNumber ? z.union([z.string(), z.number()]) : z.string();
+  return z.pipe(
+    input,
+    z.transform((value: string | number, ctx) => {
+      const out = parse(String(value));
+      if (typeof out === "string") {
+        ctx.issues.push({ code: "custom", message: out, input: value });
+        return z.NEVER;
+      }
+      return out;
+    }),
+  );
+}
+
+const duration = (min: number) =>
+  parsed((t) => {
+    const ms = parseDuration(t);
+    return typeof ms === "number" && ms < min ? `"${t}" is too short; the least is ${min}ms` : ms;
+  });
+
+const count = parsed((t) => (/^\d+$/.test(t.trim()) ? Number(t) : `"${t}" is not a whole number`), true);
+
+const upstream = z.pipe(parsed(parseUpstream), z.transform((u) => u.url));
+
+const listen = parsed(parseListen);
+const adminListen = parsed((t) => (t.trim() === "off" ? null : parseListen(t)));
+
+/** Every key optional: the shape of a file, a flag layer or a reload body. */
+export const partialSchema = z.strictObject({
+  listen: z.optional(listen),
+  upstreams: z.optional(
+    z.array(upstream).check(z.minLength(1, "needs at least one upstream")),
+  ),
+  tryDuration: z.optional(duration(0)),
+  tryInterval: z.optional(duration(1)),
+  responseTimeout: z.optional(duration(1)),
+  healthPath: z.optional(
+    z.nullable(
+      z.string().check(z.refine((p) => p.startsWith("/"), "must start with /, e.g. /up")),
+    ),
+  ),
+  maxHeld: z.optional(count),
+  maxBodyBuffer: z.optional(parsed(parseSize, true)),
+  admin: z.optional(
+    z.strictObject({
+      listen: z.optional(adminListen),
+      token: z.optional(z.nullable(z.string().check(z.minLength(1, "must not be empty")))),
+    }),
+  ),
+  log: z.optional(z.enum(["json", "text", "off"])),
+});
+
+export type RawConfig = z.input<typeof partialSchema>;
+export type ParsedPartial = z.output<typeof partialSchema>;
+
+/** Validates one layer. The errors name each field as written. */
+export function validatePartial(raw: unknown): { value: ParsedPartial } | { errors: FieldError[] } {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return { errors: [{ field: "(config)", problem: "must be a JSON object, e.g. {\"upstreams\": [\":8003\"]}" }] };
+  }
+  const r = partialSchema.safeParse(raw, { reportInput: true });
+  if (r.success) return { value: r.data };
+  return { errors: r.error.issues.flatMap(describeIssue) };
+}
+
+/** Checks that hold only for the whole, merged config. */
+export function validateWhole(c: Config): FieldError[] {
+  const errors: FieldError[] = [];
+  if (c.admin.listen && !c.admin.token && !isLoopbackListen(c.admin.listen)) {
+    errors.push({
+      field: "admin.token",
+      problem: `the admin API would listen on ${c.admin.listen.hostname}, beyond loopback, without a token; ` +
+        "set --admin-token (or HOLDUP_ADMIN_TOKEN), or listen on 127.0.0.1",
+    });
+  }
+  return errors;
+}
+
+function isLoopbackListen(a: ListenAddress): boolean {
+  return a.hostname === "localhost" || a.hostname === "::1" || a.hostname.startsWith("127.");
+}
+
+// zod/mini carries no message locale: say what is wrong in our own words.
+function describeIssue(issue: z.core.$ZodIssue): FieldError[] {
+  const field = issue.path.map(String).join(".").replace(/\.(\d+)(?=\.|$)/g, "[$1]") || "(config)";
+  switch (issue.code) {
+    case "unrecognized_keys":
+      return issue.keys.map((k) => ({
+        field: field === "(config)" ? k : `${field}.${k}`,
+        problem: `unknown key${suggest(k)}`,
+      }));
+    case "invalid_type":
+      return [{ field, problem: `expected ${issue.expected}, got ${typeOf(issue.input)}` }];
+    case "invalid_value":
+      return [{ field, problem: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}` }];
+    case "invalid_union":
+      return [{ field, problem: `expected a string or a number, got ${typeOf(issue.input)}` }];
+    default:
+      return [{ field, problem: issue.message }];
+  }
+}
+
+function typeOf(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  return typeof v === "object" ? "an object" : `${typeof v} ${JSON.stringify(v)}`;
+}
+
+const KNOWN = [
+  "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
+  "maxHeld", "maxBodyBuffer", "admin", "log", "token",
+];
+
+function suggest(key: string): string {
+  const k = key.toLowerCase();
+  const hit = KNOWN.find((c) => c.toLowerCase() === k || c.toLowerCase() === `${k}s` || `${c.toLowerCase()}s` === k);
+  return hit ? ` (did you mean "${hit}"?)` : "";
+}

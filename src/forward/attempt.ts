@@ -1,0 +1,59 @@
+/**
+ * One forwarding attempt: send the request to one upstream and wait for its
+ * response head, at most responseTimeout. The outcome says what happened in
+ * terms the hold loop can act on; the retry policy lives there, not here.
+ */
+import type { Runtime } from "../runtime/types.ts";
+import type { Upstream } from "../upstream.ts";
+import { type Body, bodyInit } from "./body.ts";
+import { classifyFailure, describeFailure, type FailureKind } from "./errors.ts";
+
+export type Outcome =
+  | { kind: "response"; response: Response; decoded: boolean }
+  | { kind: "failed"; failure: FailureKind; error: string }
+  | { kind: "timeout" }
+  | { kind: "client-gone" };
+
+const TIMEOUT = "response timeout";
+const CLIENT_GONE = "client disconnected";
+
+export interface AttemptInput {
+  /** Path and query, e.g. "/a/b?c=d". */
+  target: string;
+  method: string;
+  headers: Headers;
+  body: Body;
+  /** See UpstreamInit.fresh. */
+  fresh: boolean;
+  /** The client's signal, if watched: a disconnect aborts the attempt. */
+  signal: AbortSignal | null;
+  responseTimeout: number;
+}
+
+export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): Promise<Outcome> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(TIMEOUT), a.responseTimeout);
+  const onClientGone = () => abort.abort(CLIENT_GONE);
+  a.signal?.addEventListener("abort", onClientGone);
+  u.attempts++;
+  u.inFlight++;
+  try {
+    const response = await runtime.fetchUpstream(u.url + a.target, {
+      method: a.method,
+      headers: a.headers,
+      body: bodyInit(a.body),
+      signal: abort.signal,
+      fresh: a.fresh,
+    });
+    const encoding = response.headers.get("content-encoding");
+    const decoded = encoding !== null && runtime.decodedBody(encoding, a.headers.get("accept-encoding"));
+    return { kind: "response", response, decoded };
+  } catch (error) {
+    if (abort.signal.aborted) return abort.signal.reason === TIMEOUT ? { kind: "timeout" } : { kind: "client-gone" };
+    return { kind: "failed", failure: classifyFailure(error), error: describeFailure(error) };
+  } finally {
+    clearTimeout(timer);
+    a.signal?.removeEventListener("abort", onClientGone);
+    u.inFlight--;
+  }
+}

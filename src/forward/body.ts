@@ -1,0 +1,67 @@
+/**
+ * Request bodies: up to maxBodyBuffer are read once and kept, so that a retry
+ * replays them byte for byte; a larger one is left unread as a stream, to be
+ * sent once, when an upstream is ready.
+ */
+
+export type Body =
+  | { kind: "none" }
+  | { kind: "buffered"; bytes: Uint8Array }
+  | { kind: "stream"; stream: ReadableStream<Uint8Array> };
+
+const NONE: Body = { kind: "none" };
+
+export async function prepareBody(req: Request, maxBuffer: number): Promise<Body> {
+  const stream = req.body;
+  if (!stream) return NONE;
+  const length = req.headers.get("content-length");
+  if (length !== null) {
+    const n = Number(length);
+    if (n === 0) return NONE;
+    if (n <= maxBuffer) return { kind: "buffered", bytes: new Uint8Array(await req.arrayBuffer()) };
+    return { kind: "stream", stream };
+  }
+  // Chunked: read up to the limit; past it, send what was read and then the rest.
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > maxBuffer) return { kind: "stream", stream: resume(chunks, reader) };
+  }
+  if (size === 0) return NONE;
+  return { kind: "buffered", bytes: concat(chunks, size) };
+}
+
+export function bodyInit(body: Body): BodyInit | null {
+  return body.kind === "none" ? null : body.kind === "buffered" ? body.bytes as BodyInit : body.stream;
+}
+
+function resume(head: Uint8Array[], reader: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = head.shift();
+      if (next) return controller.enqueue(next);
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
+}

@@ -1,0 +1,42 @@
+/** Assembles one holdup: state, metrics, operator control and the two Hono apps. Used by both entries. */
+import { adminApp } from "./admin.ts";
+import { proxyApp } from "./app.ts";
+import type { Effective, Layer } from "./config/layers.ts";
+import { Control } from "./control.ts";
+import { Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import type { Runtime } from "./runtime/types.ts";
+import { State } from "./state.ts";
+import pkg from "../package.json" with { type: "json" };
+
+export const VERSION: string = pkg.version;
+
+export interface HoldupOptions {
+  runtime: Runtime;
+  effective: Effective;
+  base: { defaults: Layer; configPath: string | null; overrides: Layer | null };
+}
+
+export function createHoldup(o: HoldupOptions) {
+  const log = new Logger(o.effective.config.log, (t) => o.runtime.writeStderr(t));
+  const metrics = new Metrics();
+  const state = new State(o.effective, o.runtime, {
+    onUpstreamStatus(u, from, error) {
+      if (u.status === "up") log.info("upstream reachable", { upstream: u.url, was: from });
+      else log.warn("upstream unreachable; holding requests for it", { upstream: u.url, error });
+    },
+  });
+  const control = new Control({
+    state, runtime: o.runtime, log, metrics, effective: o.effective, base: o.base, version: VERSION,
+  });
+  return {
+    log,
+    metrics,
+    state,
+    control,
+    proxy: proxyApp({ state, runtime: o.runtime, log, metrics }),
+    admin: adminApp({ control, state, metrics }),
+  };
+}
+
+export type Holdup = ReturnType<typeof createHoldup>;

@@ -1,0 +1,107 @@
+/**
+ * Logs on stderr: the access log (one line per request) and events (start-up,
+ * reloads, pause/resume/stop, upstream state changes). JSON lines when stderr
+ * is not a terminal, readable text when it is. Lines are batched and written
+ * once per tick, so a busy proxy makes one write per tick rather than one per
+ * request.
+ */
+import type { LogFormat } from "./config/schema.ts";
+
+export interface AccessEntry {
+  method: string;
+  path: string;
+  status: number;
+  /** Response body bytes when known (Content-Length or counted), else null. */
+  bytes: number | null;
+  durationMs: number;
+  heldMs: number;
+  upstream: string | null;
+  /** Why holdup answered itself ("held past tryDuration", …). */
+  reason?: string;
+}
+
+export class Logger {
+  private lines: string[] = [];
+  private scheduled = false;
+
+  constructor(public format: LogFormat, private write: (text: string) => void) {}
+
+  get accessEnabled(): boolean {
+    return this.format !== "off";
+  }
+
+  access(e: AccessEntry): void {
+    if (this.format === "off") return;
+    if (this.format === "json") {
+      this.push(JSON.stringify({
+        time: new Date().toISOString(),
+        level: "info",
+        msg: "request",
+        method: e.method,
+        path: e.path,
+        status: e.status,
+        bytes: e.bytes,
+        duration_ms: round(e.durationMs),
+        held_ms: round(e.heldMs),
+        upstream: e.upstream,
+        ...(e.reason ? { reason: e.reason } : {}),
+      }));
+    } else {
+      const held = e.heldMs >= 1 ? ` held=${round(e.heldMs)}ms` : "";
+      const why = e.reason ? ` (${e.reason})` : "";
+      this.push(
+        `${time()} ${e.method} ${e.path} ${e.status} ${e.bytes ?? "-"}B ${round(e.durationMs)}ms${held}` +
+          ` → ${e.upstream ?? "holdup"}${why}`,
+      );
+    }
+  }
+
+  /** An event an operator should see. Printed even with the access log off. */
+  info(msg: string, fields: Record<string, unknown> = {}): void {
+    this.event("info", msg, fields);
+  }
+
+  warn(msg: string, fields: Record<string, unknown> = {}): void {
+    this.event("warn", msg, fields);
+  }
+
+  error(msg: string, fields: Record<string, unknown> = {}): void {
+    this.event("error", msg, fields);
+  }
+
+  /** Writes what is batched now (before exit). */
+  flush(): void {
+    this.scheduled = false;
+    if (!this.lines.length) return;
+    const text = this.lines.join("\n") + "\n";
+    this.lines = [];
+    this.write(text);
+  }
+
+  private event(level: string, msg: string, fields: Record<string, unknown>): void {
+    if (this.format === "json") {
+      this.push(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
+    } else {
+      const extra = Object.entries(fields)
+        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+        .join(" ");
+      this.push(`${time()} ${level === "info" ? "" : `${level.toUpperCase()} `}${msg}${extra ? ` ${extra}` : ""}`);
+    }
+  }
+
+  private push(line: string): void {
+    this.lines.push(line);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setTimeout(() => this.flush(), 0);
+    }
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+function time(): string {
+  return new Date().toISOString().slice(11, 23);
+}

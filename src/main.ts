@@ -1,0 +1,110 @@
+/**
+ * The command-line proxy: parse flags, load the config, serve the proxy and
+ * admin listeners, reload on SIGHUP, shut down gracefully on SIGTERM/SIGINT.
+ */
+import { formatListen } from "./config/address.ts";
+import { defaultLayer, fileLayer, type Layer, type LayerError, resolve } from "./config/layers.ts";
+import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
+import { createHoldup, VERSION } from "./holdup.ts";
+import type { Runtime, RunningServer } from "./runtime/types.ts";
+
+/** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
+const SHUTDOWN_GRACE_MS = 30_000;
+
+export async function main(rt: Runtime): Promise<void> {
+  const cli = parseCli(rt.args());
+  if (cli.kind === "help") return rt.writeStdout(helpText(VERSION));
+  if (cli.kind === "version") return rt.writeStdout(`holdup ${VERSION} (${rt.name} ${rt.version})\n`);
+  if (cli.kind === "error") fail(rt, 2, `holdup: ${cli.message}\nRun holdup --help to see every flag.`);
+
+  const defaults = defaultLayer({ stderrIsTTY: rt.stderrIsTTY(), adminToken: rt.env("HOLDUP_ADMIN_TOKEN") });
+  const layers: Layer[] = [defaults];
+  if (cli.configPath) {
+    const file = await fileLayer(cli.configPath, rt.readTextFile);
+    if ("errors" in file) invalid(rt, file.errors);
+    layers.push(file.layer);
+  }
+  if (cli.flags) layers.push(cli.flags);
+  const resolved = resolve(layers);
+  if ("errors" in resolved) invalid(rt, resolved.errors);
+  const effective = resolved.effective;
+  const { config } = effective;
+
+  const h = createHoldup({
+    runtime: rt,
+    effective,
+    base: { defaults, configPath: cli.configPath, overrides: cli.flags },
+  });
+
+  const proxyServer = listen(rt, "proxy", formatListen(config.listen), () =>
+    rt.serve({ hostname: config.listen.hostname, port: config.listen.port, handler: h.proxy.fetch }));
+  let adminServer: RunningServer | null = null;
+  if (config.admin.listen) {
+    const a = config.admin.listen;
+    adminServer = listen(rt, "admin API", formatListen(a), () =>
+      rt.serve({ hostname: a.hostname, port: a.port, handler: h.admin.fetch }));
+  }
+
+  h.log.info("holdup started", {
+    version: VERSION,
+    runtime: `${rt.name} ${rt.version}`,
+    listen: formatListen(proxyServer),
+    upstreams: config.upstreams,
+    admin: adminServer ? formatListen(adminServer) : "off",
+    tryDuration: `${config.tryDuration}ms`,
+    tryInterval: `${config.tryInterval}ms`,
+    ...(cli.configPath ? { config: cli.configPath } : {}),
+    ...(effective.shadowed.length
+      ? { flagsOverFile: effective.shadowed.map((k) => `${flagFor(k)} over ${k}`) }
+      : {}),
+  });
+
+  rt.onSignal("SIGHUP", () => {
+    void h.control.reloadFromFile("SIGHUP");
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      h.log.warn(`${signal} again: exiting now`);
+      h.log.flush();
+      rt.exit(1);
+    }
+    stopping = true;
+    const held = h.state.held;
+    h.log.info("shutting down: no new connections; in-flight requests may finish", {
+      signal, held, graceSeconds: SHUTDOWN_GRACE_MS / 1000,
+    });
+    h.state.waiters.close(); // held requests are answered 503 now, so the servers can drain
+    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
+    const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
+    const clean = await Promise.race([drained, timedOut]);
+    h.log.info(clean ? "stopped" : "stopped: in-flight requests did not finish within the grace period");
+    h.log.flush();
+    rt.exit(0);
+  };
+  rt.onSignal("SIGTERM", () => void shutdown("SIGTERM"));
+  rt.onSignal("SIGINT", () => void shutdown("SIGINT"));
+}
+
+function listen(rt: Runtime, what: string, addr: string, serve: () => RunningServer): RunningServer {
+  try {
+    return serve();
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err.code === "EADDRINUSE") {
+      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : "--admin"})`);
+    }
+    fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: ${err.message ?? e}`);
+  }
+}
+
+function invalid(rt: Runtime, errors: LayerError[]): never {
+  const lines = errors.map((e) => `  ${describeError(e)}`).join("\n");
+  fail(rt, 2, `holdup: invalid configuration:\n${lines}\nRun holdup --help to see every flag and its format.`);
+}
+
+function fail(rt: Runtime, code: number, message: string): never {
+  rt.writeStderr(message + "\n");
+  rt.exit(code);
+}

@@ -1,0 +1,10 @@
+/**
+ * holdup's command-line entry:
+ *   deno run --allow-net --allow-read --allow-env src/proxy.ts [options]
+ *   bun src/proxy.ts [options]
+ * Run with --help for every flag.
+ */
+import { main } from "./main.ts";
+import { runtime } from "./runtime/index.ts";
+
+await main(runtime);

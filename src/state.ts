@@ -1,0 +1,159 @@
+/**
+ * The proxy's state: one immutable snapshot (config version, config, upstream
+ * set, paused/stopped), swapped atomically by reloads and by pause/resume/stop,
+ * and the set of held requests waiting for it to change.
+ *
+ * A held request waits in `Waiters.wait` and wakes when any of these happens:
+ * a reload or resume (`State.swap`), an upstream becoming ready
+ * (`Upstream.markUp` → `onReady`), its own deadline, its client disconnecting,
+ * or shutdown. It then reads `state.current` afresh — old config or new, never
+ * a mix — and tries again.
+ */
+import type { Config } from "./config/schema.ts";
+import type { Effective, Source } from "./config/layers.ts";
+import { Upstream, type UpstreamEnv } from "./upstream.ts";
+
+export type Mode = "running" | "paused" | "stopped";
+
+export interface Snapshot {
+  readonly version: number;
+  readonly config: Config;
+  readonly sources: Record<string, Source>;
+  readonly upstreams: readonly Upstream[];
+  readonly mode: Mode;
+  /** With mode "stopped": what to tell clients. */
+  readonly stopMessage: string;
+}
+
+export type WakeReason = "changed" | "deadline" | "aborted" | "shutdown";
+
+/** Held requests, each waiting for the next change. */
+export class Waiters {
+  private wakers = new Set<(why: WakeReason) => void>();
+  private closed = false;
+
+  get size(): number {
+    return this.wakers.size;
+  }
+
+  /** Resolves on the next wakeAll(), at `deadline` (performance.now() ms), or when `signal` aborts. */
+  wait(deadline: number, signal: AbortSignal | null): Promise<WakeReason> {
+    if (this.closed) return Promise.resolve("shutdown");
+    if (signal?.aborted) return Promise.resolve("aborted");
+    return new Promise((resolve) => {
+      const done = (why: WakeReason) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.wakers.delete(done);
+        resolve(why);
+      };
+      const onAbort = () => done("aborted");
+      const timer = setTimeout(done, Math.max(0, deadline - performance.now()), "deadline");
+      signal?.addEventListener("abort", onAbort);
+      this.wakers.add(done);
+    });
+  }
+
+  wakeAll(why: WakeReason = "changed"): void {
+    const all = [...this.wakers];
+    this.wakers.clear();
+    for (const wake of all) wake(why);
+  }
+
+  /** Shutdown: wake everyone, and answer later waits at once. */
+  close(): void {
+    this.closed = true;
+    this.wakeAll("shutdown");
+  }
+}
+
+export interface StateEvents {
+  onUpstreamStatus: UpstreamEnv["onStatus"];
+}
+
+export class State {
+  current: Snapshot;
+  readonly waiters = new Waiters();
+  /** Requests held right now (waiting, not yet sent upstream). */
+  held = 0;
+  private upstreams = new Map<string, Upstream>();
+  private rr = 0;
+  private env: UpstreamEnv;
+
+  constructor(effective: Effective, runtime: UpstreamEnv["runtime"], events: StateEvents) {
+    this.env = {
+      runtime,
+      settings: () => this.current.config,
+      waiting: () => this.waiters.size,
+      onReady: () => this.waiters.wakeAll(),
+      onStatus: events.onUpstreamStatus,
+    };
+    this.current = {
+      version: 1,
+      config: effective.config,
+      sources: effective.sources,
+      upstreams: this.upstreamsFor(effective.config.upstreams),
+      mode: "running",
+      stopMessage: "",
+    };
+  }
+
+  /** Installs a new config (a reload): one assignment, then every held request wakes. */
+  applyConfig(effective: Effective): Snapshot {
+    const upstreams = this.upstreamsFor(effective.config.upstreams);
+    for (const [url, u] of this.upstreams) {
+      if (!effective.config.upstreams.includes(url)) {
+        u.retire();
+        this.upstreams.delete(url);
+      }
+    }
+    return this.swap({
+      ...this.current,
+      version: this.current.version + 1,
+      config: effective.config,
+      sources: effective.sources,
+      upstreams,
+    });
+  }
+
+  setMode(mode: Mode, stopMessage = ""): Snapshot {
+    return this.swap({ ...this.current, mode, stopMessage });
+  }
+
+  /**
+   * An upstream ready to take a request, round-robin; null when none is.
+   * Starts probes for those that are not, so that waiting ends when one is.
+   */
+  pick(snap: Snapshot): Upstream | null {
+    const list = snap.upstreams;
+    if (list.length === 1) {
+      const u = list[0];
+      if (u.status === "up") return u;
+      u.ensureProbe();
+      return null;
+    }
+    for (let i = 0; i < list.length; i++) {
+      const u = list[(this.rr + i) % list.length];
+      if (u.status === "up") {
+        this.rr = (this.rr + i + 1) % list.length;
+        return u;
+      }
+    }
+    for (const u of list) u.ensureProbe();
+    return null;
+  }
+
+  private swap(next: Snapshot): Snapshot {
+    this.current = next;
+    this.waiters.wakeAll();
+    return next;
+  }
+
+  private upstreamsFor(urls: string[]): Upstream[] {
+    return urls.map((url) => {
+      let u = this.upstreams.get(url);
+      if (!u) this.upstreams.set(url, u = new Upstream(url, this.env));
+      return u;
+    });
+  }
+}

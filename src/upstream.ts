@@ -1,0 +1,132 @@
+/**
+ * One upstream and what holdup knows about it: reachable or not, the last
+ * error, requests in flight. While it is unreachable it is tried again once per
+ * tryInterval — one probe, however many requests are held — and when a probe
+ * succeeds every held request is woken at once.
+ */
+import type { Runtime } from "./runtime/types.ts";
+
+export type UpstreamStatus = "unknown" | "up" | "down";
+
+export interface UpstreamEnv {
+  runtime: Runtime;
+  /** Read at each probe, so a reload's new interval or health path applies at once. */
+  settings(): { tryInterval: number; healthPath: string | null };
+  /** How many requests are held; with none, a down upstream is not probed. */
+  waiting(): number;
+  /** Called when the upstream becomes ready, to wake held requests. */
+  onReady(u: Upstream): void;
+  onStatus(u: Upstream, from: UpstreamStatus, error: string | null): void;
+}
+
+export class Upstream {
+  status: UpstreamStatus = "unknown";
+  lastError: string | null = null;
+  inFlight = 0;
+  /** Connection attempts: probes plus forwarded requests. */
+  attempts = 0;
+  failures = 0;
+  readonly hostname: string;
+  readonly port: number;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private probing = false;
+  private lastProbe = -Infinity;
+  private retired = false;
+
+  constructor(readonly url: string, private env: UpstreamEnv) {
+    const u = new URL(url);
+    this.hostname = u.hostname.replace(/^\[|\]$/g, "");
+    this.port = Number(u.port) || (u.protocol === "https:" ? 443 : 80);
+  }
+
+  /** Makes sure a probe is running or scheduled while the upstream is not ready. */
+  ensureProbe(): void {
+    if (this.status === "up" || this.timer || this.probing || this.retired) return;
+    const wait = this.lastProbe + this.env.settings().tryInterval - performance.now();
+    if (wait <= 0) void this.probe();
+    else this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.status === "unknown" || this.env.waiting() > 0) void this.probe();
+    }, wait);
+  }
+
+  /** A request provably never reached it (refused, DNS): it is down until a probe says otherwise. */
+  markDown(error: string): void {
+    this.failures++;
+    this.lastProbe = performance.now(); // that request was this interval's try
+    this.lastError = error;
+    if (this.status !== "down") this.setStatus("down");
+    this.ensureProbe();
+  }
+
+  /** A request reached it and got a response head. */
+  markUp(): void {
+    if (this.status !== "up") {
+      this.setStatus("up");
+      this.env.onReady(this);
+    }
+  }
+
+  /** Dropped by a reload: no more probes. */
+  retire(): void {
+    this.retired = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private setStatus(s: UpstreamStatus): void {
+    const from = this.status;
+    this.status = s;
+    this.env.onStatus(this, from, this.lastError);
+  }
+
+  private async probe(): Promise<void> {
+    this.probing = true;
+    this.lastProbe = performance.now();
+    this.attempts++;
+    const { tryInterval, healthPath } = this.env.settings();
+    const timeout = Math.min(Math.max(tryInterval, 1000), 10_000);
+    let error: string | null = null;
+    try {
+      if (healthPath) error = await this.checkHealth(healthPath, timeout);
+      else await this.env.runtime.tcpConnect(this.hostname, this.port, timeout);
+    } catch (e) {
+      error = describe(e);
+    }
+    this.probing = false;
+    if (this.retired) return;
+    if (error === null) {
+      this.lastError = null;
+      this.markUp();
+    } else {
+      this.failures++;
+      this.lastError = error;
+      if (this.status !== "down") this.setStatus("down");
+      this.ensureProbe();
+    }
+  }
+
+  private async checkHealth(path: string, timeout: number): Promise<string | null> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeout);
+    try {
+      const res = await this.env.runtime.fetchUpstream(this.url + path, {
+        method: "GET",
+        headers: new Headers({ "user-agent": "holdup health check" }),
+        body: null,
+        signal: abort.signal,
+        fresh: true,
+      });
+      await res.body?.cancel();
+      return res.status >= 200 && res.status < 300 ? null : `health check GET ${path} answered ${res.status}`;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function describe(e: unknown): string {
+  const err = e as { message?: string; code?: string; cause?: { message?: string } };
+  const msg = err?.cause?.message ?? err?.message ?? String(e);
+  return err?.code && !msg.includes(err.code) ? `${err.code}: ${msg}` : msg;
+}
