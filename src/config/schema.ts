@@ -147,6 +147,23 @@ const KNOWN = [
 
 function suggest(key: string): string {
   const k = key.toLowerCase();
-  const hit = KNOWN.find((c) => c.toLowerCase() === k || c.toLowerCase() === `${k}s` || `${c.toLowerCase()}s` === k);
-  return hit ? ` (did you mean "${hit}"?)` : "";
+  let best = "", bestDistance = 3;
+  for (const c of KNOWN) {
+    const d = distance(k, c.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return best ? ` (did you mean "${best}"?)` : "";
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
 }
