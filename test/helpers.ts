@@ -113,14 +113,23 @@ export class Proxy {
     return this.lines.filter((l) => l.msg === "request");
   }
 
+  /**
+   * Sends a signal by pid: Deno's node:child_process reports a child that was
+   * sent a signal through ChildProcess.kill() as killed by it, even when the
+   * child handled the signal and exited 0.
+   */
   signal(sig: NodeJS.Signals): void {
-    this.child.kill(sig);
+    try {
+      process.kill(this.child.pid!, sig);
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ESRCH") throw e; // already gone
+    }
   }
 
   /** SIGTERM and wait; SIGKILL if it does not exit. */
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
+    this.signal("SIGTERM");
     const t = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
     await this.exited;
     clearTimeout(t);

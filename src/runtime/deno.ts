@@ -15,6 +15,25 @@ function client(own: boolean): Deno.HttpClient {
 
 const encoder = new TextEncoder();
 
+/**
+ * Deno 2.9's Deno.serve aborts request.signal on successful responses too
+ * ("legacy abort"), and warns once when a request whose signal was read
+ * completes. holdup reads request.signal only while a request is held and
+ * detaches before answering, so that abort never reaches it: the warning is
+ * noise in a JSON log. (`--unstable-no-legacy-abort` / deno.json "unstable"
+ * avoids it too, but `deno run dist/proxy.js` has neither.)
+ */
+let quieted = false;
+function quietLegacyAbortWarning(): void {
+  if (quieted) return;
+  quieted = true;
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === "string" && args[0].startsWith("Deno.serve: request.signal aborts on successful")) return;
+    warn(...args);
+  };
+}
+
 export const denoRuntime: Runtime = {
   name: "deno",
   get version() {
@@ -40,6 +59,7 @@ export const denoRuntime: Runtime = {
     Deno.addSignalListener(signal, fn);
   },
   serve(opts: ServeOptions) {
+    quietLegacyAbortWarning();
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {
       server = Deno.serve({
@@ -72,9 +92,12 @@ export const denoRuntime: Runtime = {
   },
   // Measured on Deno 2.9: fetch() decodes gzip and br bodies (keeping the
   // Content-Encoding header and the stale Content-Length) unless the request's
-  // Accept-Encoding is exactly "identity"; there is no other opt-out.
-  decodedBody: (encoding, accept) =>
-    (encoding === "gzip" || encoding === "br") && accept?.trim().toLowerCase() !== "identity",
+  // Accept-Encoding is exactly "identity"; there is no other opt-out. The coding
+  // is matched case-insensitively, as Deno's decoder does ("GZIP", "Br").
+  decodedBody(encoding, accept) {
+    const coding = encoding.trim().toLowerCase();
+    return (coding === "gzip" || coding === "br") && accept?.trim().toLowerCase() !== "identity";
+  },
   async tcpConnect(hostname, port, timeoutMs) {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeoutMs);
@@ -85,6 +108,7 @@ export const denoRuntime: Runtime = {
     }
   },
   connFor(_req, arg): Conn {
+    quietLegacyAbortWarning();
     const addr = (arg as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr;
     return { clientIP: addr?.hostname ?? "", noIdleTimeout: noop };
   },

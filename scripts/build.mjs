@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// `npm run build`: one ESM file per entry, with hono and zod inside, that runs
+// on Deno and on Bun with no node_modules:
+//   dist/proxy.js  the command-line proxy  (deno run … dist/proxy.js, bun dist/proxy.js)
+//   dist/edge.js   export default { fetch } (deno serve dist/edge.js, bun dist/edge.js)
+// Whitespace and syntax are minified, names are kept, so stack traces stay readable.
+import { build } from "esbuild";
+import { readFile, stat } from "node:fs/promises";
+
+const root = new URL("..", import.meta.url).pathname;
+const pkg = JSON.parse(await readFile(`${root}package.json`, "utf8"));
+const banner = `// holdup ${pkg.version} — a reverse proxy for zero-downtime deploys (${pkg.license}).
+// Built from src/ by \`npm run build\` (esbuild); source: ${pkg.repository?.url ?? "the holdup repository"}.
+// Runs unchanged on Deno and Bun. Do not edit: change src/ and rebuild.`;
+
+for (const [entry, out] of [["src/proxy.ts", "dist/proxy.js"], ["src/edge.ts", "dist/edge.js"]]) {
+  await build({
+    absWorkingDir: root,
+    entryPoints: [entry],
+    outfile: out,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    mainFields: ["module", "main"],
+    external: ["node:*"],
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: "none",
+    banner: { js: banner },
+    logLevel: "warning",
+  });
+  const { size } = await stat(`${root}${out}`);
+  console.log(`${out}: ${(size / 1024).toFixed(1)} KiB`);
+}
