@@ -152,8 +152,17 @@ export class Proxy {
  * Starts holdup from `entry` (default src/proxy.ts) on this runtime, listening
  * on free loopback ports, with JSON logs; resolves once it has started.
  */
-export async function startProxy(args: string[], opts: { entry?: string; env?: Record<string, string>; cwd?: string; command?: [string, string[]] } = {}): Promise<Proxy> {
-  const full = ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log", "json", ...args];
+export async function startProxy(args: string[], opts: {
+  entry?: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Run this instead of the runtime with `entry`; holdup's flags are appended unless `rawArgs`. */
+  command?: [string, string[]];
+  rawArgs?: boolean;
+  /** For entries that print no listen address (the edge entry): the port they were told to use. */
+  port?: number;
+} = {}): Promise<Proxy> {
+  const full = opts.rawArgs ? args : ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log", "json", ...args];
   const [cmd, argv] = opts.command ? [opts.command[0], [...opts.command[1], ...full]] : runtimeCommand(opts.entry ?? "src/proxy.ts", full);
   const child = spawn(cmd, argv, {
     cwd: opts.cwd ?? ROOT,
@@ -162,14 +171,31 @@ export async function startProxy(args: string[], opts: { entry?: string; env?: R
   });
   const p = new Proxy(child);
   const started = await Promise.race([
-    p.waitForLine("holdup started", (l) => l.msg === "holdup started", 20_000),
+    p.waitForLine("holdup started", (l) => String(l.msg).startsWith("holdup started"), 20_000),
     p.exited.then((code) => {
       throw new Error(`holdup exited with ${code} before starting:\n${p.stderr}`);
     }),
   ]);
+  if (opts.port) {
+    p.port = opts.port;
+    await until("the port to accept connections", () => canConnect(opts.port!), 20_000);
+    return p;
+  }
   p.port = Number(String(started.listen).split(":").pop());
   if (started.admin !== "off") p.adminPort = Number(String(started.admin).split(":").pop());
   return p;
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  const s = net.connect(port, "127.0.0.1");
+  try {
+    await once(s, "connect");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    s.destroy();
+  }
 }
 
 // ---------------------------------------------------------------- upstreams
