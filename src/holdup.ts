@@ -18,7 +18,7 @@ export interface HoldupOptions {
 }
 
 export function createHoldup(o: HoldupOptions) {
-  const log = new Logger(o.effective.config.log, (t) => o.runtime.writeStderr(t));
+  const log = new Logger(o.effective.config.log, (t) => o.runtime.writeStderr(t), o.runtime.stderrIsTTY());
   const metrics = new Metrics();
   const state = new State(o.effective, o.runtime, {
     onUpstreamStatus(u, from, error) {

@@ -24,7 +24,16 @@ export class Logger {
   private lines: string[] = [];
   private scheduled = false;
 
-  constructor(public format: LogFormat, private write: (text: string) => void) {}
+  /**
+   * @param format the access-log format; events use it too, except with "off",
+   *   where they still print: as JSON unless stderr is a terminal.
+   */
+  constructor(public format: LogFormat, private write: (text: string) => void, private stderrIsTTY = false) {}
+
+  private get eventFormat(): "json" | "text" {
+    if (this.format === "off") return this.stderrIsTTY ? "text" : "json";
+    return this.format;
+  }
 
   get accessEnabled(): boolean {
     return this.format !== "off";
@@ -79,7 +88,7 @@ export class Logger {
   }
 
   private event(level: string, msg: string, fields: Record<string, unknown>): void {
-    if (this.format === "json") {
+    if (this.eventFormat === "json") {
       this.push(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
     } else {
       const extra = Object.entries(fields)
