@@ -3,6 +3,7 @@
  * admin listeners, reload on SIGHUP, shut down gracefully on SIGTERM/SIGINT.
  */
 import { formatListen } from "./config/address.ts";
+import { formatDuration } from "./config/units.ts";
 import { defaultLayer, fileLayer, type Layer, type LayerError, resolve } from "./config/layers.ts";
 import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
@@ -51,8 +52,8 @@ export async function main(rt: Runtime): Promise<void> {
     listen: formatListen(proxyServer),
     upstreams: config.upstreams,
     admin: adminServer ? formatListen(adminServer) : "off",
-    tryDuration: `${config.tryDuration}ms`,
-    tryInterval: `${config.tryInterval}ms`,
+    tryDuration: formatDuration(config.tryDuration),
+    tryInterval: formatDuration(config.tryInterval),
     ...(cli.configPath ? { config: cli.configPath } : {}),
     ...(effective.shadowed.length
       ? { flagsOverFile: effective.shadowed.map((k) => `${flagFor(k)} over ${k}`) }
