@@ -52,7 +52,8 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
   } catch {
     return done(499, "client disconnected while sending the body", 0);
   }
-  const headers = upstreamHeaders(req, conn.clientIP);
+  const inPlace = d.runtime.mutableHeaders;
+  const headers = upstreamHeaders(req, conn.clientIP, inPlace);
   const idempotent = IDEMPOTENT.has(req.method);
   const replayable = body.kind !== "stream";
   // Only on a connection of its own does "refused" prove a request unsent.
@@ -67,21 +68,29 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
     const deadline = start + snap.config.tryDuration;
     const u = snap.mode === "running" ? state.pick(snap) : null;
     if (u) {
-      const out = await attempt(d.runtime, u, {
-        // A request that was never held skips watching its client: the hot path stays lean,
-        // and Deno warns on the first read of request.signal.
+      const input = {
+        // A request that was never held skips watching its client: the hot path stays lean.
         target, method: req.method, headers, body, fresh, signal: wasHeld ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
-      });
+      };
+      let out;
+      if (wasHeld) {
+        // Released requests go out in waves of at most RELEASE_CONCURRENCY.
+        await state.releaseGate.acquire();
+        try {
+          out = await attempt(d.runtime, u, input);
+        } finally {
+          state.releaseGate.release();
+        }
+      } else out = await attempt(d.runtime, u, input);
       if (out.kind === "response") {
         const res = out.response;
-        const resBody = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status) ? null : res.body;
-        if (!resBody) res.body?.cancel().catch(() => {});
-        const response = new Response(resBody, {
-          status: res.status,
-          statusText: res.statusText,
-          headers: clientHeaders(res, out.decoded, Math.round(heldMs)),
-        });
+        const headers = clientHeaders(res, out.decoded, Math.round(heldMs), inPlace);
+        const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
+        // Where headers were rewritten in place, the upstream's response goes out as it is.
+        if (inPlace && (!bodyless || res.body === null)) return finish(d, req, target, start, res, heldMs, u.url);
+        if (bodyless) res.body?.cancel().catch(() => {});
+        const response = new Response(bodyless ? null : res.body, { status: res.status, statusText: res.statusText, headers });
         return finish(d, req, target, start, response, heldMs, u.url);
       }
       if (out.kind === "timeout") {

@@ -5,7 +5,8 @@ import type { Snapshot } from "./state.ts";
 const BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export class Metrics {
-  private byStatus = new Map<string, number>();
+  /** Requests by status code, indexed by the code (100-599). */
+  private byStatus = new Float64Array(600);
   private holdCounts = new Array<number>(BUCKETS.length + 1).fill(0);
   private holdSum = 0;
   private holdCount = 0;
@@ -13,8 +14,7 @@ export class Metrics {
   reloadsFailed = 0;
 
   request(status: number, heldMs: number): void {
-    const key = String(status);
-    this.byStatus.set(key, (this.byStatus.get(key) ?? 0) + 1);
+    this.byStatus[status]++;
     if (heldMs > 0) {
       const s = heldMs / 1000;
       let i = 0;
@@ -30,9 +30,9 @@ export class Metrics {
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
 
     metric("holdup_requests_total", "counter", "Requests answered, by status code and class.");
-    for (const [code, n] of [...this.byStatus].sort()) {
-      out.push(`holdup_requests_total{code="${code}",class="${code[0]}xx"} ${n}`);
-    }
+    this.byStatus.forEach((n, code) => {
+      if (n) out.push(`holdup_requests_total{code="${code}",class="${String(code)[0]}xx"} ${n}`);
+    });
 
     metric("holdup_held_requests", "gauge", "Requests held right now, waiting for an upstream.");
     out.push(`holdup_held_requests ${held}`);

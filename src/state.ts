@@ -12,8 +12,12 @@
 import type { Config } from "./config/schema.ts";
 import type { Effective, Source } from "./config/layers.ts";
 import { Upstream, type UpstreamEnv } from "./upstream.ts";
+import { Deadlines } from "./forward/deadlines.ts";
 
 export type Mode = "running" | "paused" | "stopped";
+
+/** Released held requests in flight at once (see ReleaseGate). */
+export const RELEASE_CONCURRENCY = 256;
 
 export interface Snapshot {
   readonly version: number;
@@ -31,6 +35,7 @@ export type WakeReason = "changed" | "deadline" | "aborted" | "shutdown";
 export class Waiters {
   private wakers = new Set<(why: WakeReason) => void>();
   private closed = false;
+  private deadlines = new Deadlines();
 
   get size(): number {
     return this.wakers.size;
@@ -42,13 +47,14 @@ export class Waiters {
     if (signal?.aborted) return Promise.resolve("aborted");
     return new Promise((resolve) => {
       const done = (why: WakeReason) => {
-        clearTimeout(timer);
+        this.deadlines.delete(expiry);
         signal?.removeEventListener("abort", onAbort);
         this.wakers.delete(done);
         resolve(why);
       };
       const onAbort = () => done("aborted");
-      const timer = setTimeout(done, Math.max(0, deadline - performance.now()), "deadline");
+      const expiry = { at: deadline, onExpire: () => done("deadline") };
+      this.deadlines.add(expiry, deadline - performance.now());
       signal?.addEventListener("abort", onAbort);
       this.wakers.add(done);
     });
@@ -67,6 +73,33 @@ export class Waiters {
   }
 }
 
+/**
+ * Caps how many released requests are in flight to upstreams at once, so that
+ * 10,000 requests released together go out in waves instead of opening 10,000
+ * connections at the same moment (measured: Deno's RSS went from ~360 MB to
+ * ~850 MB in such a burst). Requests that were never held do not pass here.
+ */
+export class ReleaseGate {
+  private queue: Array<() => void> = [];
+  private active = 0;
+
+  constructor(readonly limit: number) {}
+
+  acquire(): Promise<void> | null {
+    if (this.active < this.limit) {
+      this.active++;
+      return null;
+    }
+    return new Promise((resolve) => this.queue.push(resolve));
+  }
+
+  release(): void {
+    const next = this.queue.shift();
+    if (next) next(); // the slot passes straight to the next in line
+    else this.active--;
+  }
+}
+
 export interface StateEvents {
   onUpstreamStatus: UpstreamEnv["onStatus"];
 }
@@ -74,6 +107,7 @@ export interface StateEvents {
 export class State {
   current: Snapshot;
   readonly waiters = new Waiters();
+  readonly releaseGate = new ReleaseGate(RELEASE_CONCURRENCY);
   /** Requests held right now (waiting, not yet sent upstream). */
   held = 0;
   private upstreams = new Map<string, Upstream>();

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, RUNTIME, startProxy, startUpstream, type Upstream, until } from "./helpers.ts";
+import { freePort, rawRequest, RUNTIME, startProxy, startUpstream, type Upstream, until } from "./helpers.ts";
 
 type Sent = { i: number; method: string; body: Buffer | null; res: Promise<{ status: number; text: string; at: number; held: number }> };
 
@@ -381,6 +381,35 @@ test("a hold longer than Bun's 10 s idle timeout is not cut", async () => {
     assert.equal((await proxy.status()).held, 1, `still held on ${RUNTIME}`);
     up = await startUpstream(ok, port);
     assert.deepEqual(await res, { status: 200, text: "ok" });
+  } finally {
+    await proxy.stop();
+    await up?.close();
+  }
+});
+
+test("released requests go out in waves: at most 256 in flight to the upstream at once", async () => {
+  const port = await freePort();
+  const proxy = await startProxy(["-u", `:${port}`, "--try-interval", "100ms"]);
+  let up: Upstream | undefined;
+  try {
+    const n = 300;
+    // Raw sockets: Bun's fetch() itself caps concurrent connections at 256.
+    const sent = Array.from({ length: n }, (_, i) => rawRequest(proxy.port, `GET /wave/${i} HTTP/1.1\nHost: t\nConnection: close`));
+    await until(`${n} held`, async () => (await proxy.status()).held === n, 20_000);
+    let active = 0, peak = 0;
+    up = await startUpstream((_req, res) => {
+      peak = Math.max(peak, ++active);
+      setTimeout(() => {
+        active--;
+        res.end("ok");
+      }, 30);
+    }, port);
+    const results = await Promise.all(sent);
+    assert.deepEqual(results.filter((r) => r.status !== 200 || r.body.toString() !== "ok").length, 0);
+    assert.equal(up.received.length, n, "each request delivered once");
+    assert.equal(new Set(up.received.map((r) => r.url)).size, n);
+    assert.ok(peak <= 256, `${peak} in flight at once`);
+    assert.ok(peak >= 2, "released concurrently, not one by one");
   } finally {
     await proxy.stop();
     await up?.close();

@@ -6,6 +6,7 @@
 import type { Runtime } from "../runtime/types.ts";
 import type { Upstream } from "../upstream.ts";
 import { type Body, bodyInit } from "./body.ts";
+import { Deadlines } from "./deadlines.ts";
 import { classifyFailure, describeFailure, type FailureKind } from "./errors.ts";
 
 export type Outcome =
@@ -16,6 +17,7 @@ export type Outcome =
 
 const TIMEOUT = "response timeout";
 const CLIENT_GONE = "client disconnected";
+const deadlines = new Deadlines();
 
 export interface AttemptInput {
   /** Path and query, e.g. "/a/b?c=d". */
@@ -31,8 +33,10 @@ export interface AttemptInput {
 }
 
 export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): Promise<Outcome> {
+  if (a.signal?.aborted) return { kind: "client-gone" }; // left while waiting its turn: send nothing
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(TIMEOUT), a.responseTimeout);
+  const deadline = { at: performance.now() + a.responseTimeout, onExpire: () => abort.abort(TIMEOUT) };
+  deadlines.add(deadline, a.responseTimeout);
   const onClientGone = () => abort.abort(CLIENT_GONE);
   a.signal?.addEventListener("abort", onClientGone);
   u.attempts++;
@@ -52,7 +56,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
     if (abort.signal.aborted) return abort.signal.reason === TIMEOUT ? { kind: "timeout" } : { kind: "client-gone" };
     return { kind: "failed", failure: classifyFailure(error), error: describeFailure(error) };
   } finally {
-    clearTimeout(timer);
+    deadlines.delete(deadline);
     a.signal?.removeEventListener("abort", onClientGone);
     u.inFlight--;
   }

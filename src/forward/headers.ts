@@ -26,9 +26,11 @@ export function stripHopByHop(h: Headers): void {
 /**
  * The headers sent upstream: the client's (Host included, so the app sees the
  * name it was called by), less hop-by-hop, plus X-Forwarded-For/-Proto/-Host.
+ * With `inPlace` (Bun, where they are mutable) the request's own headers are
+ * rewritten rather than copied.
  */
-export function upstreamHeaders(req: Request, clientIP: string): Headers {
-  const h = new Headers(req.headers);
+export function upstreamHeaders(req: Request, clientIP: string, inPlace: boolean): Headers {
+  const h = inPlace ? req.headers : new Headers(req.headers);
   stripHopByHop(h);
   const host = h.get("host");
   if (host) h.set("x-forwarded-host", host);
@@ -44,10 +46,11 @@ export function upstreamHeaders(req: Request, clientIP: string): Headers {
  * The headers sent to the client: the upstream's, less hop-by-hop. When the
  * runtime's fetch() already decoded the body (Deno decodes gzip and br and has
  * no opt-out), Content-Encoding and the stale Content-Length go too, so the
- * header always matches the bytes.
+ * header always matches the bytes. With `inPlace` the response's own headers
+ * are rewritten rather than copied.
  */
-export function clientHeaders(res: Response, decoded: boolean, heldMs: number): Headers {
-  const h = new Headers(res.headers);
+export function clientHeaders(res: Response, decoded: boolean, heldMs: number, inPlace: boolean): Headers {
+  const h = inPlace ? res.headers : new Headers(res.headers);
   stripHopByHop(h);
   if (decoded) {
     h.delete("content-encoding");

@@ -36,6 +36,7 @@ function quietLegacyAbortWarning(): void {
 
 export const denoRuntime: Runtime = {
   name: "deno",
+  mutableHeaders: false,
   get version() {
     return Deno.version.deno;
   },

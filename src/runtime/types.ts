@@ -43,6 +43,11 @@ export interface UpstreamInit {
 export interface Runtime {
   readonly name: "deno" | "bun";
   readonly version: string;
+  /**
+   * Whether incoming request headers and fetch() response headers may be
+   * changed in place (Bun), or must be copied first (Deno: immutable, per spec).
+   */
+  readonly mutableHeaders: boolean;
   args(): string[];
   env(name: string): string | undefined;
   /** Every HOLDUP_* variable, for the edge entry. */
