@@ -85,12 +85,16 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
       } else out = await attempt(d.runtime, u, input);
       if (out.kind === "response") {
         const res = out.response;
-        const headers = clientHeaders(res, out.decoded, Math.round(heldMs), inPlace);
+        const resHeaders = clientHeaders(res, out.decoded, Math.round(heldMs), inPlace);
         const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
         // Where headers were rewritten in place, the upstream's response goes out as it is.
         if (inPlace && (!bodyless || res.body === null)) return finish(d, req, target, start, res, heldMs, u.url);
         if (bodyless) res.body?.cancel().catch(() => {});
-        const response = new Response(bodyless ? null : res.body, { status: res.status, statusText: res.statusText, headers });
+        const response = new Response(bodyless ? null : res.body, {
+          status: res.status,
+          statusText: res.statusText,
+          headers: resHeaders,
+        });
         return finish(d, req, target, start, response, heldMs, u.url);
       }
       if (out.kind === "timeout") {

@@ -59,7 +59,7 @@ export class Upstream {
     this.ensureProbe();
   }
 
-  /** A request reached it and got a response head. */
+  /** A probe succeeded: wake every request held for it. */
   markUp(): void {
     if (this.status !== "up") {
       this.setStatus("up");
