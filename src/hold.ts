@@ -53,6 +53,7 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
     return done(499, "client disconnected while sending the body", 0);
   }
   const inPlace = d.runtime.mutableHeaders;
+  const acceptEncoding = req.headers.get("accept-encoding");
   const headers = upstreamHeaders(req, conn.clientIP, inPlace);
   const idempotent = IDEMPOTENT.has(req.method);
   const replayable = body.kind !== "stream";
@@ -70,7 +71,7 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
     if (u) {
       const input = {
         // A request that was never held skips watching its client: the hot path stays lean.
-        target, method: req.method, headers, body, fresh, signal: wasHeld ? req.signal : null,
+        target, method: req.method, headers, acceptEncoding, body, fresh, signal: wasHeld ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;
@@ -95,7 +96,7 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
           statusText: res.statusText,
           headers: resHeaders,
         });
-        return finish(d, req, target, start, response, heldMs, u.url);
+        return finish(d, req, target, start, response, heldMs, u.url, undefined, resHeaders);
       }
       if (out.kind === "timeout") {
         return done(504, `upstream ${u.url} sent no response head within ${snap.config.responseTimeout}ms`, heldMs);
@@ -173,6 +174,8 @@ function finish(
   heldMs: number,
   upstream: string | null,
   reason?: string,
+  /** The headers `res` was built with, to build it again without copying `res.headers`. */
+  headersInit?: HeadersInit,
 ): Response {
   d.metrics.request(res.status, heldMs);
   if (!d.log.accessEnabled) return res;
@@ -208,5 +211,5 @@ function finish(
       },
     }),
   );
-  return new Response(counted, { status: res.status, statusText: res.statusText, headers: res.headers });
+  return new Response(counted, { status: res.status, statusText: res.statusText, headers: headersInit ?? res.headers });
 }

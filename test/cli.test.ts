@@ -177,7 +177,7 @@ test("the start-up line reports flags that shadow config-file values", async () 
     );
     assert.notEqual(started.admin, "off", "the --admin flag wins over the file's admin.listen");
     assert.equal((await p.admin("GET", "/healthz")).status, 200);
-    assert.equal(started.tryDuration, "5000ms", "the flag wins");
+    assert.equal(started.tryDuration, "5s", "the flag wins");
     assert.equal(started.tryInterval, "100ms", "the file's other values apply");
     assert.deepEqual(started.upstreams, ["http://127.0.0.1:1"]);
     assert.equal(started.config, file);
@@ -191,7 +191,7 @@ test("the start-up line reports flags that shadow config-file values", async () 
   try {
     const started = await q.waitForLine("holdup started", (l) => l.msg === "holdup started");
     assert.equal(started.flagsOverFile, undefined);
-    assert.equal(started.tryDuration, "10000ms");
+    assert.equal(started.tryDuration, "10s");
   } finally {
     await q.stop();
   }

@@ -23,7 +23,9 @@ export interface AttemptInput {
   /** Path and query, e.g. "/a/b?c=d". */
   target: string;
   method: string;
-  headers: Headers;
+  headers: Headers | [string, string][];
+  /** The client's Accept-Encoding, sent upstream with the headers. */
+  acceptEncoding: string | null;
   body: Body;
   /** See UpstreamInit.fresh. */
   fresh: boolean;
@@ -50,7 +52,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
       fresh: a.fresh,
     });
     const encoding = response.headers.get("content-encoding");
-    const decoded = encoding !== null && runtime.decodedBody(encoding, a.headers.get("accept-encoding"));
+    const decoded = encoding !== null && runtime.decodedBody(encoding, a.acceptEncoding);
     return { kind: "response", response, decoded };
   } catch (error) {
     if (abort.signal.aborted) return abort.signal.reason === TIMEOUT ? { kind: "timeout" } : { kind: "client-gone" };

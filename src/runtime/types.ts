@@ -28,7 +28,7 @@ export interface RunningServer {
 
 export interface UpstreamInit {
   method: string;
-  headers: Headers;
+  headers: HeadersInit;
   body: BodyInit | null;
   signal: AbortSignal;
   /**
