@@ -4,6 +4,7 @@ import { formatDuration, parseDuration, parseSize } from "../src/config/units.ts
 import { parseListen, parseUpstream } from "../src/config/address.ts";
 import { validatePartial } from "../src/config/schema.ts";
 import { defaultLayer, resolve } from "../src/config/layers.ts";
+import { envLayers } from "../src/config/env.ts";
 
 test("durations and sizes: parses the contract's durations", () => {
   assert.equal(parseDuration("250ms"), 250);
@@ -82,4 +83,32 @@ test("config validation: refuses an admin API beyond loopback without a token", 
   assert.equal(r.errors[0].field, "admin.token");
   const ok = resolve([defaultLayer({ stderrIsTTY: false }), { source: "flag", label: "flags", raw: { admin: { listen: "0.0.0.0:2019", token: "s3cret" } } }]);
   assert.ok("effective" in ok);
+});
+
+test("edge config from the environment: HOLDUP_CONFIG, then one variable per key", () => {
+  const r = envLayers({
+    HOLDUP_CONFIG: JSON.stringify({ tryDuration: "5s", upstreams: [":1"] }),
+    HOLDUP_UPSTREAMS: "localhost:8003, :8004",
+    HOLDUP_MAX_HELD: "7",
+    HOLDUP_LISTEN: ":9999",
+  });
+  assert.ok("layers" in r);
+  assert.deepEqual(r.ignored, ["HOLDUP_LISTEN"]);
+  const resolved = resolve([defaultLayer({ stderrIsTTY: false }), ...r.layers]);
+  assert.ok("effective" in resolved);
+  const c = resolved.effective.config;
+  assert.deepEqual(c.upstreams, ["http://localhost:8003", "http://127.0.0.1:8004"], "the single variable wins over HOLDUP_CONFIG");
+  assert.equal(c.tryDuration, 5000);
+  assert.equal(c.maxHeld, 7);
+  assert.equal(resolved.effective.sources.tryDuration, "env");
+});
+
+test("edge config from the environment: a typo or bad JSON is named", () => {
+  const typo = envLayers({ HOLDUP_TRY_DURATON: "5s" });
+  assert.ok("errors" in typo);
+  assert.equal(typo.errors[0].field, "HOLDUP_TRY_DURATON");
+  assert.match(typo.errors[0].problem, /HOLDUP_TRY_DURATION/);
+  const bad = envLayers({ HOLDUP_CONFIG: "{nope" });
+  assert.ok("errors" in bad);
+  assert.equal(bad.errors[0].where, "HOLDUP_CONFIG");
 });
