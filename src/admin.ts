@@ -13,6 +13,12 @@ export interface AdminDeps {
   control: Control;
   state: State;
   metrics: Metrics;
+  /**
+   * Refuse every call while no token is configured (the edge entry, where the
+   * admin API shares the public listener): a reload that clears the token must
+   * not open it.
+   */
+  tokenRequired?: boolean;
 }
 
 export function adminApp(d: AdminDeps): Hono {
@@ -20,7 +26,7 @@ export function adminApp(d: AdminDeps): Hono {
 
   app.use("*", async (c, next) => {
     const token = d.state.current.config.admin.token;
-    if (token && !bearerMatches(c.req.header("authorization"), token)) {
+    if ((token || d.tokenRequired) && !(token && bearerMatches(c.req.header("authorization"), token))) {
       return c.json({ error: "unauthorized: send Authorization: Bearer TOKEN" }, 401, {
         "www-authenticate": 'Bearer realm="holdup"',
       });

@@ -29,6 +29,7 @@ function build() {
     runtime,
     effective: resolved.effective,
     base: { defaults, configPath: null, overrides: null },
+    adminTokenRequired: true,
   });
   const token = resolved.effective.config.admin.token;
   h.log.info("holdup started (edge)", {

@@ -15,6 +15,8 @@ export interface HoldupOptions {
   runtime: Runtime;
   effective: Effective;
   base: { defaults: Layer; configPath: string | null; overrides: Layer | null };
+  /** See AdminDeps.tokenRequired. */
+  adminTokenRequired?: boolean;
 }
 
 export function createHoldup(o: HoldupOptions) {
@@ -35,7 +37,7 @@ export function createHoldup(o: HoldupOptions) {
     state,
     control,
     proxy: proxyApp({ state, runtime: o.runtime, log, metrics }),
-    admin: adminApp({ control, state, metrics }),
+    admin: adminApp({ control, state, metrics, tokenRequired: o.adminTokenRequired }),
   };
 }
 

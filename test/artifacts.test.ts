@@ -62,6 +62,12 @@ async function exercise(start: (upstream: string) => Promise<Proxy>, admin: Admi
     await until("1 held", async () => (await admin.held(proxy)) === 1);
     assert.equal((await admin.reload(proxy, { upstreams: [first.url] })).status, 200);
     assert.deepEqual(await moved, [200, "first"]);
+    if (admin === adminMounted) {
+      // A reload that clears the token must not open the mounted admin API.
+      assert.equal((await admin.reload(proxy, { admin: { token: null } })).status, 200);
+      assert.equal((await fetch(`${proxy.url}/_holdup/status`)).status, 401);
+      assert.equal((await fetch(`${proxy.url}/_holdup/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 401);
+    }
   } finally {
     await proxy.stop();
     for (const u of ups) await u.close();

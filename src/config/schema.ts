@@ -3,7 +3,8 @@
  * one validation function that start-up, SIGHUP and POST /reload all use.
  */
 import * as z from "zod/mini";
-import { type ListenAddress, parseListen, parseUpstream } from "./address.ts";
+import { isLoopback, parseListen, parseUpstream } from "./address.ts";
+import type { ListenAddress } from "./address.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 export type LogFormat = "json" | "text" | "off";
@@ -99,7 +100,7 @@ export function validatePartial(raw: unknown): { value: ParsedPartial } | { erro
 /** Checks that hold only for the whole, merged config. */
 export function validateWhole(c: Config): FieldError[] {
   const errors: FieldError[] = [];
-  if (c.admin.listen && !c.admin.token && !isLoopbackListen(c.admin.listen)) {
+  if (c.admin.listen && !c.admin.token && !isLoopback(c.admin.listen.hostname)) {
     errors.push({
       field: "admin.token",
       problem: `the admin API would listen on ${c.admin.listen.hostname}, beyond loopback, without a token; ` +
@@ -107,10 +108,6 @@ export function validateWhole(c: Config): FieldError[] {
     });
   }
   return errors;
-}
-
-function isLoopbackListen(a: ListenAddress): boolean {
-  return a.hostname === "localhost" || a.hostname === "::1" || a.hostname.startsWith("127.");
 }
 
 // zod/mini carries no message locale: say what is wrong in our own words.
