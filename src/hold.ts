@@ -53,7 +53,6 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
     return done(499, "client disconnected while sending the body", 0);
   }
   const inPlace = d.runtime.mutableHeaders;
-  const acceptEncoding = req.headers.get("accept-encoding");
   const headers = upstreamHeaders(req, conn.clientIP, inPlace);
   const idempotent = IDEMPOTENT.has(req.method);
   const replayable = body.kind !== "stream";
@@ -71,7 +70,7 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
     if (u) {
       const input = {
         // A request that was never held skips watching its client: the hot path stays lean.
-        target, method: req.method, headers, acceptEncoding, body, fresh, signal: wasHeld ? req.signal : null,
+        target, method: req.method, headers, requestHeaders: req.headers, body, fresh, signal: wasHeld ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;

@@ -24,8 +24,8 @@ export interface AttemptInput {
   target: string;
   method: string;
   headers: Headers | [string, string][];
-  /** The client's Accept-Encoding, sent upstream with the headers. */
-  acceptEncoding: string | null;
+  /** The client's request headers: their Accept-Encoding is read only when a response comes back encoded. */
+  requestHeaders: Headers;
   body: Body;
   /** See UpstreamInit.fresh. */
   fresh: boolean;
@@ -52,7 +52,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
       fresh: a.fresh,
     });
     const encoding = response.headers.get("content-encoding");
-    const decoded = encoding !== null && runtime.decodedBody(encoding, a.acceptEncoding);
+    const decoded = encoding !== null && runtime.decodedBody(encoding, a.requestHeaders.get("accept-encoding"));
     return { kind: "response", response, decoded };
   } catch (error) {
     if (abort.signal.aborted) return abort.signal.reason === TIMEOUT ? { kind: "timeout" } : { kind: "client-gone" };
