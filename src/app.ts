@@ -1,10 +1,7 @@
-/** The proxy listener's Hono app: every method and path goes through the hold loop. */
-import { Hono } from "hono";
+/** The proxy listener's handler: every method and path goes through the hold loop. */
 import { type ProxyDeps, proxy } from "./hold.ts";
-import type { Conn } from "./runtime/types.ts";
+import type { IncomingHandler } from "./serve/types.ts";
 
-export function proxyApp(d: ProxyDeps): Hono<{ Bindings: Conn }> {
-  const app = new Hono<{ Bindings: Conn }>();
-  app.all("*", (c) => proxy(c.req.raw, c.env, d));
-  return app;
+export function proxyHandler(d: ProxyDeps): IncomingHandler {
+  return (req) => proxy(req, d);
 }

@@ -28,28 +28,44 @@ export type ReloadResult =
 
 export class Control {
   effective: Effective;
+  /** Called with each config a reload put in force (the listeners' limits follow it). */
+  onApplied: ((config: Config) => void) | null = null;
   private started = Date.now();
+  /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
+  private reloads: Promise<unknown> = Promise.resolve();
 
   constructor(private o: ControlOptions) {
     this.effective = o.effective;
   }
 
+  private inOrder<T>(fn: () => Promise<T> | T): Promise<T> {
+    const next = this.reloads.then(fn, fn);
+    this.reloads = next.catch(() => {});
+    return next;
+  }
+
   /** SIGHUP and an empty POST /reload: defaults + the file as it is now + flags. */
-  async reloadFromFile(trigger: string): Promise<ReloadResult> {
+  reloadFromFile(trigger: string): Promise<ReloadResult> {
+    return this.inOrder(() => this.fromFile(trigger));
+  }
+
+  private async fromFile(trigger: string): Promise<ReloadResult> {
     const { defaults, configPath, overrides } = this.o.base;
     if (!configPath) {
       const errors = [{ where: trigger, field: "(config)", problem: "there is no config file to re-read; start holdup with -c FILE, or POST a JSON body to /reload" }];
       this.o.log.warn("reload refused", { trigger, reason: errors[0].problem });
       return { ok: false, status: 409, errors };
     }
-    const file = await fileLayer(configPath, this.o.runtime.readTextFile);
+    const file = await fileLayer(configPath);
     if ("errors" in file) return this.rejected(trigger, file.errors);
     return this.apply(trigger, [defaults, file.layer, ...(overrides ? [overrides] : [])]);
   }
 
   /** POST /reload with a JSON body: the operator's latest word, over whatever is in force. */
-  reloadWithBody(trigger: string, body: unknown): ReloadResult {
-    return this.apply(trigger, [...this.effective.layers, { source: "reload", label: "reload body", raw: body as Layer["raw"] }]);
+  reloadWithBody(trigger: string, body: unknown): Promise<ReloadResult> {
+    return this.inOrder(() =>
+      this.apply(trigger, [...this.effective.layers, { source: "reload", label: "reload body", raw: body as Layer["raw"] }])
+    );
   }
 
   pause(): void {
@@ -107,6 +123,7 @@ export class Control {
     this.effective = next;
     this.o.log.format = next.config.log;
     const snap = this.o.state.applyConfig(next);
+    this.onApplied?.(next.config);
     this.o.metrics.reloadsOk++;
     this.o.log.info("reloaded", {
       trigger,

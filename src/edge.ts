@@ -13,6 +13,7 @@ import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
 import { runtime } from "./runtime/index.ts";
+import { fromRequest, toResponse } from "./serve/web.ts";
 
 const ADMIN_PREFIX = "/_holdup";
 
@@ -44,20 +45,24 @@ function build() {
 
 const { h, adminMounted } = build();
 
-function handle(req: Request, arg?: unknown): Response | Promise<Response> {
-  const conn = runtime.connFor(req, arg);
-  if (adminMounted) {
-    const url = req.url;
-    const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-    if (url.startsWith(ADMIN_PREFIX, pathStart)) {
-      const rest = url.slice(pathStart + ADMIN_PREFIX.length);
-      if (rest === "" || rest[0] === "/" || rest[0] === "?") {
-        const inner = new Request(url.slice(0, pathStart) + (rest[0] === "/" ? rest : `/${rest}`), req);
-        return h.admin.fetch(inner, conn);
-      }
+const badRequest = () =>
+  new Response("holdup: the Host header is not a valid host[:port], or the request-target is not a path\n", {
+    status: 400,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+
+async function handle(req: Request, arg?: unknown): Promise<Response> {
+  // The path comes from the validated request-target only, so `Host: a/_holdup` cannot reach the admin API.
+  const inc = fromRequest(req, runtime.clientIPFor(req, arg));
+  if (!inc) return badRequest();
+  if (adminMounted && inc.target.startsWith(ADMIN_PREFIX)) {
+    const rest = inc.target.slice(ADMIN_PREFIX.length);
+    if (rest === "" || rest[0] === "/" || rest[0] === "?") {
+      const origin = req.url.slice(0, req.url.indexOf("/", req.url.indexOf("//") + 2));
+      return h.admin.fetch(new Request(origin + (rest[0] === "/" ? rest : `/${rest}`), req));
     }
   }
-  return h.proxy.fetch(req, conn);
+  return toResponse(await h.proxy(inc));
 }
 
 export default {

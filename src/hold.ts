@@ -15,11 +15,12 @@
  * - no response head within responseTimeout → 504.
  */
 import { attempt } from "./forward/attempt.ts";
-import { type Body, prepareBody } from "./forward/body.ts";
+import { type Body, bodySize, prepareBody } from "./forward/body.ts";
 import { clientHeaders, upstreamHeaders } from "./forward/headers.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import type { Conn, Runtime } from "./runtime/types.ts";
+import type { Runtime } from "./runtime/types.ts";
+import type { HeaderList, Incoming, Reply } from "./serve/types.ts";
 import type { State } from "./state.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
@@ -34,17 +35,16 @@ export interface ProxyDeps {
   metrics: Metrics;
 }
 
-export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Response> {
+export async function proxy(req: Incoming, d: ProxyDeps): Promise<Reply> {
   const start = performance.now();
-  const url = req.url;
-  const target = url.slice(url.indexOf("/", url.indexOf("//") + 2));
+  const target = req.target;
   const { state } = d;
   let snap = state.current;
-  const done = (status: number, message: string, heldMs: number, extra?: Record<string, string>) =>
-    finish(d, req, target, start, ownResponse(status, message, heldMs, extra), heldMs, null, message);
+  // What the client reads is short and says what happened; the detail (upstream, error) goes to the log.
+  const done = (status: number, message: string, heldMs: number, detail?: string, extra?: HeaderList) =>
+    finish(d, req, start, ownReply(status, message, heldMs, extra), heldMs, null, detail ?? message);
 
-  if (snap.mode === "stopped") return stopped(d, req, target, start, snap.stopMessage);
-  conn.noIdleTimeout();
+  if (snap.mode === "stopped") return stopped(d, req, start, snap.stopMessage);
 
   let body: Body;
   try {
@@ -52,8 +52,7 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
   } catch {
     return done(499, "client disconnected while sending the body", 0);
   }
-  const inPlace = d.runtime.mutableHeaders;
-  const headers = upstreamHeaders(req, conn.clientIP, inPlace);
+  const headers = upstreamHeaders(req);
   const idempotent = IDEMPOTENT.has(req.method);
   const replayable = body.kind !== "stream";
   // Only on a connection of its own does "refused" prove a request unsent.
@@ -61,16 +60,18 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
   let resends = 0;
   let heldMs = 0;
   let wasHeld = false;
+  /** Bytes of this request's buffered body counted in state.heldBodyBytes while it is held. */
+  const heldBytes = bodySize(body);
 
   for (;;) {
     snap = state.current;
-    if (snap.mode === "stopped") return stopped(d, req, target, start, snap.stopMessage, heldMs);
+    if (snap.mode === "stopped") return stopped(d, req, start, snap.stopMessage, heldMs);
     const deadline = start + snap.config.tryDuration;
     const u = snap.mode === "running" ? state.pick(snap) : null;
     if (u) {
       const input = {
         // A request that was never held skips watching its client: the hot path stays lean.
-        target, method: req.method, headers, requestHeaders: req.headers, body, fresh, signal: wasHeld ? req.signal : null,
+        target, method: req.method, headers, client: req, body, fresh, signal: wasHeld ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;
@@ -85,27 +86,29 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
       } else out = await attempt(d.runtime, u, input);
       if (out.kind === "response") {
         const res = out.response;
-        const resHeaders = clientHeaders(res, out.decoded, Math.round(heldMs), inPlace);
+        const h = clientHeaders(res, out.decoded, Math.round(heldMs));
+        if ("error" in h) {
+          res.body?.cancel().catch(() => {});
+          return done(502, "the upstream sent a response that cannot be relayed", heldMs, `upstream ${u.url}: ${h.error}`);
+        }
         const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
-        // Where headers were rewritten in place, the upstream's response goes out as it is.
-        if (inPlace && (!bodyless || res.body === null)) return finish(d, req, target, start, res, heldMs, u.url);
         if (bodyless) res.body?.cancel().catch(() => {});
-        const response = new Response(bodyless ? null : res.body, {
+        return finish(d, req, start, {
           status: res.status,
-          statusText: res.statusText,
-          headers: resHeaders,
-        });
-        return finish(d, req, target, start, response, heldMs, u.url, undefined, resHeaders);
+          headers: h.headers,
+          body: bodyless ? null : res.body,
+          length: bodyless ? null : h.length,
+        }, heldMs, u.url);
       }
       if (out.kind === "timeout") {
-        return done(504, `upstream ${u.url} sent no response head within ${snap.config.responseTimeout}ms`, heldMs);
+        return done(504, "the upstream sent no response in time", heldMs, `upstream ${u.url} sent no response head within ${snap.config.responseTimeout}ms`);
       }
       if (out.kind === "client-gone") return done(499, "client disconnected", heldMs);
-      if (!replayable) return done(502, `upstream ${u.url} failed: ${out.error}`, heldMs);
+      if (!replayable) return done(502, "the upstream failed", heldMs, `upstream ${u.url} failed: ${out.error}`);
       if (out.failure === "after-send") {
         // It may have seen the request: resend only what is safe to resend.
         if (idempotent && ++resends <= MAX_RESENDS && performance.now() < deadline) continue;
-        return done(502, `upstream ${u.url} failed after the request was sent: ${out.error}`, heldMs);
+        return done(502, "the upstream failed", heldMs, `upstream ${u.url} failed after the request was sent: ${out.error}`);
       }
       u.markDown(out.error); // never sent: hold and retry below
       continue;
@@ -114,43 +117,52 @@ export async function proxy(req: Request, conn: Conn, d: ProxyDeps): Promise<Res
     // Hold: wait for a reload, a resume, an upstream coming up, the deadline or the client leaving.
     if (!wasHeld) {
       if (state.held >= snap.config.maxHeld) {
-        return done(503, `too many requests held (maxHeld ${snap.config.maxHeld})`, 0, { "retry-after": "1" });
+        return done(503, "too many requests are waiting; try again shortly", 0, `maxHeld ${snap.config.maxHeld} reached`, [["retry-after", "1"]]);
+      }
+      if (heldBytes > 0 && state.heldBodyBytes + heldBytes > snap.config.maxHeldBodyBytes) {
+        return done(503, "too many request bodies are waiting; try again shortly", 0, `maxHeldBodyBytes ${snap.config.maxHeldBodyBytes} reached`, [["retry-after", "1"]]);
       }
       wasHeld = true;
     }
     if (performance.now() >= deadline) return heldTooLong(snap.mode, snap.config.tryDuration);
     state.held++;
+    state.heldBodyBytes += heldBytes;
     const since = performance.now();
     const why = await state.waiters.wait(deadline, req.signal);
     state.held--;
+    state.heldBodyBytes -= heldBytes;
     heldMs += performance.now() - since;
     if (why === "aborted") return done(499, "client disconnected while held", heldMs);
-    if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, { "retry-after": "5" });
+    if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, undefined, [["retry-after", "5"]]);
     if (why === "deadline") return heldTooLong(state.current.mode, snap.config.tryDuration);
   }
 
-  function heldTooLong(mode: string, tryDuration: number): Response {
+  function heldTooLong(mode: string, tryDuration: number): Reply {
     const what = mode === "paused" ? "holdup is paused" : "no upstream became reachable";
-    return done(503, `${what}; held for the whole tryDuration (${tryDuration}ms)`, heldMs, { "retry-after": "5" });
+    return done(503, `${what}; held for the whole tryDuration (${tryDuration}ms)`, heldMs, undefined, [["retry-after", "5"]]);
   }
 }
 
-function ownResponse(status: number, message: string, heldMs: number, extra?: Record<string, string>): Response {
-  const headers = new Headers(extra);
-  headers.set("content-type", "text/plain; charset=utf-8");
-  headers.set("x-holdup-held-ms", String(Math.round(heldMs)));
-  return new Response(`holdup: ${message}\n`, { status, headers });
+function ownReply(status: number, message: string, heldMs: number, extra?: HeaderList): Reply {
+  const headers: HeaderList = [
+    ["content-type", "text/plain; charset=utf-8"],
+    ["x-holdup-held-ms", String(Math.round(heldMs))],
+  ];
+  if (extra) headers.push(...extra);
+  return { status, headers, body: `holdup: ${message}\n` };
 }
 
-function stopped(d: ProxyDeps, req: Request, target: string, start: number, message: string, heldMs = 0): Response {
+function stopped(d: ProxyDeps, req: Incoming, start: number, message: string, heldMs = 0): Reply {
   const text = message || "This service is down for maintenance. Please try again soon.";
-  const headers = new Headers({ "retry-after": "30", "x-holdup-held-ms": String(Math.round(heldMs)), "cache-control": "no-store" });
-  let body = text + "\n";
-  if ((req.headers.get("accept") ?? "").includes("text/html")) {
-    headers.set("content-type", "text/html; charset=utf-8");
-    body = maintenancePage(text);
-  } else headers.set("content-type", "text/plain; charset=utf-8");
-  return finish(d, req, target, start, new Response(body, { status: 503, headers }), heldMs, null, "stopped");
+  const html = (req.header("accept") ?? "").includes("text/html");
+  const headers: HeaderList = [
+    ["retry-after", "30"],
+    ["x-holdup-held-ms", String(Math.round(heldMs))],
+    ["cache-control", "no-store"],
+    ["content-type", html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8"],
+  ];
+  const body = html ? maintenancePage(text) : text + "\n";
+  return finish(d, req, start, { status: 503, headers, body }, heldMs, null, "stopped");
 }
 
 function maintenancePage(text: string): string {
@@ -163,52 +175,24 @@ function maintenancePage(text: string): string {
 `;
 }
 
-/** Counts and logs the response once it is decided. */
+/** Counts and logs the reply once it is decided (a streamed body: once it has been sent). */
 function finish(
   d: ProxyDeps,
-  req: Request,
-  target: string,
+  req: Incoming,
   start: number,
-  res: Response,
+  reply: Reply,
   heldMs: number,
   upstream: string | null,
   reason?: string,
-  /** The headers `res` was built with, to build it again without copying `res.headers`. */
-  headersInit?: HeadersInit,
-): Response {
-  d.metrics.request(res.status, heldMs);
-  if (!d.log.accessEnabled) return res;
-  const entry = {
-    method: req.method,
-    path: target,
-    status: res.status,
-    bytes: null as number | null,
-    durationMs: 0,
-    heldMs,
-    upstream,
-    reason,
+): Reply {
+  d.metrics.request(reply.status, heldMs);
+  if (!d.log.accessEnabled) return reply;
+  const method = req.method, path = req.target, status = reply.status;
+  reply.onDone = (bytes, complete) => {
+    d.log.access({
+      method, path, status, bytes, durationMs: performance.now() - start, heldMs, upstream,
+      reason: complete ? reason : reason ?? "response cut short",
+    });
   };
-  const length = res.headers.get("content-length");
-  if (length !== null || !res.body || upstream === null) {
-    entry.bytes = length !== null ? Number(length) : res.body ? null : 0;
-    entry.durationMs = performance.now() - start;
-    d.log.access(entry);
-    return res;
-  }
-  // A streamed body: count it as it goes, and log when it ends.
-  let bytes = 0;
-  const counted = res.body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, c) {
-        bytes += chunk.byteLength;
-        c.enqueue(chunk);
-      },
-      flush() {
-        entry.bytes = bytes;
-        entry.durationMs = performance.now() - start;
-        d.log.access(entry);
-      },
-    }),
-  );
-  return new Response(counted, { status: res.status, statusText: res.statusText, headers: headersInit ?? res.headers });
+  return reply;
 }

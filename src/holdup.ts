@@ -1,6 +1,6 @@
 /** Assembles one holdup: state, metrics, operator control and the two Hono apps. Used by both entries. */
 import { adminApp } from "./admin.ts";
-import { proxyApp } from "./app.ts";
+import { proxyHandler } from "./app.ts";
 import type { Effective, Layer } from "./config/layers.ts";
 import { Control } from "./control.ts";
 import { Logger } from "./log.ts";
@@ -17,6 +17,8 @@ export interface HoldupOptions {
   base: { defaults: Layer; configPath: string | null; overrides: Layer | null };
   /** See AdminDeps.tokenRequired. */
   adminTokenRequired?: boolean;
+  /** See AdminDeps.checkHost. */
+  adminCheckHost?: boolean;
 }
 
 export function createHoldup(o: HoldupOptions) {
@@ -36,8 +38,8 @@ export function createHoldup(o: HoldupOptions) {
     metrics,
     state,
     control,
-    proxy: proxyApp({ state, runtime: o.runtime, log, metrics }),
-    admin: adminApp({ control, state, metrics, tokenRequired: o.adminTokenRequired }),
+    proxy: proxyHandler({ state, runtime: o.runtime, log, metrics }),
+    admin: adminApp({ control, state, metrics, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };
 }
 

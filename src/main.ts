@@ -7,7 +7,11 @@ import { formatDuration } from "./config/units.ts";
 import { defaultLayer, fileLayer, type Layer, type LayerError, resolve } from "./config/layers.ts";
 import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
-import type { Runtime, RunningServer } from "./runtime/types.ts";
+import type { Runtime } from "./runtime/types.ts";
+import { adminHandler } from "./admin.ts";
+import { type Listener, type ListenerLimits, listen } from "./serve/listener.ts";
+import type { IncomingHandler } from "./serve/types.ts";
+import type { Config } from "./config/schema.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
@@ -21,7 +25,7 @@ export async function main(rt: Runtime): Promise<void> {
   const defaults = defaultLayer({ stderrIsTTY: rt.stderrIsTTY(), adminToken: rt.env("HOLDUP_ADMIN_TOKEN") });
   const layers: Layer[] = [defaults];
   if (cli.configPath) {
-    const file = await fileLayer(cli.configPath, rt.readTextFile);
+    const file = await fileLayer(cli.configPath);
     if ("errors" in file) invalid(rt, file.errors);
     layers.push(file.layer);
   }
@@ -35,16 +39,30 @@ export async function main(rt: Runtime): Promise<void> {
     runtime: rt,
     effective,
     base: { defaults, configPath: cli.configPath, overrides: cli.flags },
+    adminCheckHost: true,
   });
 
-  const proxyServer = listen(rt, "proxy", formatListen(config.listen), () =>
-    rt.serve({ hostname: config.listen.hostname, port: config.listen.port, handler: h.proxy.fetch }));
-  let adminServer: RunningServer | null = null;
+  const serve = (what: string, addr: Config["listen"], handler: IncomingHandler) =>
+    open(rt, what, addr, () =>
+      listen({
+        hostname: addr.hostname,
+        port: addr.port,
+        handler,
+        limits: limitsOf(h.control.effective.config),
+        rearmAccept: rt.acceptStallsOnEmfile,
+        warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
+      }));
+  const proxyServer = await serve("proxy", config.listen, h.proxy);
+  let adminServer: Listener | null = null;
   if (config.admin.listen) {
     const a = config.admin.listen;
-    adminServer = listen(rt, "admin API", formatListen(a), () =>
-      rt.serve({ hostname: a.hostname, port: a.port, handler: h.admin.fetch }));
+    adminServer = await serve("admin API", a, adminHandler(h.admin, `http://${formatListen(a)}`));
   }
+  // Timeouts and the connection cap follow reloads.
+  h.control.onApplied = (c) => {
+    proxyServer.update(limitsOf(c));
+    adminServer?.update(limitsOf(c));
+  };
 
   h.log.info("holdup started", {
     version: VERSION,
@@ -88,9 +106,19 @@ export async function main(rt: Runtime): Promise<void> {
   rt.onSignal("SIGINT", () => void shutdown("SIGINT"));
 }
 
-function listen(rt: Runtime, what: string, addr: string, serve: () => RunningServer): RunningServer {
+function limitsOf(c: Config): ListenerLimits {
+  return {
+    headerTimeout: c.headerTimeout,
+    bodyTimeout: c.bodyTimeout,
+    keepAliveTimeout: c.keepAliveTimeout,
+    maxConnections: c.maxConnections,
+  };
+}
+
+async function open(rt: Runtime, what: string, a: Config["listen"], start: () => Promise<Listener>): Promise<Listener> {
+  const addr = formatListen(a);
   try {
-    return serve();
+    return await start();
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (err.code === "EADDRINUSE") {

@@ -110,6 +110,8 @@ export class State {
   readonly releaseGate = new ReleaseGate(RELEASE_CONCURRENCY);
   /** Requests held right now (waiting, not yet sent upstream). */
   held = 0;
+  /** Buffered body bytes of the requests held right now (bounded by maxHeldBodyBytes). */
+  heldBodyBytes = 0;
   private upstreams = new Map<string, Upstream>();
   private rr = 0;
   private env: UpstreamEnv;

@@ -35,7 +35,7 @@ const adminListener: Admin = {
 const TOKEN = "edge-test-token";
 const adminMounted: Admin = {
   reload: (p, body) =>
-    fetch(`${p.url}/_holdup/reload`, { method: "POST", body: JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}` } }),
+    fetch(`${p.url}/_holdup/reload`, { method: "POST", body: JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" } }),
   held: async (p) =>
     (await (await fetch(`${p.url}/_holdup/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()).held,
 };

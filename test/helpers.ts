@@ -136,9 +136,10 @@ export class Proxy {
   }
 
   async admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    const json = body !== undefined && typeof body !== "string";
     return await fetch(this.adminUrl + path, {
       method,
-      headers,
+      headers: json ? { "content-type": "application/json", ...headers } : headers,
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
     });
   }

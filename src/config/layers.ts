@@ -8,6 +8,7 @@
 import { type Config, type FieldError, type RawConfig, validatePartial, validateWhole } from "./schema.ts";
 import { formatListen } from "./address.ts";
 import { formatDuration } from "./units.ts";
+import { open } from "node:fs/promises";
 
 export type Source = "default" | "file" | "flag" | "env" | "reload";
 
@@ -46,7 +47,12 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string }
       healthPath: null,
       maxHeld: 10000,
       maxBodyBuffer: "1MiB",
-      admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null },
+      maxHeldBodyBytes: "256MiB",
+      headerTimeout: "10s",
+      bodyTimeout: "60s",
+      keepAliveTimeout: "75s",
+      maxConnections: 10000,
+      admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null, hosts: [] },
       log: opts.stderrIsTTY ? "text" : "json",
     },
   };
@@ -76,10 +82,11 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   if (errors.length) return { errors };
   const config = {
     ...merged,
-    admin: { listen: merged["admin.listen"] ?? null, token: merged["admin.token"] ?? null },
+    admin: { listen: merged["admin.listen"] ?? null, token: merged["admin.token"] ?? null, hosts: merged["admin.hosts"] ?? [] },
   } as unknown as Config & Record<string, unknown>;
   delete config["admin.listen"];
   delete config["admin.token"];
+  delete config["admin.hosts"];
   const whole = validateWhole(config);
   if (whole.length) return { errors: whole.map((e) => ({ ...e, where: layers[layers.length - 1].label })) };
   return { effective: { config, layers, sources, shadowed } };
@@ -109,26 +116,76 @@ export function toJSON(c: Config): Record<string, unknown> {
     healthPath: c.healthPath,
     maxHeld: c.maxHeld,
     maxBodyBuffer: c.maxBodyBuffer,
-    admin: { listen: c.admin.listen ? formatListen(c.admin.listen) : "off", token: c.admin.token ? "(set)" : null },
+    maxHeldBodyBytes: c.maxHeldBodyBytes,
+    headerTimeout: formatDuration(c.headerTimeout),
+    bodyTimeout: formatDuration(c.bodyTimeout),
+    keepAliveTimeout: formatDuration(c.keepAliveTimeout),
+    maxConnections: c.maxConnections,
+    admin: {
+      listen: c.admin.listen ? formatListen(c.admin.listen) : "off",
+      token: c.admin.token ? "(set)" : null,
+      hosts: c.admin.hosts,
+    },
     log: c.log,
   };
 }
 
-/** Reads and parses a JSON config file into a layer. */
-export async function fileLayer(
-  path: string,
-  readTextFile: (path: string) => Promise<string>,
-): Promise<{ layer: Layer } | { errors: LayerError[] }> {
+/** A config file larger than this is refused unread (a symlink to /dev/zero must not fill memory). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * Reads and parses a JSON config file into a layer. Errors never quote the
+ * file's contents: a reload error reaches the admin API's caller, and the
+ * path may have been pointed at a file they must not read.
+ */
+export async function fileLayer(path: string): Promise<{ layer: Layer } | { errors: LayerError[] }> {
   const label = `config file ${path}`;
-  let text: string;
+  const text = await readCapped(path, MAX_CONFIG_BYTES);
+  if (typeof text !== "string") return { errors: [{ where: label, field: "(file)", problem: text.problem }] };
+  return parseJSON(text, label, "(file)");
+}
+
+/** Parses JSON; on failure says where, never what the text was. */
+export function parseJSON(text: string, where: string, field: string): { layer: Layer } | { errors: LayerError[] } {
   try {
-    text = await readTextFile(path);
+    return { layer: { source: "file", label: where, raw: JSON.parse(text) } };
   } catch (e) {
-    return { errors: [{ where: label, field: "(file)", problem: `cannot be read: ${(e as Error).message}` }] };
+    return { errors: [{ where, field, problem: `is not valid JSON${jsonErrorPlace(e)}` }] };
   }
+}
+
+/**
+ * " (line 3 column 7)" or " (at position 12)" when the engine's message says
+ * so. Only those numbers are kept: both engines quote the offending text in
+ * their messages (`Unexpected token 'r', "root:x:0:0"...`).
+ */
+export function jsonErrorPlace(e: unknown): string {
+  const msg = String((e as Error)?.message ?? "");
+  const lc = /line (\d+) column (\d+)/.exec(msg);
+  if (lc) return ` (line ${lc[1]} column ${lc[2]})`;
+  const pos = /position (\d+)/.exec(msg);
+  return pos ? ` (at position ${pos[1]})` : "";
+}
+
+async function readCapped(path: string, max: number): Promise<string | { problem: string }> {
+  let fh;
   try {
-    return { layer: { source: "file", label, raw: JSON.parse(text) } };
+    fh = await open(path, "r");
+    // Pipes and devices are read too (-c <(…) works), but never past `max` bytes.
+    if ((await fh.stat()).size > max) return { problem: `is larger than ${max} bytes` };
+    const buf = new Uint8Array(max + 1);
+    let size = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, size, buf.byteLength - size, null);
+      if (bytesRead === 0) break;
+      size += bytesRead;
+      if (size > max) return { problem: `is larger than ${max} bytes` };
+    }
+    return new TextDecoder().decode(buf.subarray(0, size));
   } catch (e) {
-    return { errors: [{ where: label, field: "(file)", problem: `is not valid JSON: ${(e as Error).message}` }] };
+    const code = (e as { code?: string }).code;
+    return { problem: `cannot be read${code ? ` (${code})` : ""}` };
+  } finally {
+    await fh?.close().catch(() => {});
   }
 }

@@ -5,7 +5,7 @@
 import * as z from "zod/mini";
 import { isLoopback, parseListen, parseUpstream } from "./address.ts";
 import type { ListenAddress } from "./address.ts";
-import { parseDuration, parseSize } from "./units.ts";
+import { formatDuration, parseDuration, parseSize } from "./units.ts";
 
 export type LogFormat = "json" | "text" | "off";
 
@@ -19,7 +19,17 @@ export interface Config {
   healthPath: string | null;
   maxHeld: number;
   maxBodyBuffer: number;
-  admin: { listen: ListenAddress | null; token: string | null };
+  /** Buffered bodies of all held requests together; past it, 503. */
+  maxHeldBodyBytes: number;
+  /** The whole request head must arrive within this. */
+  headerTimeout: number;
+  /** While a request body is being read, this long without a byte closes the connection. */
+  bodyTimeout: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeout: number;
+  /** Most client connections open at once (also bounded by the fd limit). */
+  maxConnections: number;
+  admin: { listen: ListenAddress | null; token: string | null; hosts: string[] };
   log: LogFormat;
 }
 
@@ -46,11 +56,26 @@ function parsed<T>(parse: (text: string) => T | string, allowNumber = false) {
   );
 }
 
-const duration = (min: number) =>
+/**
+ * A duration within [min, max]. The upper bounds keep every timer well inside
+ * a 32-bit setTimeout (~24.8 days), past which runtimes fire at once: a
+ * "600h" tryInterval would otherwise probe thousands of times a second.
+ */
+const duration = (min: number, max = DAY) =>
   parsed((t) => {
     const ms = parseDuration(t);
-    return typeof ms === "number" && ms < min ? `"${t}" is too short; the least is ${min}ms` : ms;
+    if (typeof ms !== "number") return ms;
+    if (ms < min) return `"${t}" is too short; the least is ${formatDuration(min)}`;
+    if (ms > max) return `"${t}" is too long; the most is ${formatDuration(max)}`;
+    return ms;
   });
+const DAY = 24 * 3_600_000;
+
+const size = (max: number) =>
+  parsed((t) => {
+    const n = parseSize(t);
+    return typeof n === "number" && n > max ? `"${t}" is too large; the most is ${max} bytes` : n;
+  }, true);
 
 const count = parsed((t) => (/^\d+$/.test(t.trim()) ? Number(t) : `"${t}" is not a whole number`), true);
 
@@ -66,19 +91,27 @@ export const partialSchema = z.strictObject({
     z.array(upstream).check(z.minLength(1, "needs at least one upstream")),
   ),
   tryDuration: z.optional(duration(0)),
-  tryInterval: z.optional(duration(1)),
+  tryInterval: z.optional(duration(1, 3_600_000)),
   responseTimeout: z.optional(duration(1)),
+  headerTimeout: z.optional(duration(100, 3_600_000)),
+  bodyTimeout: z.optional(duration(100, 3_600_000)),
+  keepAliveTimeout: z.optional(duration(100, 3_600_000)),
+  maxConnections: z.optional(count),
   healthPath: z.optional(
     z.nullable(
       z.string().check(z.refine((p) => p.startsWith("/"), "must start with /, e.g. /up")),
     ),
   ),
   maxHeld: z.optional(count),
-  maxBodyBuffer: z.optional(parsed(parseSize, true)),
+  maxBodyBuffer: z.optional(size(2 ** 31)),
+  maxHeldBodyBytes: z.optional(size(2 ** 40)),
   admin: z.optional(
     z.strictObject({
       listen: z.optional(adminListen),
       token: z.optional(z.nullable(z.string().check(z.minLength(1, "must not be empty")))),
+      hosts: z.optional(z.array(
+        z.string().check(z.refine((h) => /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(h), "must be a host name without port, e.g. holdup.internal")),
+      )),
     }),
   ),
   log: z.optional(z.enum(["json", "text", "off"])),
@@ -139,7 +172,8 @@ function typeOf(v: unknown): string {
 
 const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
-  "maxHeld", "maxBodyBuffer", "admin", "log", "token",
+  "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
+  "maxConnections", "admin", "log", "token", "hosts",
 ];
 
 function suggest(key: string): string {

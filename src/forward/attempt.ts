@@ -4,13 +4,15 @@
  * terms the hold loop can act on; the retry policy lives there, not here.
  */
 import type { Runtime } from "../runtime/types.ts";
+import type { Incoming } from "../serve/types.ts";
 import type { Upstream } from "../upstream.ts";
 import { type Body, bodyInit } from "./body.ts";
 import { Deadlines } from "./deadlines.ts";
 import { classifyFailure, describeFailure, type FailureKind } from "./errors.ts";
 
 export type Outcome =
-  | { kind: "response"; response: Response; decoded: boolean }
+  /** decoded: see Runtime.decodedBody (null: cannot tell, so the response cannot be relayed). */
+  | { kind: "response"; response: Response; decoded: boolean | null }
   | { kind: "failed"; failure: FailureKind; error: string }
   | { kind: "timeout" }
   | { kind: "client-gone" };
@@ -23,9 +25,9 @@ export interface AttemptInput {
   /** Path and query, e.g. "/a/b?c=d". */
   target: string;
   method: string;
-  headers: Headers | [string, string][];
-  /** The client's request headers: their Accept-Encoding is read only when a response comes back encoded. */
-  requestHeaders: Headers;
+  headers: [string, string][];
+  /** The client's request: its Accept-Encoding is read only when a response comes back encoded. */
+  client: Incoming;
   body: Body;
   /** See UpstreamInit.fresh. */
   fresh: boolean;
@@ -52,7 +54,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
       fresh: a.fresh,
     });
     const encoding = response.headers.get("content-encoding");
-    const decoded = encoding !== null && runtime.decodedBody(encoding, a.requestHeaders.get("accept-encoding"));
+    const decoded = encoding === null ? false : runtime.decodedBody(encoding, a.client.header("accept-encoding"));
     return { kind: "response", response, decoded };
   } catch (error) {
     if (abort.signal.aborted) return abort.signal.reason === TIMEOUT ? { kind: "timeout" } : { kind: "client-gone" };

@@ -1,14 +1,12 @@
 /**
  * Header rewriting in both directions: hop-by-hop removal, Host, X-Forwarded-*.
- *
- * Two ways to the same result. Where the runtime's headers are mutable (Bun),
- * they are rewritten in place. Where they are not (Deno), a plain list of
- * pairs is built in one forEach pass: on Deno 2.9 `new Headers(headers)` costs
- * about 16 µs, a forEach into a list about 2 µs (measured), and fetch() and
- * Response take the list as it is.
+ * Both directions build a plain list of pairs in one pass: on Deno 2.9
+ * `new Headers(headers)` costs about 16 µs, a forEach into a list about 2 µs
+ * (measured), and fetch() and the listener take the list as it is.
  */
+import type { HeaderList, Incoming } from "../serve/types.ts";
 
-export type HeaderList = [string, string][];
+export type { HeaderList };
 
 /** Headers that describe one connection, not the message (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = [
@@ -35,67 +33,56 @@ function connectionNamed(value: string | null): Set<string> | null {
   return names;
 }
 
-/** Removes hop-by-hop headers, including every header that `Connection` names. */
-export function stripHopByHop(h: Headers): void {
-  const named = connectionNamed(h.get("connection"));
-  if (named) for (const n of named) h.delete(n);
-  for (const name of HOP_BY_HOP) h.delete(name);
-}
-
 /**
  * The headers sent upstream: the client's (Host included, so the app sees the
  * name it was called by), less hop-by-hop, plus X-Forwarded-For (client
- * address appended), X-Forwarded-Proto and X-Forwarded-Host.
+ * address appended), X-Forwarded-Proto (the listener's own scheme, whatever
+ * the client claims) and X-Forwarded-Host. Built as a plain list in one pass.
  */
-export function upstreamHeaders(req: Request, clientIP: string, inPlace: boolean): Headers | HeaderList {
-  const proto = req.url.charCodeAt(4) === 115 /* "https:" */ ? "https" : "http";
-  const src = req.headers;
-  if (inPlace) {
-    stripHopByHop(src);
-    const host = src.get("host");
-    if (host) src.set("x-forwarded-host", host);
-    src.set("x-forwarded-proto", proto);
-    if (clientIP) {
-      const prior = src.get("x-forwarded-for");
-      src.set("x-forwarded-for", prior ? `${prior}, ${clientIP}` : clientIP);
-    }
-    return src;
-  }
-  const named = connectionNamed(src.get("connection"));
+export function upstreamHeaders(req: Incoming): HeaderList {
+  const named = connectionNamed(req.header("connection"));
   const out: HeaderList = [];
   let host: string | null = null, forwardedHost: string | null = null, forwardedFor: string | null = null;
-  src.forEach((value, name) => {
+  req.forEachHeader((name, value) => {
     if (HOP_SET.has(name) || named?.has(name)) return;
-    if (name === "x-forwarded-for") forwardedFor = value;
-    else if (name === "x-forwarded-host") forwardedHost = value;
+    if (name === "x-forwarded-for") forwardedFor = forwardedFor === null ? value : `${forwardedFor}, ${value}`;
+    else if (name === "x-forwarded-host") forwardedHost ??= value;
     else if (name !== "x-forwarded-proto") {
       if (name === "host") host = value;
       out.push([name, value]);
     }
   });
   if (host ?? forwardedHost) out.push(["x-forwarded-host", (host ?? forwardedHost)!]);
-  out.push(["x-forwarded-proto", proto]);
-  const xff = clientIP ? (forwardedFor ? `${forwardedFor}, ${clientIP}` : clientIP) : forwardedFor;
+  out.push(["x-forwarded-proto", req.scheme]);
+  const ip = req.clientIP;
+  const xff = ip ? (forwardedFor ? `${forwardedFor}, ${ip}` : ip) : forwardedFor;
   if (xff) out.push(["x-forwarded-for", xff]);
   return out;
 }
 
 /**
  * The headers sent to the client: the upstream's, less hop-by-hop, plus
- * X-Holdup-Held-Ms. When the runtime's fetch() already decoded the body (Deno
- * decodes gzip and br and has no opt-out), Content-Encoding and the stale
- * Content-Length go too, so the header always matches the bytes.
+ * X-Holdup-Held-Ms, and the declared body length to hold the body to.
+ * When the runtime's fetch() already decoded the body (Deno decodes gzip and
+ * br and has no opt-out), Content-Encoding and the stale Content-Length go
+ * too, so the header always matches the bytes. A response whose framing is
+ * ambiguous (Content-Length with Transfer-Encoding, conflicting lengths, a
+ * coding list the runtime may have half decoded) is an error: the caller
+ * answers 502 rather than relay bytes under the wrong label.
  */
-export function clientHeaders(res: Response, decoded: boolean, heldMs: number, inPlace: boolean): Headers | HeaderList {
+export function clientHeaders(
+  res: Response,
+  decoded: boolean | null,
+  heldMs: number,
+): { headers: HeaderList; length: number | null } | { error: string } {
+  if (decoded === null) return { error: `Content-Encoding "${res.headers.get("content-encoding")}" cannot be relayed as decoded` };
   const src = res.headers;
-  if (inPlace) {
-    stripHopByHop(src);
-    if (decoded) {
-      src.delete("content-encoding");
-      src.delete("content-length");
-    }
-    src.set("x-holdup-held-ms", String(heldMs));
-    return src;
+  const lengthHeader = src.get("content-length");
+  let length: number | null = null;
+  if (lengthHeader !== null) {
+    if (src.has("transfer-encoding")) return { error: "both Content-Length and Transfer-Encoding" };
+    if (!/^\d{1,15}$/.test(lengthHeader.trim())) return { error: `invalid Content-Length "${lengthHeader}"` };
+    length = Number(lengthHeader);
   }
   const named = connectionNamed(src.get("connection"));
   const out: HeaderList = [];
@@ -105,5 +92,5 @@ export function clientHeaders(res: Response, decoded: boolean, heldMs: number, i
     out.push([name, value]);
   });
   out.push(["x-holdup-held-ms", String(heldMs)]);
-  return out;
+  return { headers: out, length: decoded ? null : length };
 }

@@ -1,13 +1,13 @@
 /// <reference types="npm:bun-types" />
 /** The Bun adapter: the only file that touches the `Bun` global. */
-import type { Conn, Runtime, ServeOptions, UpstreamInit } from "./types.ts";
+import type { Runtime, UpstreamInit } from "./types.ts";
 
 const noop = () => {};
 type BunServer = ReturnType<typeof Bun.serve>;
 
 export const bunRuntime: Runtime = {
   name: "bun",
-  mutableHeaders: true,
+  acceptStallsOnEmfile: false,
   get version() {
     return Bun.version;
   },
@@ -25,23 +25,9 @@ export const bunRuntime: Runtime = {
   writeStdout(text) {
     process.stdout.write(text);
   },
-  readTextFile: (path) => Bun.file(path).text(),
   exit: (code) => process.exit(code),
   onSignal(signal, fn) {
     process.on(signal, fn);
-  },
-  serve(opts: ServeOptions) {
-    const server = Bun.serve({
-      hostname: opts.hostname,
-      port: opts.port,
-      development: false,
-      fetch: (req, srv) => opts.handler(req, connOf(req, srv)),
-    });
-    return {
-      hostname: server.hostname ?? opts.hostname,
-      port: server.port ?? opts.port,
-      shutdown: () => server.stop(false).then(noop),
-    };
   },
   fetchUpstream(url, init: UpstreamInit) {
     return fetch(url, {
@@ -82,16 +68,5 @@ export const bunRuntime: Runtime = {
       });
     });
   },
-  connFor: (req, arg) => connOf(req, arg as BunServer),
+  clientIPFor: (req, arg) => (arg as BunServer | undefined)?.requestIP?.(req)?.address ?? "",
 };
-
-function connOf(req: Request, server: BunServer | undefined): Conn {
-  return {
-    get clientIP() {
-      return server?.requestIP(req)?.address ?? "";
-    },
-    noIdleTimeout() {
-      server?.timeout(req, 0);
-    },
-  };
-}

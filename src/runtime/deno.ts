@@ -1,7 +1,6 @@
 /** The Deno adapter: the only file that touches the `Deno` global. */
-import type { Conn, Runtime, ServeOptions, UpstreamInit } from "./types.ts";
+import type { Runtime, UpstreamInit } from "./types.ts";
 
-const noop = () => {};
 
 // Deno's fetch ignores a Host header unless the client allows it. One pooled
 // client for ordinary requests, one that never reuses a connection for
@@ -36,7 +35,7 @@ function quietLegacyAbortWarning(): void {
 
 export const denoRuntime: Runtime = {
   name: "deno",
-  mutableHeaders: false,
+  acceptStallsOnEmfile: true,
   get version() {
     return Deno.version.deno;
   },
@@ -54,30 +53,9 @@ export const denoRuntime: Runtime = {
   writeStdout(text) {
     writeAll(Deno.stdout, encoder.encode(text));
   },
-  readTextFile: (path) => Deno.readTextFile(path),
   exit: (code) => Deno.exit(code),
   onSignal(signal, fn) {
     Deno.addSignalListener(signal, fn);
-  },
-  serve(opts: ServeOptions) {
-    quietLegacyAbortWarning();
-    let server: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      server = Deno.serve({
-        hostname: opts.hostname,
-        port: opts.port,
-        onListen: noop,
-        handler: (req, info) => opts.handler(req, { clientIP: info.remoteAddr.hostname, noIdleTimeout: noop }),
-      });
-    } catch (e) {
-      if (e instanceof Deno.errors.AddrInUse) throw Object.assign(new Error((e as Error).message), { code: "EADDRINUSE" });
-      throw e;
-    }
-    return {
-      hostname: server.addr.hostname,
-      port: server.addr.port,
-      shutdown: () => server.shutdown(),
-    };
   },
   fetchUpstream(url, init: UpstreamInit) {
     return fetch(url, {
@@ -96,8 +74,11 @@ export const denoRuntime: Runtime = {
   // Accept-Encoding is exactly "identity"; there is no other opt-out. The coding
   // is matched case-insensitively, as Deno's decoder does ("GZIP", "Br").
   decodedBody(encoding, accept) {
+    if (accept?.trim().toLowerCase() === "identity") return false;
     const coding = encoding.trim().toLowerCase();
-    return (coding === "gzip" || coding === "br") && accept?.trim().toLowerCase() !== "identity";
+    if (coding === "gzip" || coding === "br") return true;
+    // A list ("gzip, gzip", "br, gzip"): what Deno decoded of it cannot be known.
+    return coding.includes(",") && /\b(gzip|br)\b/.test(coding) ? null : false;
   },
   async tcpConnect(hostname, port, timeoutMs) {
     const abort = new AbortController();
@@ -108,10 +89,9 @@ export const denoRuntime: Runtime = {
       clearTimeout(timer);
     }
   },
-  connFor(_req, arg): Conn {
+  clientIPFor(_req, arg) {
     quietLegacyAbortWarning();
-    const addr = (arg as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr;
-    return { clientIP: addr?.hostname ?? "", noIdleTimeout: noop };
+    return (arg as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr?.hostname ?? "";
   },
 };
 

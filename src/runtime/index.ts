@@ -3,6 +3,6 @@ import { bunRuntime } from "./bun.ts";
 import { denoRuntime } from "./deno.ts";
 import type { Runtime } from "./types.ts";
 
-export type { Conn, Handler, Runtime, RunningServer } from "./types.ts";
+export type { Runtime } from "./types.ts";
 
 export const runtime: Runtime = "Deno" in globalThis ? denoRuntime : bunRuntime;

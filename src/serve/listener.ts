@@ -1,0 +1,431 @@
+/**
+ * The listener: a `node:http` server, on Deno and on Bun alike.
+ *
+ * Why not `Deno.serve` / `Bun.serve` (measured, see README "Security"): Deno.serve
+ * has no header, body or keep-alive timeout and exits on EMFILE; its
+ * `request.signal` misses a client that leaves after sending a body. Bun.serve
+ * has one idle timeout (max 255 s) and no connection limit. Both build
+ * `request.url` from the untrusted Host header. node:http, on both runtimes,
+ * gives the raw request-target, the raw header list (so two Host headers can be
+ * seen), header and keep-alive timeouts, a 'close' event that always fires, a
+ * 'connect' event for CONNECT and an 'upgrade' event with the raw socket.
+ *
+ * What is enforced here, for every connection:
+ * - headerTimeout: the whole request head must arrive within it (node's
+ *   headersTimeout, checked every connectionsCheckingInterval);
+ * - bodyTimeout: while holdup waits for request-body bytes, none for this long
+ *   closes the connection (a held request is not reading its body: exempt);
+ * - keepAliveTimeout: an idle keep-alive connection is closed after it;
+ * - the connection cap: min(maxConnections, what the fd limit allows). At the
+ *   cap, the oldest connection with no request in progress is closed to make
+ *   room; if every one is busy, the new one is closed at once.
+ */
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import type { Socket } from "node:net";
+import { originForm, validHost } from "./target.ts";
+import type { Incoming, IncomingHandler, Reply } from "./types.ts";
+
+export interface ListenerLimits {
+  headerTimeout: number;
+  bodyTimeout: number;
+  keepAliveTimeout: number;
+  maxConnections: number;
+}
+
+export interface ListenOptions {
+  hostname: string;
+  port: number;
+  handler: IncomingHandler;
+  limits: ListenerLimits;
+  /**
+   * Deno 2.9's node:http stops accepting for good after one accept() fails
+   * with EMFILE (its poller drops the error without re-registering). Calling
+   * listen() again on the listening handle re-arms it: done on a timer there.
+   */
+  rearmAccept?: boolean;
+  /** Events worth a log line (connection refused at the cap, …). */
+  warn(message: string, fields?: Record<string, unknown>): void;
+}
+
+export interface Listener {
+  readonly hostname: string;
+  readonly port: number;
+  /** Applies new limits (a reload): timeouts for new waits, the cap at once. */
+  update(limits: ListenerLimits): void;
+  /** Connections open now. */
+  readonly connections: number;
+  /** Stops accepting, closes idle connections; resolves when in-flight requests finished. */
+  shutdown(): Promise<void>;
+}
+
+const BUSY = Symbol("holdup.busy");
+type TrackedSocket = Socket & { [BUSY]?: number };
+const noop = () => {};
+
+/** File descriptors kept back for upstream connections, the listener itself and files. */
+const FD_RESERVE = 64;
+
+export function listen(o: ListenOptions): Promise<Listener> {
+  let limits = o.limits;
+  const fdLimit = softFdLimit();
+  const capOf = (l: ListenerLimits) =>
+    fdLimit ? Math.max(16, Math.min(l.maxConnections, Math.floor((fdLimit - FD_RESERVE) / 2))) : l.maxConnections;
+  let cap = capOf(limits);
+  const conns = new Set<TrackedSocket>();
+  let refusedSince = 0, lastRefusalLog = 0;
+  /** After shutdown(): every connection closes once its request is answered. */
+  let closing = false;
+
+  const server = http.createServer({
+    headersTimeout: limits.headerTimeout,
+    requestTimeout: 0, // a held request's body may wait unread: bodyTimeout covers reads instead
+    keepAliveTimeout: limits.keepAliveTimeout,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
+  } as http.ServerOptions);
+  server.timeout = 0;
+
+  server.on("connection", (socket: TrackedSocket) => {
+    socket[BUSY] = 0;
+    if (conns.size >= cap) {
+      for (const s of conns) {
+        if (!s[BUSY]) {
+          conns.delete(s);
+          s.destroy();
+          break;
+        }
+      }
+      if (conns.size >= cap) {
+        socket.destroy();
+        refusedSince++;
+        const now = Date.now();
+        if (now - lastRefusalLog > 5000) {
+          o.warn("connection limit reached: refusing new connections", { limit: cap, refused: refusedSince, fdLimit });
+          lastRefusalLog = now;
+          refusedSince = 0;
+        }
+        return;
+      }
+    }
+    conns.add(socket);
+    socket.on("close", () => conns.delete(socket));
+    socket.on("error", noop);
+  });
+
+  // CONNECT would turn holdup into a forward proxy: refuse it.
+  server.on("connect", (_req, socket: Socket) => {
+    socket.on("error", noop);
+    socket.end(plain(405, "Method Not Allowed", "holdup: CONNECT is not supported\n", ["allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"]));
+  });
+  // WebSocket and other upgrades are not proxied yet: answer, rather than drop the socket.
+  server.on("upgrade", (_req, socket: Socket) => {
+    socket.on("error", noop);
+    socket.end(plain(501, "Not Implemented", "holdup: protocol upgrades (WebSocket) are not supported yet\n"));
+  });
+
+  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket as TrackedSocket;
+    socket[BUSY] = (socket[BUSY] ?? 0) + 1;
+    const incoming = new NodeIncoming(req, res, limits.bodyTimeout);
+    res.on("close", () => {
+      socket[BUSY] = (socket[BUSY] ?? 1) - 1;
+      if (!res.writableFinished) incoming.clientGone();
+      if (closing && !socket[BUSY]) socket.destroy();
+    });
+    if (closing) res.shouldKeepAlive = false;
+    req.on("error", noop);
+    const bad = badRequest(req);
+    if (bad) return void writeReply(res, bad, true);
+    let reply;
+    try {
+      reply = o.handler(incoming);
+    } catch (e) {
+      return void writeReply(res, internalError(o, e), false);
+    }
+    if (reply instanceof Promise) {
+      reply.then((r) => writeReply(res, r, false), (e) => writeReply(res, internalError(o, e), false));
+    } else writeReply(res, reply, false);
+  });
+
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port: o.port, host: o.hostname, exclusive: true }, () => {
+      server.off("error", reject);
+      server.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
+      const addr = server.address();
+      const port = addr && typeof addr === "object" ? addr.port : o.port;
+      let rearm: ReturnType<typeof setInterval> | null = null;
+      if (o.rearmAccept) {
+        // deno-lint-ignore no-explicit-any
+        const handle = (server as any)._handle;
+        if (typeof handle?.listen === "function") {
+          rearm = setInterval(() => handle.listen(511), 250);
+          (rearm as { unref?: () => void }).unref?.();
+        }
+      }
+      resolve({
+        hostname: o.hostname,
+        port,
+        get connections() {
+          return conns.size;
+        },
+        update(next) {
+          limits = next;
+          cap = capOf(next);
+          server.headersTimeout = next.headerTimeout;
+          server.keepAliveTimeout = next.keepAliveTimeout;
+        },
+        shutdown() {
+          if (rearm) clearInterval(rearm);
+          closing = true;
+          return new Promise<void>((done) => {
+            server.close(() => done());
+            for (const s of conns) if (!s[BUSY]) s.destroy();
+          });
+        },
+      });
+    });
+  });
+}
+
+/** The connection cap's basis: the soft RLIMIT_NOFILE, read from /proc on Linux (null elsewhere). */
+function softFdLimit(): number | null {
+  try {
+    const text = readFileSync("/proc/self/limits", "utf8");
+    const m = /^Max open files\s+(\d+)/m.exec(text);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Requests refused before any handler sees them: a bad target or Host. */
+function badRequest(req: http.IncomingMessage): Reply | null {
+  const target = originForm(req.url ?? "");
+  if (target === null) return own(400, "the request-target must be a path (origin-form), e.g. GET /index.html");
+  const raw = req.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 4 && raw[i].toLowerCase() === "host") hosts++;
+  }
+  if (hosts > 1) return own(400, "more than one Host header");
+  const host = req.headers.host;
+  if (host === undefined) {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) return own(400, "HTTP/1.1 requests need a Host header");
+  } else if (!validHost(host)) return own(400, "the Host header is not a valid host[:port]");
+  return null;
+}
+
+function own(status: number, message: string): Reply {
+  return { status, headers: [["content-type", "text/plain; charset=utf-8"], ["connection", "close"]], body: `holdup: ${message}\n` };
+}
+
+function internalError(o: ListenOptions, e: unknown): Reply {
+  o.warn("internal error while answering a request", { error: String((e as Error)?.stack ?? e) });
+  return { status: 500, headers: [["content-type", "text/plain; charset=utf-8"]], body: "holdup: internal error\n" };
+}
+
+function plain(status: number, text: string, body: string, extra: string[] = []): string {
+  return [`HTTP/1.1 ${status} ${text}`, "content-type: text/plain; charset=utf-8", `content-length: ${body.length}`, "connection: close", ...extra, "", body].join("\r\n");
+}
+
+class NodeIncoming implements Incoming {
+  readonly method: string;
+  readonly target: string;
+  readonly scheme = "http" as const;
+  private abort: AbortController | null = null;
+  private gone = false;
+  private _body: ReadableStream<Uint8Array> | null | undefined;
+
+  constructor(private req: http.IncomingMessage, private res: http.ServerResponse, private bodyTimeout: number) {
+    this.method = req.method ?? "GET";
+    this.target = originForm(req.url ?? "/") ?? "/";
+  }
+
+  get clientIP(): string {
+    return this.req.socket.remoteAddress ?? "";
+  }
+
+  header(name: string): string | null {
+    const v = this.req.headers[name];
+    if (v === undefined) return null;
+    return Array.isArray(v) ? v.join(", ") : v;
+  }
+
+  forEachHeader(fn: (name: string, value: string) => void): void {
+    const raw = this.req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) fn(raw[i].toLowerCase(), raw[i + 1]);
+  }
+
+  get contentLength(): number | null {
+    const v = this.req.headers["content-length"];
+    return v === undefined ? null : Number(v);
+  }
+
+  private get hasBody(): boolean {
+    const h = this.req.headers;
+    return (h["content-length"] !== undefined && h["content-length"] !== "0") || h["transfer-encoding"] !== undefined;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this._body === undefined) this._body = this.hasBody ? bodyStream(this.req, this.bodyTimeout) : null;
+    return this._body;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.abort) {
+      this.abort = new AbortController();
+      if (this.gone) this.abort.abort();
+    }
+    return this.abort.signal;
+  }
+
+  clientGone(): void {
+    this.gone = true;
+    this.abort?.abort();
+  }
+
+  async readAll(max: number): Promise<Uint8Array | null> {
+    if (!this.hasBody) return new Uint8Array(0);
+    const declared = this.contentLength;
+    if (declared !== null && declared > max) return null;
+    const out = new Uint8Array(declared ?? Math.min(max, 64 * 1024));
+    let size = 0;
+    let buf = out;
+    const reader = this.body!.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (size + value.byteLength > max) {
+        reader.cancel().catch(noop);
+        return null;
+      }
+      if (size + value.byteLength > buf.byteLength) {
+        const bigger = new Uint8Array(Math.min(max, Math.max(buf.byteLength * 2, size + value.byteLength)));
+        bigger.set(buf.subarray(0, size));
+        buf = bigger;
+      }
+      buf.set(value, size);
+      size += value.byteLength;
+    }
+    return size === buf.byteLength ? buf : buf.subarray(0, size);
+  }
+}
+
+/**
+ * The request body as a web stream, read from node's stream only as fast as
+ * it is consumed. While a read waits for the client, `timeoutMs` without a
+ * byte closes the connection; while nothing reads (the request is held), no
+ * timer runs.
+ */
+function bodyStream(req: http.IncomingMessage, timeoutMs: number): ReadableStream<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const disarm = () => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  };
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      req.pause();
+      req.on("data", (chunk: Uint8Array) => {
+        disarm();
+        c.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((c.desiredSize ?? 0) <= 0) req.pause();
+      });
+      req.once("end", () => {
+        disarm();
+        c.close();
+      });
+      const fail = () => {
+        disarm();
+        try {
+          c.error(new Error("client disconnected while sending the body"));
+        } catch { /* already closed */ }
+      };
+      req.once("aborted", fail);
+      req.once("error", fail);
+      req.once("close", () => {
+        if (!req.complete) fail();
+      });
+    },
+    pull() {
+      req.resume();
+      // The parser may have the whole body already (req.complete): then nothing waits on the client.
+      if (!timer && timeoutMs > 0 && !req.complete) {
+        timer = setTimeout(() => {
+          timer = null;
+          req.socket.destroy(); // the client stopped sending its body
+        }, timeoutMs);
+      }
+    },
+    cancel() {
+      disarm();
+      req.resume(); // discard the rest
+    },
+  }, { highWaterMark: 1 });
+}
+
+/** Writes a reply; `close` ends the connection after it (a request refused before its body was read). */
+function writeReply(res: http.ServerResponse, reply: Reply, close: boolean): void {
+  if (res.destroyed) {
+    if (reply.body instanceof ReadableStream) reply.body.cancel().catch(noop);
+    reply.onDone?.(0, false);
+    return;
+  }
+  const flat: string[] = [];
+  for (const [name, value] of reply.headers) {
+    if (name === "date") res.sendDate = false;
+    flat.push(name, value);
+  }
+  if (close) res.shouldKeepAlive = false;
+  res.writeHead(reply.status, flat);
+  const body = reply.body;
+  if (!(body instanceof ReadableStream)) {
+    res.end(body ?? undefined);
+    reply.onDone?.(body === null ? 0 : typeof body === "string" ? body.length : body.byteLength, true);
+    return;
+  }
+  void pump(res, body, reply.length ?? null, reply.onDone);
+}
+
+async function pump(
+  res: http.ServerResponse,
+  body: ReadableStream<Uint8Array>,
+  declared: number | null,
+  onDone?: (bytes: number, complete: boolean) => void,
+): Promise<void> {
+  const reader = body.getReader();
+  let bytes = 0;
+  let complete = false;
+  const onClose = () => reader.cancel().catch(noop);
+  res.once("close", onClose);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+      if (declared !== null && bytes > declared) throw new Error("the upstream sent more than its Content-Length");
+      if (!res.write(value)) {
+        await new Promise<void>((r) => {
+          const go = () => {
+            res.off("drain", go);
+            res.off("close", go);
+            r();
+          };
+          res.on("drain", go);
+          res.on("close", go);
+        });
+      }
+      if (res.destroyed) throw new Error("client disconnected");
+    }
+    if (declared !== null && bytes !== declared) throw new Error("the upstream body ended before its Content-Length");
+    res.end();
+    complete = true;
+  } catch {
+    reader.cancel().catch(noop);
+    res.destroy(); // cut, so the client sees a truncated message, never a clean end
+  } finally {
+    res.off("close", onClose);
+    onDone?.(bytes, complete);
+  }
+}
