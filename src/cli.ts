@@ -23,7 +23,13 @@ const OPTIONS = {
   "health-path": { type: "string" },
   "max-held": { type: "string" },
   "max-body-buffer": { type: "string" },
+  "max-held-body-bytes": { type: "string" },
+  "header-timeout": { type: "string" },
+  "body-timeout": { type: "string" },
+  "keep-alive-timeout": { type: "string" },
+  "max-connections": { type: "string" },
   admin: { type: "string" },
+  "admin-host": { type: "string", multiple: true },
   "admin-token": { type: "string" },
   log: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -40,7 +46,13 @@ const FLAG_FOR: Record<string, string> = {
   healthPath: "--health-path",
   maxHeld: "--max-held",
   maxBodyBuffer: "--max-body-buffer",
+  maxHeldBodyBytes: "--max-held-body-bytes",
+  headerTimeout: "--header-timeout",
+  bodyTimeout: "--body-timeout",
+  keepAliveTimeout: "--keep-alive-timeout",
+  maxConnections: "--max-connections",
   "admin.listen": "--admin",
+  "admin.hosts": "--admin-host",
   "admin.token": "--admin-token",
   log: "--log",
 };
@@ -63,10 +75,16 @@ export function parseCli(args: string[]): Cli {
   if (values["health-path"] !== undefined) raw.healthPath = values["health-path"];
   if (values["max-held"] !== undefined) raw.maxHeld = values["max-held"];
   if (values["max-body-buffer"] !== undefined) raw.maxBodyBuffer = values["max-body-buffer"];
-  if (values.admin !== undefined || values["admin-token"] !== undefined) {
+  if (values["max-held-body-bytes"] !== undefined) raw.maxHeldBodyBytes = values["max-held-body-bytes"];
+  if (values["header-timeout"] !== undefined) raw.headerTimeout = values["header-timeout"];
+  if (values["body-timeout"] !== undefined) raw.bodyTimeout = values["body-timeout"];
+  if (values["keep-alive-timeout"] !== undefined) raw.keepAliveTimeout = values["keep-alive-timeout"];
+  if (values["max-connections"] !== undefined) raw.maxConnections = values["max-connections"];
+  if (values.admin !== undefined || values["admin-token"] !== undefined || values["admin-host"] !== undefined) {
     raw.admin = {};
     if (values.admin !== undefined) raw.admin.listen = values.admin;
     if (values["admin-token"] !== undefined) raw.admin.token = values["admin-token"];
+    if (values["admin-host"] !== undefined) raw.admin.hosts = values["admin-host"];
   }
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
   return {
@@ -114,9 +132,23 @@ Options (config-file key in brackets; a flag overrides the file):
       --health-path PATH     [healthPath] upstream is ready only when GET PATH is 2xx (default none)
       --max-held N           [maxHeld] most requests held at once; past it, 503     (default 10000)
       --max-body-buffer SIZE [maxBodyBuffer] largest body kept in memory for replay (default 1MiB)
+      --max-held-body-bytes SIZE [maxHeldBodyBytes] buffered bodies of all held requests
+                             together; past it, 503 with Retry-After          (default 256MiB)
+
+Connections (every client connection; a held request is exempt from the timeouts):
+      --header-timeout DUR   [headerTimeout] the whole request head must arrive within it (default 10s)
+      --body-timeout DUR     [bodyTimeout] longest silence while a request body is read (default 60s)
+      --keep-alive-timeout DUR [keepAliveTimeout] an idle keep-alive connection closes (default 75s)
+      --max-connections N    [maxConnections] client connections at once, also capped by the
+                             fd limit (ulimit -n); at the cap the oldest idle one is closed (default 10000)
+
+Admin API:
       --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)
       --admin-token TOKEN    [admin.token] bearer token for the admin API (default $HOLDUP_ADMIN_TOKEN);
                              required when the admin API listens beyond loopback
+      --admin-host NAME      [admin.hosts] a host name the admin API answers to, besides
+                             localhost and IP addresses; repeat for several. Other Host
+                             headers get 403 (a web page using DNS rebinding cannot reach it)
       --log FORMAT           [log] access log on stderr: json, text or off
                              (default text on a terminal, else json)
   -h, --help                 show this help
@@ -143,7 +175,9 @@ Deploy without dropping a request:
   curl -X POST localhost:2019/resume                # held requests go to :8004
 
 Admin API (JSON, on --admin): GET /status, POST /reload, POST /pause,
-POST /resume, POST /stop, GET /metrics, GET /healthz.
+POST /resume, POST /stop, GET /metrics, GET /healthz. JSON bodies need
+Content-Type: application/json; a request from a web page of another origin
+that would change anything gets 403.
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a port is in use,
 2 for bad flags or config.
 `;

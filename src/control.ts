@@ -46,6 +46,7 @@ export class Control {
 
   /** SIGHUP and an empty POST /reload: defaults + the file as it is now + flags. */
   reloadFromFile(trigger: string): Promise<ReloadResult> {
+    if (this.o.base.configPath) this.o.log.info("reloading: reading the config file", { trigger, config: this.o.base.configPath });
     return this.inOrder(() => this.fromFile(trigger));
   }
 

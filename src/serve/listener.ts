@@ -320,6 +320,7 @@ class NodeIncoming implements Incoming {
  */
 function bodyStream(req: http.IncomingMessage, timeoutMs: number): ReadableStream<Uint8Array> {
   let timer: ReturnType<typeof setTimeout> | null = null;
+  let cancelled = false;
   const disarm = () => {
     if (timer) clearTimeout(timer);
     timer = null;
@@ -329,15 +330,17 @@ function bodyStream(req: http.IncomingMessage, timeoutMs: number): ReadableStrea
       req.pause();
       req.on("data", (chunk: Uint8Array) => {
         disarm();
+        if (cancelled) return; // discarded
         c.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         if ((c.desiredSize ?? 0) <= 0) req.pause();
       });
       req.once("end", () => {
         disarm();
-        c.close();
+        if (!cancelled) c.close();
       });
       const fail = () => {
         disarm();
+        if (cancelled) return;
         try {
           c.error(new Error("client disconnected while sending the body"));
         } catch { /* already closed */ }
@@ -360,6 +363,7 @@ function bodyStream(req: http.IncomingMessage, timeoutMs: number): ReadableStrea
     },
     cancel() {
       disarm();
+      cancelled = true;
       req.resume(); // discard the rest
     },
   }, { highWaterMark: 1 });
