@@ -60,9 +60,14 @@ export async function startTarget(name, up, opts = {}) {
   const port = await freePort();
   let proc;
   if (name.startsWith("holdup-")) {
-    const rt = name.slice(7);
-    const entry = holdupEntry(opts);
-    if (!existsSync(join(REPO_DIR, entry))) throw new Error(`${entry} does not exist yet`);
+    // "holdup-bun@before": the same entry from another checkout (HOLDUP_BASELINE=DIR), to
+    // measure a change against its parent in one run.
+    const [target, tag] = name.split("@");
+    const rt = target.slice(7);
+    const root = tag ? process.env.HOLDUP_BASELINE : REPO_DIR;
+    if (tag && !root) throw new Error(`${name} needs HOLDUP_BASELINE=DIR (a checkout of the baseline commit)`);
+    const entry = join(root, holdupEntry(opts));
+    if (!existsSync(entry)) throw new Error(`${entry} does not exist yet`);
     if (!existsSync(BIN[rt])) throw new Error(`${BIN[rt]} missing (run npm install)`);
     const [cmd, args] = runtimeCmd(rt, entry);
     const extra = opts.holdupArgs || ["--admin", "off", "--log", "off"];

@@ -126,15 +126,18 @@ export function listen(o: ListenOptions): Promise<Listener> {
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket as TrackedSocket;
     socket[BUSY] = (socket[BUSY] ?? 0) + 1;
-    const incoming = new NodeIncoming(req, res, limits.bodyTimeout);
+    req.on("error", noop);
+    const target = originForm(req.url ?? "");
+    const bad = target === null
+      ? own(400, "the request-target must be a path (origin-form), e.g. GET /index.html")
+      : badHost(req);
+    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout);
     res.on("close", () => {
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
       if (!res.writableFinished) incoming.clientGone();
       if (closing && !socket[BUSY]) socket.destroy();
     });
     if (closing) res.shouldKeepAlive = false;
-    req.on("error", noop);
-    const bad = badRequest(req);
     if (bad) return void writeReply(res, bad, true);
     let reply;
     try {
@@ -199,10 +202,8 @@ function softFdLimit(): number | null {
   }
 }
 
-/** Requests refused before any handler sees them: a bad target or Host. */
-function badRequest(req: http.IncomingMessage): Reply | null {
-  const target = originForm(req.url ?? "");
-  if (target === null) return own(400, "the request-target must be a path (origin-form), e.g. GET /index.html");
+/** Requests refused before any handler sees them for their Host: invalid, repeated, or missing in HTTP/1.1. */
+function badHost(req: http.IncomingMessage): Reply | null {
   const raw = req.rawHeaders;
   let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) {
@@ -231,15 +232,13 @@ function plain(status: number, text: string, body: string, extra: string[] = [])
 
 class NodeIncoming implements Incoming {
   readonly method: string;
-  readonly target: string;
   readonly scheme = "http" as const;
   private abort: AbortController | null = null;
   private gone = false;
   private _body: ReadableStream<Uint8Array> | null | undefined;
 
-  constructor(private req: http.IncomingMessage, private res: http.ServerResponse, private bodyTimeout: number) {
+  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number) {
     this.method = req.method ?? "GET";
-    this.target = originForm(req.url ?? "/") ?? "/";
   }
 
   get clientIP(): string {
