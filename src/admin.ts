@@ -10,15 +10,18 @@ import type { Control } from "./control.ts";
 import type { Metrics } from "./metrics.ts";
 import { fromResponse, toRequest } from "./serve/web.ts";
 import type { Incoming, IncomingHandler, Reply } from "./serve/types.ts";
-import type { State } from "./state.ts";
+import type { App, Apps } from "./apps.ts";
 import { jsonErrorPlace } from "./config/layers.ts";
+import { parseUpstream } from "./config/address.ts";
+import { parseDuration } from "./config/units.ts";
+import { DEFAULT_DEPLOY_TIMEOUT, DEFAULT_DRAIN_TIMEOUT } from "./control.ts";
 
 /** Largest admin request body; a larger one is refused (413) without being read. */
 export const ADMIN_MAX_BODY = 1024 * 1024;
 
 export interface AdminDeps {
   control: Control;
-  state: State;
+  apps: Apps;
   metrics: Metrics;
   /**
    * Refuse every call while no token is configured (the edge entry, where the
@@ -45,7 +48,7 @@ export interface AdminDeps {
  */
 function refuseForeign(c: Context, d: AdminDeps): Response | null {
   const host = c.req.header("host") ?? "";
-  if (d.checkHost && !hostAllowed(host, d.state.current.config.admin.hosts)) {
+  if (d.checkHost && !hostAllowed(host, d.control.effective.config.admin.hosts)) {
     return c.json({ error: `forbidden: Host "${host}" is not this admin API's address; add it to admin.hosts to allow it` }, 403);
   }
   const origin = c.req.header("origin");
@@ -105,7 +108,7 @@ export function adminApp(d: AdminDeps): Hono {
   app.use("*", async (c, next) => {
     const refused = refuseForeign(c, d);
     if (refused) return refused;
-    const token = d.state.current.config.admin.token;
+    const token = d.control.effective.config.admin.token;
     if ((token || d.tokenRequired) && !(token && bearerMatches(c.req.header("authorization"), token))) {
       return c.json({ error: "unauthorized: send Authorization: Bearer TOKEN" }, 401, {
         "www-authenticate": 'Bearer realm="holdup"',
@@ -115,9 +118,21 @@ export function adminApp(d: AdminDeps): Hono {
   });
 
   app.get("/healthz", (c) => c.text("ok\n"));
-  app.get("/status", (c) => c.json(d.control.status()));
+  /** ?app=NAME (or a JSON "app" field): that app; without it, every app. */
+  const which = (c: Context, body?: unknown): App[] | Response => {
+    const fromBody = body && typeof body === "object" ? (body as { app?: unknown }).app : undefined;
+    const name = c.req.query("app") ?? (typeof fromBody === "string" ? fromBody : null);
+    const apps = d.control.select(name);
+    return apps ?? c.json({ error: `no app named "${name}"; apps: ${d.apps.list.map((a) => a.name).join(", ")}` }, 404);
+  };
+
+  app.get("/status", (c) => {
+    const apps = which(c);
+    if (apps instanceof Response) return apps;
+    return c.json(d.control.status(c.req.query("app") ? apps[0] : undefined));
+  });
   app.get("/metrics", (c) =>
-    c.body(d.metrics.render(d.state.current, d.state.held), 200, {
+    c.body(d.metrics.render(d.apps.list, d.control.configVersion), 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }));
 
@@ -137,13 +152,28 @@ export function adminApp(d: AdminDeps): Hono {
   });
 
   app.post("/pause", (c) => {
-    d.control.pause();
+    const apps = which(c);
+    if (apps instanceof Response) return apps;
+    d.control.pause(apps);
     return c.json(d.control.status());
   });
 
   app.post("/resume", (c) => {
-    d.control.resume();
+    const apps = which(c);
+    if (apps instanceof Response) return apps;
+    d.control.resume(apps);
     return c.json(d.control.status());
+  });
+
+  app.post("/deploy", async (c) => {
+    const parsed = await jsonBody(c);
+    if ("error" in parsed) return parsed.error;
+    if (!("value" in parsed)) return c.json({ error: DEPLOY_SHAPE }, 400);
+    const req = deployRequest(parsed.value);
+    if (typeof req === "string") return c.json({ error: req }, 400);
+    const result = await d.control.deploy(req);
+    if (!result.ok) return c.json({ error: result.error, ...(result.upstream ? { upstream: result.upstream } : {}) }, result.status);
+    return c.json(result);
   });
 
   app.post("/stop", async (c) => {
@@ -154,12 +184,14 @@ export function adminApp(d: AdminDeps): Hono {
       const body = parsed.value;
       const m = (body as { message?: unknown })?.message;
       const keys = body && typeof body === "object" ? Object.keys(body) : [];
-      if (typeof body !== "object" || body === null || keys.some((k) => k !== "message") || (m !== undefined && typeof m !== "string")) {
-        return c.json({ error: 'expected {"message": "text shown to clients"}' }, 400);
+      if (typeof body !== "object" || body === null || keys.some((k) => k !== "message" && k !== "app") || (m !== undefined && typeof m !== "string")) {
+        return c.json({ error: 'expected {"message": "text shown to clients", "app"?: "name"}' }, 400);
       }
       message = (m as string | undefined) ?? "";
     }
-    d.control.stop(message);
+    const apps = which(c, "value" in parsed ? parsed.value : undefined);
+    if (apps instanceof Response) return apps;
+    d.control.stop(message, apps);
     return c.json(d.control.status());
   });
 
@@ -170,8 +202,38 @@ export function adminApp(d: AdminDeps): Hono {
 }
 
 const ENDPOINTS = [
-  "GET /status", "POST /reload", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
+  "GET /status", "POST /reload", "POST /deploy", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
 ];
+
+const DEPLOY_SHAPE = 'expected {"app": "web", "upstreams": ["http://127.0.0.1:8004"], "healthPath"?: "/up", "deployTimeout"?: "30s", "drainTimeout"?: "30s"}';
+
+/** Validates a POST /deploy body; a string says what is wrong. */
+function deployRequest(body: unknown) {
+  if (!body || typeof body !== "object" || Array.isArray(body)) return DEPLOY_SHAPE;
+  const b = body as Record<string, unknown>;
+  const unknown = Object.keys(b).filter((k) => !["app", "upstreams", "healthPath", "deployTimeout", "drainTimeout"].includes(k));
+  if (unknown.length) return `unknown key ${unknown[0]}; ${DEPLOY_SHAPE}`;
+  if (typeof b.app !== "string" || !b.app) return `app: required; ${DEPLOY_SHAPE}`;
+  if (!Array.isArray(b.upstreams) || b.upstreams.length === 0) return `upstreams: at least one URL; ${DEPLOY_SHAPE}`;
+  const upstreams: string[] = [];
+  for (const u of b.upstreams) {
+    const p = typeof u === "string" ? parseUpstream(u) : "must be a string";
+    if (typeof p === "string") return `upstreams: ${p}`;
+    upstreams.push(p.url);
+  }
+  if (b.healthPath !== undefined && (typeof b.healthPath !== "string" || !b.healthPath.startsWith("/"))) return "healthPath: must start with /, e.g. /up";
+  const dur = (k: string, dflt: number): number | string => {
+    if (b[k] === undefined) return dflt;
+    const ms = typeof b[k] === "string" ? parseDuration(b[k] as string) : `${k}: write it like 30s`;
+    if (typeof ms === "string") return `${k}: ${ms}`;
+    return ms > 3_600_000 ? `${k}: at most 1h` : ms;
+  };
+  const deployTimeout = dur("deployTimeout", DEFAULT_DEPLOY_TIMEOUT);
+  if (typeof deployTimeout === "string") return deployTimeout;
+  const drainTimeout = dur("drainTimeout", DEFAULT_DRAIN_TIMEOUT);
+  if (typeof drainTimeout === "string") return drainTimeout;
+  return { app: b.app, upstreams, healthPath: (b.healthPath as string | undefined) ?? null, deployTimeout, drainTimeout };
+}
 
 /** Compares in constant time (for equal lengths), so the token cannot be guessed byte by byte. */
 function bearerMatches(header: string | undefined, token: string): boolean {

@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import type { Layer, LayerError } from "./config/layers.ts";
 import type { RawConfig } from "./config/schema.ts";
+import { CLIENT_HELP } from "./client.ts";
 
 export type Cli =
   | { kind: "help" }
@@ -116,7 +117,9 @@ and sends them on the moment it answers — or to the new upstream a reload
 names (SIGHUP or POST /reload), even for requests already waiting.
 
 Usage:
-  holdup [options]
+  holdup [options]                      run the proxy
+  holdup COMMAND [APP] [options]        drive a running holdup (deploy, pause, resume,
+                                        stop, status, reload, restart; see below)
   deno run --allow-net --allow-read --allow-env src/proxy.ts [options]
   bun src/proxy.ts [options]
 
@@ -174,11 +177,12 @@ Deploy without dropping a request:
   curl -X POST localhost:2019/reload -d '{"upstreams": [":8004"]}'
   curl -X POST localhost:2019/resume                # held requests go to :8004
 
-Admin API (JSON, on --admin): GET /status, POST /reload, POST /pause,
+Admin API (JSON, on --admin): GET /status, POST /reload, POST /deploy, POST /pause,
 POST /resume, POST /stop, GET /metrics, GET /healthz. JSON bodies need
 Content-Type: application/json; a request from a web page of another origin
 that would change anything gets 403.
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a port is in use,
 2 for bad flags or config.
-`;
+
+${CLIENT_HELP}`;
 }

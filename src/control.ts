@@ -9,10 +9,12 @@ import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Runtime } from "./runtime/types.ts";
-import type { State } from "./state.ts";
+import type { App, Apps } from "./apps.ts";
+import type { Upstream } from "./upstream.ts";
+import { probeOnce } from "./upstream.ts";
 
 export interface ControlOptions {
-  state: State;
+  apps: Apps;
   runtime: Runtime;
   log: Logger;
   metrics: Metrics;
@@ -31,6 +33,8 @@ export class Control {
   /** Called with each config a reload put in force (the listeners' limits follow it). */
   onApplied: ((config: Config) => void) | null = null;
   private started = Date.now();
+  /** 1 at start, +1 for every reload and deploy put in force. */
+  configVersion = 1;
   /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
   private reloads: Promise<unknown> = Promise.resolve();
 
@@ -59,7 +63,104 @@ export class Control {
     }
     const file = await fileLayer(configPath);
     if ("errors" in file) return this.rejected(trigger, file.errors);
-    return this.apply(trigger, [defaults, file.layer, ...(overrides ? [overrides] : [])]);
+    const layers = [defaults, file.layer, ...(overrides ? [overrides] : [])];
+    // A config-file deploy gets the health gate: an app that has a ready upstream now is not
+    // switched to new upstreams before they answer (an app with none ready switches at once: its
+    // requests are held either way, and wait for the new upstreams instead of the old).
+    const r = resolve(layers);
+    if ("errors" in r) return this.rejected(trigger, r.errors);
+    for (const next of r.effective.config.apps) {
+      const app = this.o.apps.get(next.name);
+      if (!app) continue;
+      const now = app.state.current.upstreams;
+      const fresh = next.upstreams.filter((u) => !now.some((o) => o.url === u));
+      if (!fresh.length || !now.some((u) => u.status === "up")) continue;
+      const ready = await this.waitHealthy(app, fresh, next.healthPath, DEFAULT_DEPLOY_TIMEOUT);
+      if (ready !== true) {
+        return this.rejected(trigger, [{
+          where: `config file ${configPath}`,
+          field: `apps.${next.name}.upstreams`,
+          problem: `${ready.upstream} did not become healthy within ${DEFAULT_DEPLOY_TIMEOUT / 1000}s (${ready.error}); the old upstreams stay`,
+        }]);
+      }
+    }
+    return this.apply(trigger, layers);
+  }
+
+  /**
+   * Probes each upstream until it answers (GET healthPath 2xx, else a TCP
+   * connect), at most `timeout` ms in all. True, or the first that never did.
+   */
+  async waitHealthy(app: App, urls: string[], healthPath: string | null, timeout: number): Promise<true | { upstream: string; error: string }> {
+    const deadline = performance.now() + timeout;
+    const every = Math.min(app.cfg.tryInterval, 250);
+    for (const url of urls) {
+      for (;;) {
+        const left = deadline - performance.now();
+        const error = await probeOnce(this.o.runtime, url, healthPath, Math.max(100, Math.min(left, 5000)));
+        if (error === null) break;
+        if (app.deploying) app.deploying.lastError = `${url}: ${error}`;
+        if (performance.now() + every >= deadline) return { upstream: url, error };
+        await new Promise((r) => setTimeout(r, every));
+      }
+    }
+    return true;
+  }
+
+  /**
+   * POST /deploy: health-gate the new upstreams, swap the app to them
+   * atomically (held and new requests go there), then drain the old ones:
+   * requests waiting for their response head finish, at most drainTimeout,
+   * then they are cut (an idempotent one is resent to the new upstreams).
+   */
+  async deploy(d: DeployRequest): Promise<DeployResult> {
+    const app = this.o.apps.get(d.app);
+    if (!app) return { ok: false, status: 404, error: `no app named "${d.app}"; apps: ${this.o.apps.list.map((a) => a.name).join(", ")}` };
+    if (app.deploying) return { ok: false, status: 409, error: `a deploy of ${d.app} is already running (${app.deploying.phase}); try again when it ends` };
+    const t0 = performance.now();
+    app.deploying = { phase: "health", upstreams: d.upstreams, since: Date.now(), lastError: null };
+    this.o.log.info("deploy: waiting for the new upstreams to be healthy", { app: d.app, upstreams: d.upstreams, deployTimeout: d.deployTimeout });
+    try {
+      const healthPath = d.healthPath ?? app.cfg.healthPath;
+      const ready = await this.waitHealthy(app, d.upstreams, healthPath, d.deployTimeout);
+      if (ready !== true) {
+        this.o.metrics.deploysFailed++;
+        this.o.log.warn("deploy failed: an upstream never became healthy; nothing changed", { app: d.app, ...ready });
+        return { ok: false, status: 422, error: `${ready.upstream} did not become healthy within ${d.deployTimeout}ms: ${ready.error}; nothing changed`, upstream: ready.upstream };
+      }
+      const healthyMs = performance.now() - t0;
+      app.deploying.phase = "switch";
+      const old = app.state.current.upstreams.filter((u) => !d.upstreams.includes(u.url));
+      const patch: Record<string, unknown> = { upstreams: d.upstreams, ...(d.healthPath ? { healthPath: d.healthPath } : {}) };
+      const explicitApps = this.effective.layers.some((l) => l.raw.apps);
+      const raw = explicitApps ? { apps: [{ name: d.app, ...patch }] } : patch;
+      const applied = await this.inOrder(() => this.apply(`deploy ${d.app}`, [...this.effective.layers, { source: "reload", label: `deploy ${d.app}`, raw: raw as Layer["raw"] }]));
+      if (!applied.ok) {
+        this.o.metrics.deploysFailed++;
+        return { ok: false, status: 400, error: applied.errors.map((e) => `${e.field}: ${e.problem}`).join("; ") };
+      }
+      // They just answered the health gate: held requests go now, without waiting for a probe.
+      for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
+      const switchedMs = performance.now() - t0;
+      app.deploying.phase = "drain";
+      const drain = await drainUpstreams(old, d.drainTimeout);
+      this.o.metrics.deploysOk++;
+      const result = {
+        ok: true as const,
+        app: d.app,
+        upstreams: d.upstreams,
+        replaced: old.map((u) => u.url),
+        drained: drain.drained,
+        cut: drain.cut,
+        healthyMs: Math.round(healthyMs),
+        switchedMs: Math.round(switchedMs),
+        tookMs: Math.round(performance.now() - t0),
+      };
+      this.o.log.info("deployed", result);
+      return result;
+    } finally {
+      app.deploying = null;
+    }
   }
 
   /** POST /reload with a JSON body: the operator's latest word, over whatever is in force. */
@@ -69,49 +170,76 @@ export class Control {
     );
   }
 
-  pause(): void {
-    if (this.o.state.current.mode === "paused") return;
-    this.o.state.setMode("paused");
-    this.o.log.info("paused: new requests are held until resume or their deadline");
+  /** The named app, every app (null), or undefined when there is no such app. */
+  select(name: string | null): App[] | undefined {
+    if (name === null) return this.o.apps.list;
+    const app = this.o.apps.get(name);
+    return app ? [app] : undefined;
   }
 
-  resume(): void {
-    const from = this.o.state.current.mode;
-    if (from === "running") return;
-    const held = this.o.state.held;
-    this.o.state.setMode("running");
-    this.o.log.info(`resumed from ${from}`, { released: held });
+  pause(apps: App[] = this.o.apps.list): void {
+    for (const app of apps) {
+      if (app.state.current.mode === "paused") continue;
+      app.state.setMode("paused");
+      this.o.log.info("paused: new requests are held until resume or their deadline", { app: app.name });
+    }
   }
 
-  stop(message: string): void {
-    this.o.state.setMode("stopped", message);
-    this.o.log.info("stopped: answering every request 503 until resume", { message });
+  resume(apps: App[] = this.o.apps.list): void {
+    for (const app of apps) {
+      const from = app.state.current.mode;
+      if (from === "running") continue;
+      const held = app.state.held;
+      app.state.setMode("running");
+      this.o.log.info(`resumed from ${from}`, { app: app.name, released: held });
+    }
   }
 
-  status(): Record<string, unknown> {
-    const s = this.o.state.current;
+  stop(message: string, apps: App[] = this.o.apps.list): void {
+    for (const app of apps) {
+      app.state.setMode("stopped", message);
+      this.o.log.info("stopped: answering every request 503 until resume", { app: app.name, message });
+    }
+  }
+
+  /**
+   * Everything, or one app. The top-level mode, held and upstreams describe
+   * all apps together (mode "mixed" when they differ), so a single-app
+   * holdup reads as before.
+   */
+  status(only?: App): Record<string, unknown> {
+    const list = only ? [only] : this.o.apps.list;
+    const modes = new Set(list.map((a) => a.state.current.mode));
+    const mode = modes.size === 1 ? [...modes][0] : "mixed";
+    const first = list[0].state.current;
+    const stopMessage = list.find((a) => a.state.current.mode === "stopped")?.state.current.stopMessage;
     return {
       holdup: this.o.version,
       runtime: `${this.o.runtime.name} ${this.o.runtime.version}`,
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
-      configVersion: s.version,
-      mode: s.mode,
-      paused: s.mode === "paused",
-      stopped: s.mode === "stopped",
-      ...(s.mode === "stopped" ? { stopMessage: s.stopMessage } : {}),
-      held: this.o.state.held,
-      config: toJSON(s.config),
-      sources: s.sources,
+      configVersion: this.configVersion,
+      mode,
+      paused: mode === "paused",
+      stopped: mode === "stopped",
+      ...(stopMessage !== undefined ? { stopMessage } : {}),
+      held: list.reduce((n, a) => n + a.state.held, 0),
+      config: toJSON(this.effective.config),
+      sources: first.sources,
       configFile: this.o.base.configPath,
-      upstreams: s.upstreams.map((u) => ({
-        url: u.url,
-        reachable: u.status === "up",
-        status: u.status,
-        lastError: u.lastError,
-        inFlight: u.inFlight,
-        attempts: u.attempts,
-        failures: u.failures,
-      })),
+      upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a.name))),
+      apps: list.map((a) => {
+        const s = a.state.current;
+        return {
+          name: a.name,
+          hosts: a.cfg.hosts,
+          pathPrefix: a.cfg.pathPrefix,
+          mode: s.mode,
+          ...(s.mode === "stopped" ? { stopMessage: s.stopMessage } : {}),
+          held: a.state.held,
+          upstreams: s.upstreams.map((u) => describeUpstream(u, a.name)),
+          deploying: a.deploying,
+        };
+      }),
     };
   }
 
@@ -119,18 +247,21 @@ export class Control {
     const r = resolve(layers);
     if ("errors" in r) return this.rejected(trigger, r.errors);
     const next = r.effective;
-    const running = this.o.state.current.config;
+    const running = this.effective.config;
     const notes = keepRestartOnly(next.config, running);
     this.effective = next;
     this.o.log.format = next.config.log;
-    const snap = this.o.state.applyConfig(next);
+    const released = this.o.apps.list.reduce((n, a) => n + a.state.held, 0);
+    const { removed } = this.o.apps.apply(next.config, next.sources);
+    this.configVersion++;
     this.onApplied?.(next.config);
-    this.o.metrics.reloadsOk++;
+    if (!trigger.startsWith("deploy")) this.o.metrics.reloadsOk++;
     this.o.log.info("reloaded", {
       trigger,
-      configVersion: snap.version,
-      upstreams: next.config.upstreams,
-      released: this.o.state.held,
+      configVersion: this.configVersion,
+      upstreams: next.config.apps.length === 1 ? next.config.apps[0].upstreams : Object.fromEntries(next.config.apps.map((a) => [a.name, a.upstreams])),
+      released,
+      ...(removed.length ? { removedApps: removed.map((a) => a.name) } : {}),
       ...(notes.length ? { notes } : {}),
     });
     return { ok: true, notes };
@@ -144,6 +275,47 @@ export class Control {
     });
     return { ok: false, status: 400, errors };
   }
+}
+
+export const DEFAULT_DEPLOY_TIMEOUT = 30_000;
+export const DEFAULT_DRAIN_TIMEOUT = 30_000;
+
+export interface DeployRequest {
+  app: string;
+  upstreams: string[];
+  healthPath: string | null;
+  deployTimeout: number;
+  drainTimeout: number;
+}
+
+export type DeployResult =
+  | { ok: true; app: string; upstreams: string[]; replaced: string[]; drained: number; cut: number; healthyMs: number; switchedMs: number; tookMs: number }
+  | { ok: false; status: 400 | 404 | 409 | 422; error: string; upstream?: string };
+
+/**
+ * Waits until no request waits for a response head from `old`, at most
+ * `timeout`; then cuts what is left. Counts what finished and what was cut.
+ */
+async function drainUpstreams(old: Upstream[], timeout: number): Promise<{ drained: number; cut: number }> {
+  const deadline = performance.now() + timeout;
+  const before = old.reduce((n, u) => n + u.inFlight, 0);
+  while (old.some((u) => u.inFlight > 0) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  let cut = 0;
+  for (const u of old) cut += u.cut();
+  return { drained: Math.max(0, before - cut), cut };
+}
+
+function describeUpstream(u: Upstream, app: string) {
+  return {
+    app,
+    url: u.url,
+    reachable: u.status === "up",
+    status: u.status,
+    lastError: u.lastError,
+    inFlight: u.inFlight,
+    attempts: u.attempts,
+    failures: u.failures,
+  };
 }
 
 /** listen and admin.listen change only on restart: keep the running ones, and say so. */

@@ -33,11 +33,13 @@ export interface ProxyDeps {
   runtime: Runtime;
   log: Logger;
   metrics: Metrics;
+  /** The app's name, for metrics and the access log. */
+  app: string;
 }
 
-export async function proxy(req: Incoming, d: ProxyDeps): Promise<Reply> {
+/** `target`: the path and query to send upstream (the request's own, less a stripped app prefix). */
+export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.target): Promise<Reply> {
   const start = performance.now();
-  const target = req.target;
   const { state } = d;
   let snap = state.current;
   // What the client reads is short and says what happened; the detail (upstream, error) goes to the log.
@@ -185,7 +187,7 @@ function finish(
   upstream: string | null,
   reason?: string,
 ): Reply {
-  d.metrics.request(reply.status, heldMs);
+  d.metrics.request(reply.status, heldMs, d.app);
   if (!d.log.accessEnabled) return reply;
   const method = req.method, path = req.target, status = reply.status;
   reply.onDone = (bytes, complete) => {

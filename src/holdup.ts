@@ -6,7 +6,7 @@ import { Control } from "./control.ts";
 import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import type { Runtime } from "./runtime/types.ts";
-import { State } from "./state.ts";
+import { Apps } from "./apps.ts";
 import pkg from "../package.json" with { type: "json" };
 
 export const VERSION: string = pkg.version;
@@ -24,22 +24,31 @@ export interface HoldupOptions {
 export function createHoldup(o: HoldupOptions) {
   const log = new Logger(o.effective.config.log, (t) => o.runtime.writeStderr(t), o.runtime.stderrIsTTY());
   const metrics = new Metrics();
-  const state = new State(o.effective, o.runtime, {
-    onUpstreamStatus(u, from, error) {
-      if (u.status === "up") log.info("upstream reachable", { upstream: u.url, was: from });
-      else log.warn("upstream unreachable; holding requests for it", { upstream: u.url, error });
-    },
+  const apps = new Apps(o.effective.config, o.effective.sources, {
+    runtime: o.runtime,
+    log,
+    metrics,
+    events: (app) => ({
+      onUpstreamStatus(u, from, error) {
+        if (u.status === "up") log.info("upstream reachable", { app, upstream: u.url, was: from });
+        else log.warn("upstream unreachable; holding requests for it", { app, upstream: u.url, error });
+      },
+    }),
   });
   const control = new Control({
-    state, runtime: o.runtime, log, metrics, effective: o.effective, base: o.base, version: VERSION,
+    apps, runtime: o.runtime, log, metrics, effective: o.effective, base: o.base, version: VERSION,
   });
   return {
     log,
     metrics,
-    state,
+    apps,
+    /** The first app's state (the only one without `apps` in the config). */
+    get state() {
+      return apps.first.state;
+    },
     control,
-    proxy: proxyHandler({ state, runtime: o.runtime, log, metrics }),
-    admin: adminApp({ control, state, metrics, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
+    proxy: proxyHandler(apps, metrics),
+    admin: adminApp({ control, apps, metrics, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };
 }
 

@@ -9,6 +9,7 @@ import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
+import { isClientCommand, runClient } from "./client.ts";
 import { type Listener, type ListenerLimits, listen } from "./serve/listener.ts";
 import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
@@ -17,6 +18,7 @@ import type { Config } from "./config/schema.ts";
 const SHUTDOWN_GRACE_MS = 30_000;
 
 export async function main(rt: Runtime): Promise<void> {
+  if (isClientCommand(rt.args())) return rt.exit(await runClient(rt, rt.args()));
   const cli = parseCli(rt.args());
   if (cli.kind === "help") return rt.writeStdout(helpText(VERSION));
   if (cli.kind === "version") return rt.writeStdout(`holdup ${VERSION} (${rt.name} ${rt.version})\n`);
@@ -68,7 +70,7 @@ export async function main(rt: Runtime): Promise<void> {
     version: VERSION,
     runtime: `${rt.name} ${rt.version}`,
     listen: formatListen(proxyServer),
-    upstreams: config.upstreams,
+    upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])),
     admin: adminServer ? formatListen(adminServer) : "off",
     tryDuration: formatDuration(config.tryDuration),
     tryInterval: formatDuration(config.tryInterval),
@@ -90,11 +92,11 @@ export async function main(rt: Runtime): Promise<void> {
       rt.exit(1);
     }
     stopping = true;
-    const held = h.state.held;
+    const held = h.apps.list.reduce((n, a) => n + a.state.held, 0);
     h.log.info("shutting down: no new connections; in-flight requests may finish", {
       signal, held, graceSeconds: SHUTDOWN_GRACE_MS / 1000,
     });
-    h.state.waiters.close(); // held requests are answered 503 now, so the servers can drain
+    for (const a of h.apps.list) a.state.waiters.close(); // held requests are answered 503 now, so the servers can drain
     const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);

@@ -4,65 +4,104 @@ import type { Snapshot } from "./state.ts";
 /** Hold-time histogram buckets, in seconds. */
 const BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-export class Metrics {
+/** One app's request counters. */
+class Counters {
   /** Requests by status code, indexed by the code (100-599). */
-  private byStatus = new Float64Array(600);
-  private holdCounts = new Array<number>(BUCKETS.length + 1).fill(0);
-  private holdSum = 0;
-  private holdCount = 0;
+  byStatus = new Float64Array(600);
+  holdCounts = new Array<number>(BUCKETS.length + 1).fill(0);
+  holdSum = 0;
+  holdCount = 0;
+}
+
+export interface AppView {
+  name: string;
+  state: { current: Snapshot; held: number };
+}
+
+export class Metrics {
+  private apps = new Map<string, Counters>();
   reloadsOk = 0;
   reloadsFailed = 0;
+  deploysOk = 0;
+  deploysFailed = 0;
 
-  request(status: number, heldMs: number): void {
-    this.byStatus[status]++;
+  /** `app` is "" for requests no app answered. */
+  request(status: number, heldMs: number, app: string): void {
+    let c = this.apps.get(app);
+    if (!c) this.apps.set(app, c = new Counters());
+    c.byStatus[status]++;
     if (heldMs > 0) {
       const s = heldMs / 1000;
       let i = 0;
       while (i < BUCKETS.length && s > BUCKETS[i]) i++;
-      this.holdCounts[i]++;
-      this.holdSum += s;
-      this.holdCount++;
+      c.holdCounts[i]++;
+      c.holdSum += s;
+      c.holdCount++;
     }
   }
 
-  render(snap: Snapshot, held: number): string {
+  /** Requests answered so far with a 5xx status, all apps (for the dashboard's rates). */
+  totals(): { requests: number; errors5xx: number } {
+    let requests = 0, errors5xx = 0;
+    for (const c of this.apps.values()) {
+      c.byStatus.forEach((n, code) => {
+        requests += n;
+        if (code >= 500) errors5xx += n;
+      });
+    }
+    return { requests, errors5xx };
+  }
+
+  render(apps: AppView[], configVersion: number): string {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    const names = new Set([...apps.map((a) => a.name), ...this.apps.keys()]);
+    const counters = (name: string) => this.apps.get(name) ?? new Counters();
 
-    metric("holdup_requests_total", "counter", "Requests answered, by status code and class.");
-    this.byStatus.forEach((n, code) => {
-      if (n) out.push(`holdup_requests_total{code="${code}",class="${String(code)[0]}xx"} ${n}`);
-    });
+    metric("holdup_requests_total", "counter", "Requests answered, by app, status code and class (app \"\" = no app matched).");
+    for (const name of names) {
+      counters(name).byStatus.forEach((n, code) => {
+        if (n) out.push(`holdup_requests_total{app="${esc(name)}",code="${code}",class="${String(code)[0]}xx"} ${n}`);
+      });
+    }
 
     metric("holdup_held_requests", "gauge", "Requests held right now, waiting for an upstream.");
-    out.push(`holdup_held_requests ${held}`);
+    for (const a of apps) out.push(`holdup_held_requests{app="${esc(a.name)}"} ${a.state.held}`);
 
     metric("holdup_hold_seconds", "histogram", "How long held requests waited before they were sent or answered.");
-    let cumulative = 0;
-    BUCKETS.forEach((b, i) => {
-      cumulative += this.holdCounts[i];
-      out.push(`holdup_hold_seconds_bucket{le="${b}"} ${cumulative}`);
-    });
-    out.push(`holdup_hold_seconds_bucket{le="+Inf"} ${this.holdCount}`);
-    out.push(`holdup_hold_seconds_sum ${this.holdSum}`);
-    out.push(`holdup_hold_seconds_count ${this.holdCount}`);
+    for (const a of apps) {
+      const c = counters(a.name), app = `app="${esc(a.name)}"`;
+      let cumulative = 0;
+      BUCKETS.forEach((b, i) => {
+        cumulative += c.holdCounts[i];
+        out.push(`holdup_hold_seconds_bucket{${app},le="${b}"} ${cumulative}`);
+      });
+      out.push(`holdup_hold_seconds_bucket{${app},le="+Inf"} ${c.holdCount}`);
+      out.push(`holdup_hold_seconds_sum{${app}} ${c.holdSum}`);
+      out.push(`holdup_hold_seconds_count{${app}} ${c.holdCount}`);
+    }
 
-    metric("holdup_upstream_attempts_total", "counter", "Connection attempts to each upstream: forwarded requests and probes.");
-    for (const u of snap.upstreams) out.push(`holdup_upstream_attempts_total{upstream="${esc(u.url)}"} ${u.attempts}`);
-    metric("holdup_upstream_failures_total", "counter", "Attempts that failed to reach each upstream.");
-    for (const u of snap.upstreams) out.push(`holdup_upstream_failures_total{upstream="${esc(u.url)}"} ${u.failures}`);
-    metric("holdup_upstream_up", "gauge", "1 when the upstream is reachable.");
-    for (const u of snap.upstreams) out.push(`holdup_upstream_up{upstream="${esc(u.url)}"} ${u.status === "up" ? 1 : 0}`);
-    metric("holdup_upstream_in_flight", "gauge", "Requests sent to the upstream and awaiting its response head.");
-    for (const u of snap.upstreams) out.push(`holdup_upstream_in_flight{upstream="${esc(u.url)}"} ${u.inFlight}`);
+    const perUpstream = (name: string, type: string, help: string, value: (u: Snapshot["upstreams"][number]) => number) => {
+      metric(name, type, help);
+      for (const a of apps) {
+        for (const u of a.state.current.upstreams) out.push(`${name}{app="${esc(a.name)}",upstream="${esc(u.url)}"} ${value(u)}`);
+      }
+    };
+    perUpstream("holdup_upstream_attempts_total", "counter", "Connection attempts to each upstream: forwarded requests and probes.", (u) => u.attempts);
+    perUpstream("holdup_upstream_failures_total", "counter", "Attempts that failed to reach each upstream.", (u) => u.failures);
+    perUpstream("holdup_upstream_up", "gauge", "1 when the upstream is reachable.", (u) => (u.status === "up" ? 1 : 0));
+    perUpstream("holdup_upstream_in_flight", "gauge", "Requests sent to the upstream and awaiting its response head.", (u) => u.inFlight);
 
     metric("holdup_reloads_total", "counter", "Config reloads, by result.");
     out.push(`holdup_reloads_total{result="ok"} ${this.reloadsOk}`);
     out.push(`holdup_reloads_total{result="failed"} ${this.reloadsFailed}`);
-    metric("holdup_config_version", "gauge", "The version of the config in force; 1 at start, +1 each reload.");
-    out.push(`holdup_config_version ${snap.version}`);
-    metric("holdup_paused", "gauge", "1 while paused or stopped.");
-    out.push(`holdup_paused ${snap.mode === "running" ? 0 : 1}`);
+    metric("holdup_deploys_total", "counter", "Deploys (POST /deploy), by result.");
+    out.push(`holdup_deploys_total{result="ok"} ${this.deploysOk}`);
+    out.push(`holdup_deploys_total{result="failed"} ${this.deploysFailed}`);
+    metric("holdup_config_version", "gauge", "The version of the config in force; 1 at start, +1 each reload or deploy.");
+    out.push(`holdup_config_version ${configVersion}`);
+    metric("holdup_paused", "gauge", "1 while the app is paused or stopped.");
+    for (const a of apps) out.push(`holdup_paused{app="${esc(a.name)}"} ${a.state.current.mode === "running" ? 0 : 1}`);
     return out.join("\n") + "\n";
   }
 }

@@ -10,7 +10,7 @@
  * a mix — and tries again.
  */
 import type { Config } from "./config/schema.ts";
-import type { Effective, Source } from "./config/layers.ts";
+import type { Source } from "./config/layers.ts";
 import { Upstream, type UpstreamEnv } from "./upstream.ts";
 import { Deadlines } from "./forward/deadlines.ts";
 
@@ -100,6 +100,12 @@ export class ReleaseGate {
   }
 }
 
+/** A config and where its values came from (an Effective has both). */
+export interface ConfigWithSources {
+  config: Config;
+  sources: Record<string, Source>;
+}
+
 export interface StateEvents {
   onUpstreamStatus: UpstreamEnv["onStatus"];
 }
@@ -116,7 +122,7 @@ export class State {
   private rr = 0;
   private env: UpstreamEnv;
 
-  constructor(effective: Effective, runtime: UpstreamEnv["runtime"], events: StateEvents) {
+  constructor(effective: ConfigWithSources, runtime: UpstreamEnv["runtime"], events: StateEvents) {
     this.env = {
       runtime,
       settings: () => this.current.config,
@@ -135,7 +141,7 @@ export class State {
   }
 
   /** Installs a new config (a reload): one assignment, then every held request wakes. */
-  applyConfig(effective: Effective): Snapshot {
+  applyConfig(effective: ConfigWithSources): Snapshot {
     const upstreams = this.upstreamsFor(effective.config.upstreams);
     for (const [url, u] of this.upstreams) {
       if (!effective.config.upstreams.includes(url)) {
@@ -150,6 +156,17 @@ export class State {
       sources: effective.sources,
       upstreams,
     });
+  }
+
+  /** The app was removed by a reload: no more probes, held requests answered now. */
+  retire(): void {
+    for (const u of this.upstreams.values()) u.retire();
+    this.waiters.close();
+  }
+
+  /** Upstreams this state probes and sends to now. */
+  upstreamFor(url: string): Upstream | undefined {
+    return this.upstreams.get(url);
   }
 
   setMode(mode: Mode, stopMessage = ""): Snapshot {

@@ -28,6 +28,8 @@ export class Upstream {
   failures = 0;
   readonly hostname: string;
   readonly port: number;
+  /** Attempts waiting for this upstream's response head, so that a drain can cut them. */
+  readonly active = new Set<AbortController>();
   private timer: ReturnType<typeof setTimeout> | null = null;
   private probing = false;
   private lastProbe = -Infinity;
@@ -67,6 +69,14 @@ export class Upstream {
     }
   }
 
+  /** Aborts every attempt still waiting for a response head; returns how many. */
+  cut(): number {
+    const n = this.active.size;
+    for (const a of this.active) a.abort(CUT);
+    this.active.clear();
+    return n;
+  }
+
   /** Dropped by a reload: no more probes. */
   retire(): void {
     this.retired = true;
@@ -86,13 +96,7 @@ export class Upstream {
     this.attempts++;
     const { tryInterval, healthPath } = this.env.settings();
     const timeout = Math.min(Math.max(tryInterval, 1000), 10_000);
-    let error: string | null = null;
-    try {
-      if (healthPath) error = await this.checkHealth(healthPath, timeout);
-      else await this.env.runtime.tcpConnect(this.hostname, this.port, timeout);
-    } catch (e) {
-      error = describe(e);
-    }
+    const error = await probeOnce(this.env.runtime, this.url, healthPath, timeout);
     this.probing = false;
     if (this.retired) return;
     if (error === null) {
@@ -105,23 +109,39 @@ export class Upstream {
       this.ensureProbe();
     }
   }
+}
 
-  private async checkHealth(path: string, timeout: number): Promise<string | null> {
+/** Why an attempt was aborted by a drain (see Upstream.cut). */
+export const CUT = "cut by a drain";
+
+/**
+ * One readiness check: GET healthPath must answer 2xx, or, without one, a TCP
+ * connection must open. Null when ready, else what went wrong.
+ */
+export async function probeOnce(runtime: Runtime, url: string, healthPath: string | null, timeout: number): Promise<string | null> {
+  try {
+    if (!healthPath) {
+      const u = new URL(url);
+      await runtime.tcpConnect(u.hostname.replace(/^\[|\]$/g, ""), Number(u.port) || (u.protocol === "https:" ? 443 : 80), timeout);
+      return null;
+    }
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeout);
     try {
-      const res = await this.env.runtime.fetchUpstream(this.url + path, {
+      const res = await runtime.fetchUpstream(url + healthPath, {
         method: "GET",
-        headers: new Headers({ "user-agent": "holdup health check" }),
+        headers: [["user-agent", "holdup health check"]],
         body: null,
         signal: abort.signal,
         fresh: true,
       });
       await res.body?.cancel();
-      return res.status >= 200 && res.status < 300 ? null : `health check GET ${path} answered ${res.status}`;
+      return res.status >= 200 && res.status < 300 ? null : `health check GET ${healthPath} answered ${res.status}`;
     } finally {
       clearTimeout(timer);
     }
+  } catch (e) {
+    return describe(e);
   }
 }
 

@@ -5,7 +5,16 @@
  * names the layer and the field; the merged result remembers which layer set
  * each key, for GET /status and the start-up log.
  */
-import { type Config, type FieldError, type RawConfig, validatePartial, validateWhole } from "./schema.ts";
+import {
+  APP_KEYS,
+  type AppConfig,
+  type Config,
+  type FieldError,
+  type ParsedApp,
+  type RawConfig,
+  validatePartial,
+  validateWhole,
+} from "./schema.ts";
 import { formatListen } from "./address.ts";
 import { formatDuration } from "./units.ts";
 import { open } from "node:fs/promises";
@@ -65,13 +74,25 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   const sources: Record<string, Source> = {};
   const fileKeys = new Set<string>();
   const shadowed: string[] = [];
+  /** Apps merge by name across layers: a reload body {"apps": [{"name": "web", "upstreams": […]}]} changes web only. */
+  let apps: Map<string, ParsedApp> | null = null;
   for (const layer of layers) {
     const r = validatePartial(layer.raw);
     if ("errors" in r) {
       for (const e of r.errors) errors.push({ ...e, where: layer.label });
       continue;
     }
+    const names = new Set<string>();
+    for (const a of r.value.apps ?? []) {
+      if (names.has(a.name)) errors.push({ where: layer.label, field: "apps", problem: `two apps named "${a.name}"` });
+      names.add(a.name);
+      apps ??= new Map();
+      const before = apps.get(a.name);
+      apps.set(a.name, before ? { ...before, ...definedOnly(a) } as ParsedApp : a);
+      sources[`apps.${a.name}`] = layer.source;
+    }
     for (const [key, value] of flatten(r.value)) {
+      if (key === "apps") continue;
       if (value === undefined) continue;
       if (layer.source === "flag" && fileKeys.has(key)) shadowed.push(key);
       if (layer.source === "file") fileKeys.add(key);
@@ -87,9 +108,27 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   delete config["admin.listen"];
   delete config["admin.token"];
   delete config["admin.hosts"];
+  config.apps = apps ? [...apps.values()].map((a) => appConfig(config, a)) : [appConfig(config, { name: "default" })];
   const whole = validateWhole(config);
   if (whole.length) return { errors: whole.map((e) => ({ ...e, where: layers[layers.length - 1].label })) };
   return { effective: { config, layers, sources, shadowed } };
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** An app with every per-app key resolved: its own value, else the top-level one. */
+function appConfig(top: Config, a: ParsedApp): AppConfig {
+  const out = {
+    name: a.name,
+    hosts: (a.hosts ?? []).map((h) => h.toLowerCase()),
+    pathPrefix: (a.pathPrefix ?? "").replace(/\/+$/, ""),
+    stripPrefix: a.stripPrefix ?? false,
+  } as AppConfig;
+  const own = a as Record<string, unknown>;
+  for (const k of APP_KEYS) (out as unknown as Record<string, unknown>)[k] = own[k] ?? top[k];
+  return out;
 }
 
 function* flatten(obj: Record<string, unknown>): Generator<[string, unknown]> {
@@ -126,6 +165,19 @@ export function toJSON(c: Config): Record<string, unknown> {
       token: c.admin.token ? "(set)" : null,
       hosts: c.admin.hosts,
     },
+    apps: c.apps.map((a) => ({
+      name: a.name,
+      hosts: a.hosts,
+      pathPrefix: a.pathPrefix,
+      stripPrefix: a.stripPrefix,
+      upstreams: a.upstreams,
+      healthPath: a.healthPath,
+      tryDuration: formatDuration(a.tryDuration),
+      tryInterval: formatDuration(a.tryInterval),
+      responseTimeout: formatDuration(a.responseTimeout),
+      maxHeld: a.maxHeld,
+      maxBodyBuffer: a.maxBodyBuffer,
+    })),
     log: c.log,
   };
 }

@@ -31,6 +31,33 @@ export interface Config {
   maxConnections: number;
   admin: { listen: ListenAddress | null; token: string | null; hosts: string[] };
   log: LogFormat;
+  /**
+   * The apps, each with every per-app key resolved (its own value, else the
+   * top-level one). Without `apps` in the config: one app named "default"
+   * that answers every host.
+   */
+  apps: AppConfig[];
+}
+
+/** The keys an app may set for itself; top-level values are their defaults. */
+export const APP_KEYS = [
+  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer",
+] as const;
+
+export interface AppConfig {
+  name: string;
+  /** Exact names and "*.example.com" wildcards, lowercase; empty = every host. */
+  hosts: string[];
+  /** "/api" (no trailing slash), or "" for every path. */
+  pathPrefix: string;
+  stripPrefix: boolean;
+  upstreams: string[];
+  healthPath: string | null;
+  tryDuration: number;
+  tryInterval: number;
+  responseTimeout: number;
+  maxHeld: number;
+  maxBodyBuffer: number;
 }
 
 /** One field's problem, named as the user wrote it ("tryDuration", "admin.listen"). */
@@ -84,8 +111,28 @@ const upstream = z.pipe(parsed(parseUpstream), z.transform((u) => u.url));
 const listen = parsed(parseListen);
 const adminListen = parsed((t) => (t.trim() === "off" ? null : parseListen(t)));
 
+const hostPattern = z.string().check(
+  z.refine((h) => /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(h), "must be a host name or *.domain, without port"),
+);
+
+const app = z.strictObject({
+  name: z.string().check(z.refine((n) => /^[a-z0-9-]+$/.test(n), "must be lowercase letters, digits and -")),
+  hosts: z.optional(z.array(hostPattern)),
+  pathPrefix: z.optional(z.string().check(z.refine((p) => /^\/[^?#\s]*$/.test(p), "must start with / and hold no query, e.g. /api"))),
+  stripPrefix: z.optional(z.boolean()),
+  upstreams: z.optional(z.array(upstream).check(z.minLength(1, "needs at least one upstream"))),
+  healthPath: z.optional(z.nullable(z.string().check(z.refine((p) => p.startsWith("/"), "must start with /, e.g. /up")))),
+  tryDuration: z.optional(duration(0)),
+  tryInterval: z.optional(duration(1, 3_600_000)),
+  responseTimeout: z.optional(duration(1)),
+  maxHeld: z.optional(count),
+  maxBodyBuffer: z.optional(size(2 ** 31)),
+});
+export type ParsedApp = z.output<typeof app>;
+
 /** Every key optional: the shape of a file, a flag layer or a reload body. */
 export const partialSchema = z.strictObject({
+  apps: z.optional(z.array(app)),
   listen: z.optional(listen),
   upstreams: z.optional(
     z.array(upstream).check(z.minLength(1, "needs at least one upstream")),
@@ -133,6 +180,16 @@ export function validatePartial(raw: unknown): { value: ParsedPartial } | { erro
 /** Checks that hold only for the whole, merged config. */
 export function validateWhole(c: Config): FieldError[] {
   const errors: FieldError[] = [];
+  const routes = new Set<string>();
+  for (const a of c.apps) {
+    for (const h of a.hosts.length ? a.hosts : ["*"]) {
+      const route = `${h} ${a.pathPrefix}`;
+      if (routes.has(route)) {
+        errors.push({ field: `apps.${a.name}`, problem: `another app already answers host ${h}${a.pathPrefix ? ` under ${a.pathPrefix}` : ""}` });
+      }
+      routes.add(route);
+    }
+  }
   if (c.admin.listen && !c.admin.token && !isLoopback(c.admin.listen.hostname)) {
     errors.push({
       field: "admin.token",
@@ -173,7 +230,7 @@ function typeOf(v: unknown): string {
 const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
-  "maxConnections", "admin", "log", "token", "hosts",
+  "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
 ];
 
 function suggest(key: string): string {

@@ -5,7 +5,7 @@
  */
 import type { Runtime } from "../runtime/types.ts";
 import type { Incoming } from "../serve/types.ts";
-import type { Upstream } from "../upstream.ts";
+import { CUT, type Upstream } from "../upstream.ts";
 import { type Body, bodyInit } from "./body.ts";
 import { Deadlines } from "./deadlines.ts";
 import { classifyFailure, describeFailure, type FailureKind } from "./errors.ts";
@@ -45,6 +45,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
   a.signal?.addEventListener("abort", onClientGone);
   u.attempts++;
   u.inFlight++;
+  u.active.add(abort);
   try {
     const response = await runtime.fetchUpstream(u.url + a.target, {
       method: a.method,
@@ -57,11 +58,16 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
     const decoded = encoding === null ? false : runtime.decodedBody(encoding, a.client.header("accept-encoding"));
     return { kind: "response", response, decoded };
   } catch (error) {
-    if (abort.signal.aborted) return abort.signal.reason === TIMEOUT ? { kind: "timeout" } : { kind: "client-gone" };
+    if (abort.signal.aborted) {
+      const why = abort.signal.reason;
+      if (why === CUT) return { kind: "failed", failure: "after-send", error: CUT };
+      return why === TIMEOUT ? { kind: "timeout" } : { kind: "client-gone" };
+    }
     return { kind: "failed", failure: classifyFailure(error), error: describeFailure(error) };
   } finally {
     deadlines.delete(deadline);
     a.signal?.removeEventListener("abort", onClientGone);
     u.inFlight--;
+    u.active.delete(abort);
   }
 }

@@ -1,0 +1,268 @@
+/**
+ * The command-line client: `holdup deploy|pause|resume|stop|status|reload|restart`
+ * talk to a running holdup's admin API, print what happened in words (or
+ * JSON with --json) and exit 0 on success, 1 on failure, 2 on bad usage, so
+ * `holdup deploy web -u :8004 && kill $OLD_PID` is a safe deploy script.
+ */
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import type { Runtime } from "./runtime/types.ts";
+
+export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"] as const;
+type Command = typeof COMMANDS[number];
+
+const OPTIONS = {
+  admin: { type: "string" },
+  "admin-token": { type: "string" },
+  json: { type: "boolean" },
+  upstream: { type: "string", short: "u", multiple: true },
+  "health-path": { type: "string" },
+  "deploy-timeout": { type: "string" },
+  "drain-timeout": { type: "string" },
+  message: { type: "string", short: "m" },
+  watch: { type: "boolean", short: "w" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export function isClientCommand(args: string[]): boolean {
+  return (COMMANDS as readonly string[]).includes(args[0]);
+}
+
+export const CLIENT_HELP = `Command-line client (talks to a running holdup's admin API):
+  holdup deploy APP --upstream URL [--upstream URL…] [--health-path P]
+                    [--deploy-timeout DUR] [--drain-timeout DUR]
+                             wait until the new upstreams are healthy, switch APP to them
+                             (held and new requests go there), drain the old ones
+  holdup pause [APP]         hold new requests (every app without APP)
+  holdup resume [APP]        release what is held; also ends a stop
+  holdup stop [APP] [--message TEXT]   answer 503 with TEXT until resume
+  holdup status [APP] [--watch]        mode, held requests, upstreams (--watch: every second)
+  holdup reload [FILE]       re-read holdup's config file, or apply FILE's JSON over the config
+  holdup restart [APP]       start a new instance of the app holdup runs, then switch to it
+Client options:
+  --admin ADDR               the admin API (default 127.0.0.1:2019)
+  --admin-token TOKEN        its bearer token (default $HOLDUP_ADMIN_TOKEN)
+  --json                     print the admin API's JSON answer instead of words
+Exit codes: 0 done, 1 failed (or the admin API unreachable), 2 bad usage.
+Example (blue/green): start v2 on :8004, then
+  holdup deploy default --upstream :8004 && kill "$V1_PID"
+`;
+
+export async function runClient(rt: Runtime, args: string[]): Promise<number> {
+  const say = (t: string) => rt.writeStdout(t + "\n");
+  const err = (t: string) => rt.writeStderr(t + "\n");
+  let parsed;
+  try {
+    parsed = parseArgs({ args: args.slice(1), options: OPTIONS, strict: true, allowPositionals: true });
+  } catch (e) {
+    err(`holdup ${args[0]}: ${(e as Error).message.replace(/\. To specify.*$/s, "")}\nRun holdup --help to see every command.`);
+    return 2;
+  }
+  const { values: o, positionals } = parsed;
+  const cmd = args[0] as Command;
+  if (o.help) {
+    say(CLIENT_HELP);
+    return 0;
+  }
+  const admin = adminBase(o.admin ?? "127.0.0.1:2019");
+  if (!admin) {
+    err(`holdup ${cmd}: --admin "${o.admin}" is not an address; write [host]:port, e.g. 127.0.0.1:2019`);
+    return 2;
+  }
+  const token = o["admin-token"] ?? rt.env("HOLDUP_ADMIN_TOKEN");
+  const call = (method: string, path: string, body?: unknown) => request(admin, token, method, path, body);
+  const app = positionals[0];
+  const q = app ? `?app=${encodeURIComponent(app)}` : "";
+  const usage = (m: string) => {
+    err(`holdup ${cmd}: ${m}\n${CLIENT_HELP.split("\n").filter((l) => l.includes(`holdup ${cmd}`)).join("\n")}`);
+    return 2;
+  };
+
+  try {
+    switch (cmd) {
+      case "deploy": {
+        if (!app || positionals.length > 1) return usage("name one app, e.g. holdup deploy web --upstream :8004");
+        if (!o.upstream?.length) return usage("--upstream URL is required");
+        const body: Record<string, unknown> = { app, upstreams: o.upstream };
+        if (o["health-path"]) body.healthPath = o["health-path"];
+        if (o["deploy-timeout"]) body.deployTimeout = o["deploy-timeout"];
+        if (o["drain-timeout"]) body.drainTimeout = o["drain-timeout"];
+        if (!o.json) say(`deploying ${app} to ${o.upstream.join(", ")}…`);
+        const pending = call("POST", "/deploy", body);
+        const progress = o.json ? null : watchDeploy(call, app, say);
+        const r = await pending;
+        progress?.stop();
+        if (o.json) return printJSON(say, r);
+        if (r.status !== 200) return fail(err, `deploy of ${app} failed`, r);
+        const d = r.body as { upstreams: string[]; replaced: string[]; drained: number; cut: number; healthyMs: number; tookMs: number };
+        say(`deployed ${app}: now ${d.upstreams.join(", ")} (healthy after ${secs(d.healthyMs)})`);
+        if (d.replaced.length) {
+          say(`drained ${d.replaced.join(", ")}: ${d.drained} in-flight request(s) finished, ${d.cut} cut`);
+        }
+        say(`done in ${secs(d.tookMs)}`);
+        return 0;
+      }
+      case "pause":
+      case "resume": {
+        const r = await call("POST", `/${cmd}${q}`);
+        if (o.json) return printJSON(say, r);
+        if (r.status !== 200) return fail(err, `${cmd} failed`, r);
+        say(`${cmd === "pause" ? "paused" : "resumed"} ${app ?? "every app"}: ${describeStatus(r.body, app)}`);
+        return 0;
+      }
+      case "stop": {
+        const r = await call("POST", `/stop${q}`, o.message !== undefined ? { message: o.message } : undefined);
+        if (o.json) return printJSON(say, r);
+        if (r.status !== 200) return fail(err, "stop failed", r);
+        say(`stopped ${app ?? "every app"}: requests get 503${o.message ? ` "${o.message}"` : ""} until holdup resume`);
+        return 0;
+      }
+      case "status": {
+        for (;;) {
+          const r = await call("GET", `/status${q}`);
+          if (o.json) printJSON(say, r);
+          else if (r.status !== 200) return fail(err, "status failed", r);
+          else say(formatStatus(r.body as Status));
+          if (r.status !== 200) return 1;
+          if (!o.watch) return 0;
+          await new Promise((res) => setTimeout(res, 1000));
+        }
+      }
+      case "reload": {
+        let body: unknown;
+        if (positionals[0]) {
+          try {
+            body = JSON.parse(await readFile(positionals[0], "utf8"));
+          } catch (e) {
+            err(`holdup reload: ${positionals[0]}: ${(e as Error).message}`);
+            return 1;
+          }
+        }
+        const r = await call("POST", "/reload", body);
+        if (o.json) return printJSON(say, r);
+        if (r.status !== 200) return fail(err, "reload rejected; the old config stays", r);
+        const notes = (r.body as { notes?: string[] }).notes ?? [];
+        say(`reloaded: config version ${(r.body as Status).configVersion}${notes.length ? ` (${notes.join("; ")})` : ""}`);
+        return 0;
+      }
+      case "restart": {
+        const r = await call("POST", `/restart${q}`);
+        if (o.json) return printJSON(say, r);
+        if (r.status === 404) {
+          err("holdup restart: this holdup does not run the app itself (start it as holdup … -- COMMAND)");
+          return 1;
+        }
+        if (r.status !== 200) return fail(err, "restart failed", r);
+        say(`restarted ${app ?? "the app"}`);
+        return 0;
+      }
+    }
+  } catch (e) {
+    err(`holdup ${cmd}: cannot reach the admin API at ${admin} (${reason(e)}); is holdup running? Choose it with --admin ADDR`);
+    return 1;
+  }
+  return 2;
+}
+
+interface Reply {
+  status: number;
+  body: unknown;
+}
+
+async function request(base: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<Reply> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch { /* not JSON: keep the text */ }
+  return { status: res.status, body: parsed };
+}
+
+function adminBase(addr: string): string | null {
+  const t = addr.trim().replace(/^https?:\/\//, "").replace(/\/+$/, "");
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d+)$/.exec(t);
+  if (!m) return null;
+  return `http://${m[1] && m[1] !== "0.0.0.0" ? m[1] : "127.0.0.1"}:${m[2]}`;
+}
+
+/** Prints the deploy's phase as it changes, from GET /status?app= twice a second. */
+function watchDeploy(call: (m: string, p: string) => Promise<Reply>, app: string, say: (t: string) => void) {
+  let last = "";
+  let stopped = false;
+  const tick = async () => {
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (stopped) return;
+      try {
+        const r = await call("GET", `/status?app=${encodeURIComponent(app)}`);
+        const dep = (r.body as Status).apps?.[0]?.deploying;
+        if (!dep || stopped) continue;
+        const line = dep.phase === "health"
+          ? `waiting for ${dep.upstreams.join(", ")} to be healthy${dep.lastError ? ` (last: ${dep.lastError})` : ""}`
+          : dep.phase === "drain"
+          ? "switched; draining the old upstreams"
+          : "switching";
+        if (line !== last) say(line);
+        last = line;
+      } catch { /* the deploy call reports errors */ }
+    }
+  };
+  void tick();
+  return { stop: () => void (stopped = true) };
+}
+
+interface Status {
+  configVersion: number;
+  mode: string;
+  held: number;
+  upstreams: Array<{ app: string; url: string; status: string; lastError: string | null; inFlight: number }>;
+  apps?: Array<{ name: string; mode: string; held: number; deploying: { phase: string; upstreams: string[]; lastError: string | null } | null; upstreams: Status["upstreams"] }>;
+}
+
+function formatStatus(s: Status): string {
+  const lines = [`config version ${s.configVersion}; ${s.held} request(s) held`];
+  for (const a of s.apps ?? []) {
+    lines.push(`${a.name}: ${a.mode}, ${a.held} held${a.deploying ? `, deploying (${a.deploying.phase})` : ""}`);
+    for (const u of a.upstreams) {
+      lines.push(`  ${u.url}  ${u.status === "up" ? "ready" : u.status}${u.inFlight ? `, ${u.inFlight} in flight` : ""}${u.lastError && u.status !== "up" ? ` (${u.lastError})` : ""}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+function describeStatus(body: unknown, app: string | undefined): string {
+  const s = body as Status;
+  const a = app ? s.apps?.find((x) => x.name === app) : undefined;
+  return a ? `${a.mode}, ${a.held} held` : `${s.mode}, ${s.held} held`;
+}
+
+function printJSON(say: (t: string) => void, r: Reply): number {
+  say(JSON.stringify(r.body, null, 2));
+  return r.status >= 200 && r.status < 300 ? 0 : 1;
+}
+
+function fail(err: (t: string) => void, what: string, r: Reply): number {
+  const b = r.body as { error?: string; errors?: Array<{ field: string; problem: string }> } | string;
+  const detail = typeof b === "string"
+    ? b.trim()
+    : b.errors?.length
+    ? b.errors.map((e) => `${e.field}: ${e.problem}`).join("; ")
+    : b.error ?? JSON.stringify(b);
+  err(`holdup: ${what}: ${detail} (HTTP ${r.status})`);
+  return 1;
+}
+
+function secs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function reason(e: unknown): string {
+  const text = `${(e as Error)?.message ?? e} ${(e as { cause?: Error })?.cause?.message ?? ""}`;
+  if (/refused/i.test(text)) return "connection refused";
+  if (/dns|lookup|not known/i.test(text)) return "unknown host";
+  return text.trim().split("\n")[0];
+}

@@ -1,0 +1,81 @@
+/**
+ * The command-line client against a running holdup: every subcommand, its
+ * words and --json, exit codes, the token, an unreachable admin API.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, run, runtimeCommand, startProxy, startUpstream } from "./helpers.ts";
+
+const holdup = (args: string[], env: Record<string, string> = {}) => run(...runtimeCommand("src/proxy.ts", args), { env, timeoutMs: 30_000 });
+
+test("holdup deploy, pause, resume, stop, status and reload drive a running holdup; exit codes and --json", async () => {
+  const v1 = await startUpstream((_q, res) => res.end("v1"));
+  const v2 = await startUpstream((req, res) => res.end(req.url === "/up" ? "ok" : "v2"));
+  const proxy = await startProxy(["-u", v1.url, "--admin-token", "s3cret"]);
+  const admin = ["--admin", `127.0.0.1:${proxy.adminPort}`];
+  const env = { HOLDUP_ADMIN_TOKEN: "s3cret" };
+  const dir = await mkdtemp(join(tmpdir(), "holdup-client-"));
+  try {
+    // Without the token: refused, exit 1, one line that says why.
+    const denied = await holdup(["status", ...admin]);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /unauthorized.*HTTP 401/);
+
+    const st = await holdup(["status", ...admin], env);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, new RegExp(`default: running, 0 held\\n  ${v1.url}`));
+
+    const dep = await holdup(["deploy", "default", "--upstream", v2.url, "--health-path", "/up", ...admin, "--admin-token", "s3cret"]);
+    assert.equal(dep.code, 0, dep.stderr);
+    assert.match(dep.stdout, new RegExp(`deployed default: now ${v2.url}`));
+    assert.match(dep.stdout, /drained .*0 cut/);
+    assert.equal(await (await fetch(proxy.url + "/")).text(), "v2");
+
+    const bad = await holdup(["deploy", "default", "--upstream", `:${await freePort()}`, "--deploy-timeout", "300ms", ...admin], env);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /deploy of default failed: .*did not become healthy.*HTTP 422/);
+
+    const paused = await holdup(["pause", "default", ...admin, "--json"], env);
+    assert.equal(paused.code, 0);
+    assert.equal(JSON.parse(paused.stdout).mode, "paused");
+    assert.equal((await holdup(["resume", ...admin], env)).code, 0);
+    const stop = await holdup(["stop", "--message", "Back at ten", ...admin], env);
+    assert.equal(stop.code, 0);
+    assert.match(stop.stdout, /stopped every app: requests get 503 "Back at ten"/);
+    assert.equal((await fetch(proxy.url + "/")).status, 503);
+    assert.equal((await holdup(["resume", ...admin], env)).code, 0);
+
+    const file = join(dir, "patch.json");
+    await writeFile(file, JSON.stringify({ tryInterval: "1s" }));
+    const rl = await holdup(["reload", file, ...admin], env);
+    assert.equal(rl.code, 0, rl.stderr);
+    assert.match(rl.stdout, /reloaded: config version \d+/);
+    await writeFile(file, JSON.stringify({ tryInterval: "soon" }));
+    const rejected = await holdup(["reload", file, ...admin], env);
+    assert.equal(rejected.code, 1);
+    assert.match(rejected.stderr, /reload rejected.*tryInterval/);
+
+    const restart = await holdup(["restart", ...admin], env);
+    assert.equal(restart.code, 1, "this holdup runs no app");
+
+    assert.equal((await holdup(["pause", "nosuchapp", ...admin], env)).code, 1);
+    assert.equal((await holdup(["deploy", ...admin], env)).code, 2, "bad usage");
+    assert.equal((await holdup(["status", "--bogus"], env)).code, 2);
+  } finally {
+    await proxy.stop();
+    await v1.close();
+    await v2.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("an unreachable admin API gives a one-line error and exit 1", async () => {
+  const port = await freePort();
+  const r = await holdup(["status", "--admin", `127.0.0.1:${port}`]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split("\n").length, 1);
+  assert.match(r.stderr, new RegExp(`cannot reach the admin API at http://127.0.0.1:${port} \\(connection refused\\)`));
+});
