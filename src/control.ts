@@ -22,6 +22,11 @@ export interface ControlOptions {
   version: string;
 }
 
+/** What POST /restart and SIGHUP get back when holdup runs the app (see run/supervisor.ts). */
+export type RestartResult =
+  | { ok: true; instance: number; pid: number | null; ms: number }
+  | { ok: false; error: string };
+
 export type ReloadResult =
   | { ok: true; notes: string[] }
   | { ok: false; status: 400 | 409; errors: LayerError[] };
@@ -31,6 +36,15 @@ export class Control {
   /** Called with each config a reload put in force (the listeners' limits follow it). */
   onApplied: ((config: Config) => void) | null = null;
   private started = Date.now();
+  /**
+   * When holdup runs the app (config `run`): the app's serving instance is the
+   * upstream, whatever the layers say; [] while none serves (requests are held).
+   */
+  private appUpstreams: string[] | null = null;
+  /** Set when holdup runs the app: a zero-downtime restart. */
+  restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
+  /** Set when holdup runs the app: its part of GET /status. */
+  appStatus: (() => Record<string, unknown>) | null = null;
   /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
   private reloads: Promise<unknown> = Promise.resolve();
 
@@ -68,6 +82,16 @@ export class Control {
     );
   }
 
+  /**
+   * Makes `url` the only upstream (null: none, so requests are held), in one
+   * swap that wakes every held request. Reloads keep it.
+   */
+  setAppUpstream(url: string | null): void {
+    this.appUpstreams = url ? [url] : [];
+    this.effective = { ...this.effective, config: { ...this.effective.config, upstreams: this.appUpstreams } };
+    this.o.state.applyConfig(this.effective);
+  }
+
   pause(): void {
     if (this.o.state.current.mode === "paused") return;
     this.o.state.setMode("paused");
@@ -102,6 +126,7 @@ export class Control {
       config: toJSON(s.config),
       sources: s.sources,
       configFile: this.o.base.configPath,
+      ...(this.appStatus ? { app: this.appStatus() } : {}),
       upstreams: s.upstreams.map((u) => ({
         url: u.url,
         reachable: u.status === "up",
@@ -120,6 +145,14 @@ export class Control {
     const next = r.effective;
     const running = this.o.state.current.config;
     const notes = keepRestartOnly(next.config, running);
+    if (this.appUpstreams) next.config.upstreams = this.appUpstreams;
+    if (running.run && !next.config.run) {
+      next.config.run = running.run;
+      notes.push("run cannot be removed by a reload; the app keeps running (stop holdup to stop it)");
+    } else if (!running.run && next.config.run) {
+      next.config.run = null;
+      notes.push("run takes effect on restart: holdup was started without an app");
+    }
     this.effective = next;
     this.o.log.format = next.config.log;
     const snap = this.o.state.applyConfig(next);

@@ -5,7 +5,7 @@
  * names the layer and the field; the merged result remembers which layer set
  * each key, for GET /status and the start-up log.
  */
-import { type Config, type FieldError, type RawConfig, validatePartial, validateWhole } from "./schema.ts";
+import { type Config, type FieldError, RUN_DEFAULTS, type RawConfig, type RunConfig, validatePartial, validateWhole } from "./schema.ts";
 import { formatListen } from "./address.ts";
 import { formatDuration } from "./units.ts";
 import { open } from "node:fs/promises";
@@ -54,6 +54,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string }
       maxConnections: 10000,
       admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null, hosts: [] },
       log: opts.stderrIsTTY ? "text" : "json",
+      waitingPageAfter: null,
     },
   };
 }
@@ -83,10 +84,28 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   const config = {
     ...merged,
     admin: { listen: merged["admin.listen"] ?? null, token: merged["admin.token"] ?? null, hosts: merged["admin.hosts"] ?? [] },
+    run: null,
   } as unknown as Config & Record<string, unknown>;
   delete config["admin.listen"];
   delete config["admin.token"];
   delete config["admin.hosts"];
+  // run.* keys merge one by one too (a flag's --idle-stop keeps the file's run.command).
+  const runKeys = Object.keys(merged).filter((k) => k.startsWith("run."));
+  if (runKeys.length) {
+    const run: Record<string, unknown> = { ...RUN_DEFAULTS };
+    for (const k of runKeys) {
+      run[k.slice(4)] = merged[k];
+      delete config[k];
+    }
+    const last = [...layers].reverse().find((l) => typeof l.raw === "object" && l.raw !== null && "run" in l.raw) ?? layers[layers.length - 1];
+    if (!run.command) {
+      return { errors: [{ where: last.label, field: "run.command", problem: "is missing: give the app to run, holdup [options] -- COMMAND [ARGS…] (config: run.command)" }] };
+    }
+    if (sources.upstreams && sources.upstreams !== "default") {
+      return { errors: [{ where: last.label, field: "upstreams", problem: "cannot be combined with run: holdup proxies to the app it starts" }] };
+    }
+    config.run = run as unknown as RunConfig;
+  }
   const whole = validateWhole(config);
   if (whole.length) return { errors: whole.map((e) => ({ ...e, where: layers[layers.length - 1].label })) };
   return { effective: { config, layers, sources, shadowed } };
@@ -94,8 +113,8 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
 
 function* flatten(obj: Record<string, unknown>): Generator<[string, unknown]> {
   for (const [k, v] of Object.entries(obj)) {
-    if (k === "admin" && v && typeof v === "object") {
-      for (const [k2, v2] of Object.entries(v)) yield [`admin.${k2}`, v2];
+    if ((k === "admin" || k === "run") && v && typeof v === "object") {
+      for (const [k2, v2] of Object.entries(v)) yield [`${k}.${k2}`, v2];
     } else yield [k, v];
   }
 }
@@ -127,6 +146,21 @@ export function toJSON(c: Config): Record<string, unknown> {
       hosts: c.admin.hosts,
     },
     log: c.log,
+    waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
+    ...(c.run
+      ? {
+        run: {
+          command: c.run.command,
+          cwd: c.run.cwd,
+          env: Object.fromEntries(Object.keys(c.run.env).map((k) => [k, "(set)"])),
+          readyTimeout: formatDuration(c.run.readyTimeout),
+          stopSignal: c.run.stopSignal,
+          stopTimeout: formatDuration(c.run.stopTimeout),
+          drainTimeout: formatDuration(c.run.drainTimeout),
+          idleStop: c.run.idleStop === null ? null : formatDuration(c.run.idleStop),
+        },
+      }
+      : {}),
   };
 }
 
