@@ -109,15 +109,6 @@ export async function main(rt: Runtime): Promise<void> {
     })();
   });
 
-  if (app) {
-    const first = await app.start();
-    if (!first.ok) {
-      await app.shutdown();
-      h.log.flush();
-      fail(rt, 1, `holdup: the app did not start: ${first.error}`);
-    }
-  }
-
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) {
@@ -144,6 +135,15 @@ export async function main(rt: Runtime): Promise<void> {
   };
   rt.onSignal("SIGTERM", () => void shutdown("SIGTERM"));
   rt.onSignal("SIGINT", () => void shutdown("SIGINT"));
+
+  if (app) {
+    const first = await app.start();
+    if (!first.ok && !stopping) {
+      await app.shutdown();
+      h.log.flush();
+      fail(rt, 1, `holdup: the app did not start: ${first.error}`);
+    }
+  }
 }
 
 function limitsOf(c: Config): ListenerLimits {
