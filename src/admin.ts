@@ -151,6 +151,15 @@ export function adminApp(d: AdminDeps): Hono {
     return c.json({ ...d.control.status(), notes: result.notes });
   });
 
+  app.post("/restart", async (c) => {
+    if (!d.control.restartApp) {
+      return c.json({ error: "holdup is not running an app: start it as holdup [options] -- COMMAND [ARGS…]" }, 409);
+    }
+    const r = await d.control.restartApp("POST /restart");
+    if (!r.ok) return c.json({ error: `restart failed: ${r.error}`, ...d.control.status() }, 502);
+    return c.json({ restarted: { instance: r.instance, pid: r.pid, readyMs: r.ms }, ...d.control.status() });
+  });
+
   app.post("/pause", (c) => {
     const apps = which(c);
     if (apps instanceof Response) return apps;
@@ -202,7 +211,7 @@ export function adminApp(d: AdminDeps): Hono {
 }
 
 const ENDPOINTS = [
-  "GET /status", "POST /reload", "POST /deploy", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
+  "GET /status", "POST /reload", "POST /deploy", "POST /restart", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
 ];
 
 const DEPLOY_SHAPE = 'expected {"app": "web", "upstreams": ["http://127.0.0.1:8004"], "healthPath"?: "/up", "deployTimeout"?: "30s", "drainTimeout"?: "30s"}';

@@ -33,6 +33,8 @@ const OPTIONS = {
   "admin-host": { type: "string", multiple: true },
   "admin-token": { type: "string" },
   log: { type: "string" },
+  "idle-stop": { type: "string" },
+  "waiting-page-after": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -56,9 +58,17 @@ const FLAG_FOR: Record<string, string> = {
   "admin.hosts": "--admin-host",
   "admin.token": "--admin-token",
   log: "--log",
+  waitingPageAfter: "--waiting-page-after",
+  "run.idleStop": "--idle-stop",
+  "run.command": "-- COMMAND",
 };
 
-export function parseCli(args: string[]): Cli {
+export function parseCli(argv: string[]): Cli {
+  // Everything after the first `--` is the app to run: holdup [options] -- COMMAND [ARGS…]
+  const dashes = argv.indexOf("--");
+  const args = dashes < 0 ? argv : argv.slice(0, dashes);
+  const command = dashes < 0 ? null : argv.slice(dashes + 1);
+  if (command && command.length === 0) return { kind: "error", message: "nothing after --: give the app's command, e.g. -- python3 -m http.server {port}" };
   let values;
   try {
     ({ values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }));
@@ -88,6 +98,12 @@ export function parseCli(args: string[]): Cli {
     if (values["admin-host"] !== undefined) raw.admin.hosts = values["admin-host"];
   }
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
+  if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
+  if (command || values["idle-stop"] !== undefined) {
+    raw.run = {};
+    if (command) raw.run.command = command;
+    if (values["idle-stop"] !== undefined) raw.run.idleStop = values["idle-stop"];
+  }
   return {
     kind: "run",
     configPath: values.config ?? null,
@@ -120,8 +136,10 @@ Usage:
   holdup [options]                      run the proxy
   holdup COMMAND [APP] [options]        drive a running holdup (deploy, pause, resume,
                                         stop, status, reload, restart; see below)
+  holdup [options] -- COMMAND [ARGS…]   run the app too ({port} in ARGS, and $PORT)
   deno run --allow-net --allow-read --allow-env src/proxy.ts [options]
   bun src/proxy.ts [options]
+  (on Deno, running an app needs --allow-run as well)
 
 Options (config-file key in brackets; a flag overrides the file):
   -c, --config FILE          JSON config file, re-read on SIGHUP and POST /reload
@@ -154,6 +172,17 @@ Admin API:
                              headers get 403 (a web page using DNS rebinding cannot reach it)
       --log FORMAT           [log] access log on stderr: json, text or off
                              (default text on a terminal, else json)
+      --waiting-page-after DUR [waitingPageAfter] a browser (Accept: text/html) held
+                             this long gets a self-reloading "starting…" page (default off)
+
+Running the app (everything after -- is its command; config key run: {command, cwd,
+env, readyTimeout, stopSignal, stopTimeout, drainTimeout, idleStop}):
+  holdup starts it on a free loopback port (PORT=…, {port} in its arguments) and
+  proxies to it; SIGHUP or POST /restart starts a new instance, swaps to it once it
+  is ready, drains and stops the old one; a crash is restarted with backoff
+  (0.5 s doubling to 30 s) while requests are held. The app dies with holdup.
+      --idle-stop DUR        [run.idleStop] stop the app after DUR without requests;
+                             the next request starts it again (default off)
   -h, --help                 show this help
   -V, --version              print the version
 
@@ -177,10 +206,13 @@ Deploy without dropping a request:
   curl -X POST localhost:2019/reload -d '{"upstreams": [":8004"]}'
   curl -X POST localhost:2019/resume                # held requests go to :8004
 
-Admin API (JSON, on --admin): GET /status, POST /reload, POST /deploy, POST /pause,
-POST /resume, POST /stop, GET /metrics, GET /healthz. JSON bodies need
-Content-Type: application/json; a request from a web page of another origin
-that would change anything gets 403.
+Run the app too — zero-downtime restarts with kill -HUP or POST /restart:
+  holdup --listen :8080 -- python3 -m http.server '{port}'
+
+Admin API (JSON, on --admin): GET /status, POST /reload, POST /deploy,
+POST /restart, POST /pause, POST /resume, POST /stop, GET /metrics,
+GET /healthz. JSON bodies need Content-Type: application/json; a request
+from a web page of another origin that would change anything gets 403.
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a port is in use,
 2 for bad flags or config.
 

@@ -24,6 +24,11 @@ export interface ControlOptions {
   version: string;
 }
 
+/** What POST /restart and SIGHUP get back when holdup runs the app (see run/supervisor.ts). */
+export type RestartResult =
+  | { ok: true; instance: number; pid: number | null; ms: number }
+  | { ok: false; error: string };
+
 export type ReloadResult =
   | { ok: true; notes: string[] }
   | { ok: false; status: 400 | 409; errors: LayerError[] };
@@ -35,6 +40,15 @@ export class Control {
   private started = Date.now();
   /** 1 at start, +1 for every reload and deploy put in force. */
   configVersion = 1;
+  /**
+   * When holdup runs the app (config `run`): the app's serving instance is the
+   * upstream, whatever the layers say; [] while none serves (requests are held).
+   */
+  private appUpstreams: string[] | null = null;
+  /** Set when holdup runs the app: a zero-downtime restart. */
+  restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
+  /** Set when holdup runs the app: its part of GET /status. */
+  appStatus: (() => Record<string, unknown>) | null = null;
   /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
   private reloads: Promise<unknown> = Promise.resolve();
 
@@ -175,6 +189,18 @@ export class Control {
     if (name === null) return this.o.apps.list;
     const app = this.o.apps.get(name);
     return app ? [app] : undefined;
+
+  }
+
+  /**
+   * Makes `url` the only upstream of the first app (null: none, so requests
+   * are held), in one swap that wakes every held request. Reloads keep it.
+   */
+  setAppUpstream(url: string | null): void {
+    this.appUpstreams = url ? [url] : [];
+    const config = withAppUpstreams(this.effective.config, this.appUpstreams);
+    this.effective = { ...this.effective, config };
+    this.o.apps.apply(config, this.effective.sources);
   }
 
   pause(apps: App[] = this.o.apps.list): void {
@@ -226,6 +252,7 @@ export class Control {
       config: toJSON(this.effective.config),
       sources: first.sources,
       configFile: this.o.base.configPath,
+      ...(this.appStatus ? { app: this.appStatus() } : {}),
       upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a.name))),
       apps: list.map((a) => {
         const s = a.state.current;
@@ -249,6 +276,14 @@ export class Control {
     const next = r.effective;
     const running = this.effective.config;
     const notes = keepRestartOnly(next.config, running);
+    if (this.appUpstreams) next.config = withAppUpstreams(next.config, this.appUpstreams);
+    if (running.run && !next.config.run) {
+      next.config.run = running.run;
+      notes.push("run cannot be removed by a reload; the app keeps running (stop holdup to stop it)");
+    } else if (!running.run && next.config.run) {
+      next.config.run = null;
+      notes.push("run takes effect on restart: holdup was started without an app");
+    }
     this.effective = next;
     this.o.log.format = next.config.log;
     const released = this.o.apps.list.reduce((n, a) => n + a.state.held, 0);
@@ -275,6 +310,11 @@ export class Control {
     });
     return { ok: false, status: 400, errors };
   }
+}
+
+/** The config with `upstreams` as the first app's (the app holdup runs), top-level too. */
+function withAppUpstreams(c: Config, upstreams: string[]): Config {
+  return { ...c, upstreams, apps: c.apps.map((a, i) => (i === 0 ? { ...a, upstreams } : a)) };
 }
 
 export const DEFAULT_DEPLOY_TIMEOUT = 30_000;

@@ -8,6 +8,9 @@
  * Config comes from the environment (see src/config/env.ts). With
  * HOLDUP_ADMIN_TOKEN set, the admin API is mounted under /_holdup/ (for
  * example POST /_holdup/reload); without one it is not mounted at all.
+ *
+ * The edge entry does not run the app (`-- COMMAND`, config `run`): such hosts
+ * start and stop processes themselves. A config with `run` is refused.
  */
 import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";
@@ -26,6 +29,9 @@ function build() {
   defaults.raw.admin = { listen: "off", token: null };
   const resolved = resolve([defaults, ...fromEnv.layers]);
   if ("errors" in resolved) throw new Error(`holdup: invalid configuration:\n${formatErrors(resolved.errors)}`);
+  if (resolved.effective.config.run) {
+    throw new Error("holdup: the edge entry cannot run an app (config key run); use the command-line proxy: holdup [options] -- COMMAND");
+  }
   const h = createHoldup({
     runtime,
     effective: resolved.effective,

@@ -95,12 +95,13 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
         }
         const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
         if (bodyless) res.body?.cancel().catch(() => {});
+        u.relaying++;
         return finish(d, req, start, {
           status: res.status,
           headers: h.headers,
           body: bodyless ? null : res.body,
           length: bodyless ? null : h.length,
-        }, heldMs, u.url);
+        }, heldMs, u.url, undefined, () => u.relaying--);
       }
       if (out.kind === "timeout") {
         return done(504, "the upstream sent no response in time", heldMs, `upstream ${u.url} sent no response head within ${snap.config.responseTimeout}ms`);
@@ -127,16 +128,19 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       wasHeld = true;
     }
     if (performance.now() >= deadline) return heldTooLong(snap.mode, snap.config.tryDuration);
+    // A browser held past waitingPageAfter gets a page that reloads itself; API clients stay held.
+    const pageAt = snap.config.waitingPageAfter !== null && wantsPage(req) ? start + snap.config.waitingPageAfter : Infinity;
+    if (performance.now() >= pageAt) return waitingPage(d, req, start, heldMs);
     state.held++;
     state.heldBodyBytes += heldBytes;
     const since = performance.now();
-    const why = await state.waiters.wait(deadline, req.signal);
+    const why = await state.waiters.wait(Math.min(deadline, pageAt), req.signal);
     state.held--;
     state.heldBodyBytes -= heldBytes;
     heldMs += performance.now() - since;
     if (why === "aborted") return done(499, "client disconnected while held", heldMs);
     if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, undefined, [["retry-after", "5"]]);
-    if (why === "deadline") return heldTooLong(state.current.mode, snap.config.tryDuration);
+    if (why === "deadline" && performance.now() >= deadline) return heldTooLong(state.current.mode, snap.config.tryDuration);
   }
 
   function heldTooLong(mode: string, tryDuration: number): Reply {
@@ -167,6 +171,27 @@ function stopped(d: ProxyDeps, req: Incoming, start: number, message: string, he
   return finish(d, req, start, { status: 503, headers, body }, heldMs, null, "stopped");
 }
 
+function wantsPage(req: Incoming): boolean {
+  return (req.method === "GET" || req.method === "HEAD") && (req.header("accept") ?? "").includes("text/html");
+}
+
+/** `--waiting-page-after`: a small "starting…" page that reloads itself, for browsers held that long. */
+function waitingPage(d: ProxyDeps, req: Incoming, start: number, heldMs: number): Reply {
+  const headers: HeaderList = [
+    ["retry-after", "2"],
+    ["x-holdup-held-ms", String(Math.round(heldMs))],
+    ["cache-control", "no-store"],
+    ["content-type", "text/html; charset=utf-8"],
+  ];
+  const body = req.method === "HEAD" ? null : `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="2"><title>Starting…</title>
+<style>body{font:18px/1.5 system-ui,sans-serif;max-width:36em;margin:15vh auto;padding:0 1em;color:#222}</style>
+</head><body><h1>Starting…</h1><p>The service is starting. This page reloads itself in a moment.</p></body></html>
+`;
+  return finish(d, req, start, { status: 503, headers, body }, heldMs, null, "waiting page");
+}
+
 function maintenancePage(text: string): string {
   const esc = text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   return `<!doctype html>
@@ -186,11 +211,17 @@ function finish(
   heldMs: number,
   upstream: string | null,
   reason?: string,
+  /** Called once the body has been relayed (or abandoned). */
+  relayed?: () => void,
 ): Reply {
   d.metrics.request(reply.status, heldMs, d.app);
-  if (!d.log.accessEnabled) return reply;
+  if (!d.log.accessEnabled) {
+    if (relayed) reply.onDone = relayed;
+    return reply;
+  }
   const method = req.method, path = req.target, status = reply.status;
   reply.onDone = (bytes, complete) => {
+    relayed?.();
     d.log.access({
       method, path, status, bytes, durationMs: performance.now() - start, heldMs, upstream,
       reason: complete ? reason : reason ?? "response cut short",

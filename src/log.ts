@@ -65,6 +65,13 @@ export class Logger {
     }
   }
 
+  /** A line the app (instance `id`) wrote: `[app#2] line`, or a JSON event. Printed even with the access log off. */
+  app(id: number, stream: "stdout" | "stderr", line: string): void {
+    if (this.eventFormat === "json") {
+      this.push(JSON.stringify({ time: new Date().toISOString(), level: "info", msg: "app output", instance: id, stream, line }));
+    } else this.push(`[app#${id}] ${line}`);
+  }
+
   /** An event an operator should see. Printed even with the access log off. */
   info(msg: string, fields: Record<string, unknown> = {}): void {
     this.event("info", msg, fields);

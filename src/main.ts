@@ -13,6 +13,7 @@ import { isClientCommand, runClient } from "./client.ts";
 import { type Listener, type ListenerLimits, listen } from "./serve/listener.ts";
 import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
+import { Supervisor } from "./run/supervisor.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
@@ -37,12 +38,32 @@ export async function main(rt: Runtime): Promise<void> {
   const effective = resolved.effective;
   const { config } = effective;
 
+  if (config.run) {
+    const denied = rt.spawnDenied();
+    if (denied) fail(rt, 1, `holdup: ${denied}`);
+  }
+
   const h = createHoldup({
     runtime: rt,
     effective,
     base: { defaults, configPath: cli.configPath, overrides: cli.flags },
     adminCheckHost: true,
   });
+
+  // holdup runs the app: its serving instance is the upstream; none yet, so requests are held.
+  let app: Supervisor | null = null;
+  if (config.run) {
+    const sup = app = new Supervisor({ runtime: rt, log: h.log, state: h.state, control: h.control });
+    h.control.setAppUpstream(null);
+    h.control.restartApp = (trigger) => sup.restart(trigger);
+    h.control.appStatus = () => sup.status();
+  }
+  const proxyHandler: IncomingHandler = app
+    ? ((sup) => (req) => {
+      sup.touch();
+      return h.proxy(req);
+    })(app)
+    : h.proxy;
 
   const serve = (what: string, addr: Config["listen"], handler: IncomingHandler) =>
     open(rt, what, addr, () =>
@@ -54,7 +75,7 @@ export async function main(rt: Runtime): Promise<void> {
         rearmAccept: rt.acceptStallsOnEmfile,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
       }));
-  const proxyServer = await serve("proxy", config.listen, h.proxy);
+  const proxyServer = await serve("proxy", config.listen, proxyHandler);
   let adminServer: Listener | null = null;
   if (config.admin.listen) {
     const a = config.admin.listen;
@@ -70,7 +91,7 @@ export async function main(rt: Runtime): Promise<void> {
     version: VERSION,
     runtime: `${rt.name} ${rt.version}`,
     listen: formatListen(proxyServer),
-    upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])),
+    ...(config.run ? { app: config.run.command } : { upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])) }),
     admin: adminServer ? formatListen(adminServer) : "off",
     tryDuration: formatDuration(config.tryDuration),
     tryInterval: formatDuration(config.tryInterval),
@@ -81,7 +102,13 @@ export async function main(rt: Runtime): Promise<void> {
   });
 
   rt.onSignal("SIGHUP", () => {
-    void h.control.reloadFromFile("SIGHUP");
+    if (!app) return void h.control.reloadFromFile("SIGHUP");
+    // Running the app: re-read the config file if there is one, then restart the app.
+    const sup = app;
+    void (async () => {
+      if (cli.configPath) await h.control.reloadFromFile("SIGHUP");
+      await sup.restart("SIGHUP");
+    })();
   });
 
   let stopping = false;
@@ -100,12 +127,25 @@ export async function main(rt: Runtime): Promise<void> {
     const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);
+    if (app) {
+      h.log.info("stopping the app");
+      await app.shutdown();
+    }
     h.log.info(clean ? "stopped" : "stopped: in-flight requests did not finish within the grace period");
     h.log.flush();
     rt.exit(0);
   };
   rt.onSignal("SIGTERM", () => void shutdown("SIGTERM"));
   rt.onSignal("SIGINT", () => void shutdown("SIGINT"));
+
+  if (app) {
+    const first = await app.start();
+    if (!first.ok && !stopping) {
+      await app.shutdown();
+      h.log.flush();
+      fail(rt, 1, `holdup: the app did not start: ${first.error}`);
+    }
+  }
 }
 
 function limitsOf(c: Config): ListenerLimits {

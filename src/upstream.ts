@@ -23,6 +23,11 @@ export class Upstream {
   status: UpstreamStatus = "unknown";
   lastError: string | null = null;
   inFlight = 0;
+  /**
+   * Responses from it whose body is still being relayed to the client (after
+   * inFlight ended with the response head): a drain waits for these too.
+   */
+  relaying = 0;
   /** Connection attempts: probes plus forwarded requests. */
   attempts = 0;
   failures = 0;

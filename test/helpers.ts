@@ -11,7 +11,7 @@ import { once } from "node:events";
 
 export const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
 export const RUNTIME: "deno" | "bun" = "Deno" in globalThis ? "deno" : "bun";
-const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env"];
+const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env", "--allow-run"];
 
 /** The command that runs a holdup entry file on this test's runtime. */
 export function runtimeCommand(entry: string, args: string[]): [string, string[]] {

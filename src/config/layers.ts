@@ -12,6 +12,8 @@ import {
   type FieldError,
   type ParsedApp,
   type RawConfig,
+  RUN_DEFAULTS,
+  type RunConfig,
   validatePartial,
   validateWhole,
 } from "./schema.ts";
@@ -63,6 +65,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string }
       maxConnections: 10000,
       admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null, hosts: [] },
       log: opts.stderrIsTTY ? "text" : "json",
+      waitingPageAfter: null,
     },
   };
 }
@@ -104,10 +107,28 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   const config = {
     ...merged,
     admin: { listen: merged["admin.listen"] ?? null, token: merged["admin.token"] ?? null, hosts: merged["admin.hosts"] ?? [] },
+    run: null,
   } as unknown as Config & Record<string, unknown>;
   delete config["admin.listen"];
   delete config["admin.token"];
   delete config["admin.hosts"];
+  // run.* keys merge one by one too (a flag's --idle-stop keeps the file's run.command).
+  const runKeys = Object.keys(merged).filter((k) => k.startsWith("run."));
+  if (runKeys.length) {
+    const run: Record<string, unknown> = { ...RUN_DEFAULTS };
+    for (const k of runKeys) {
+      run[k.slice(4)] = merged[k];
+      delete config[k];
+    }
+    const last = [...layers].reverse().find((l) => typeof l.raw === "object" && l.raw !== null && "run" in l.raw) ?? layers[layers.length - 1];
+    if (!run.command) {
+      return { errors: [{ where: last.label, field: "run.command", problem: "is missing: give the app to run, holdup [options] -- COMMAND [ARGS…] (config: run.command)" }] };
+    }
+    if (sources.upstreams && sources.upstreams !== "default") {
+      return { errors: [{ where: last.label, field: "upstreams", problem: "cannot be combined with run: holdup proxies to the app it starts" }] };
+    }
+    config.run = run as unknown as RunConfig;
+  }
   config.apps = apps ? [...apps.values()].map((a) => appConfig(config, a)) : [appConfig(config, { name: "default" })];
   const whole = validateWhole(config);
   if (whole.length) return { errors: whole.map((e) => ({ ...e, where: layers[layers.length - 1].label })) };
@@ -133,8 +154,8 @@ function appConfig(top: Config, a: ParsedApp): AppConfig {
 
 function* flatten(obj: Record<string, unknown>): Generator<[string, unknown]> {
   for (const [k, v] of Object.entries(obj)) {
-    if (k === "admin" && v && typeof v === "object") {
-      for (const [k2, v2] of Object.entries(v)) yield [`admin.${k2}`, v2];
+    if ((k === "admin" || k === "run") && v && typeof v === "object") {
+      for (const [k2, v2] of Object.entries(v)) yield [`${k}.${k2}`, v2];
     } else yield [k, v];
   }
 }
@@ -179,6 +200,21 @@ export function toJSON(c: Config): Record<string, unknown> {
       maxBodyBuffer: a.maxBodyBuffer,
     })),
     log: c.log,
+    waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
+    ...(c.run
+      ? {
+        run: {
+          command: c.run.command,
+          cwd: c.run.cwd,
+          env: Object.fromEntries(Object.keys(c.run.env).map((k) => [k, "(set)"])),
+          readyTimeout: formatDuration(c.run.readyTimeout),
+          stopSignal: c.run.stopSignal,
+          stopTimeout: formatDuration(c.run.stopTimeout),
+          drainTimeout: formatDuration(c.run.drainTimeout),
+          idleStop: c.run.idleStop === null ? null : formatDuration(c.run.idleStop),
+        },
+      }
+      : {}),
   };
 }
 

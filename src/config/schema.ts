@@ -9,6 +9,34 @@ import { formatDuration, parseDuration, parseSize } from "./units.ts";
 
 export type LogFormat = "json" | "text" | "off";
 
+/** `holdup -- COMMAND…` / config `run`: the app holdup starts and supervises (see run/supervisor.ts). */
+export interface RunConfig {
+  /** Program and arguments; `{port}` is replaced by the instance's port. */
+  command: string[];
+  cwd: string | null;
+  /** Added to holdup's environment (PORT is set too). */
+  env: Record<string, string>;
+  readyTimeout: number;
+  stopSignal: string;
+  stopTimeout: number;
+  /** How long an old instance's in-flight requests may run after a restart swapped it out. */
+  drainTimeout: number;
+  /** Stop the app after this long without a request; null: never. */
+  idleStop: number | null;
+}
+
+export const RUN_DEFAULTS: Omit<RunConfig, "command"> = {
+  cwd: null,
+  env: {},
+  readyTimeout: 60_000,
+  stopSignal: "SIGTERM",
+  stopTimeout: 10_000,
+  drainTimeout: 30_000,
+  idleStop: null,
+};
+
+const SIGNAL_NAMES = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL"] as const;
+
 /** The parsed, effective config that the proxy runs on. */
 export interface Config {
   listen: ListenAddress;
@@ -31,6 +59,9 @@ export interface Config {
   maxConnections: number;
   admin: { listen: ListenAddress | null; token: string | null; hosts: string[] };
   log: LogFormat;
+  /** A browser held this long gets a self-reloading "starting…" page; null: never. */
+  waitingPageAfter: number | null;
+  run: RunConfig | null;
   /**
    * The apps, each with every per-app key resolved (its own value, else the
    * top-level one). Without `apps` in the config: one app named "default"
@@ -162,6 +193,21 @@ export const partialSchema = z.strictObject({
     }),
   ),
   log: z.optional(z.enum(["json", "text", "off"])),
+  waitingPageAfter: z.optional(z.nullable(duration(0))),
+  run: z.optional(
+    z.strictObject({
+      command: z.optional(
+        z.array(z.string()).check(z.minLength(1, 'needs the program and its arguments, e.g. ["python3", "-m", "http.server", "{port}"]')),
+      ),
+      cwd: z.optional(z.nullable(z.string())),
+      env: z.optional(z.record(z.string(), z.string())),
+      readyTimeout: z.optional(duration(1)),
+      stopSignal: z.optional(z.enum(SIGNAL_NAMES)),
+      stopTimeout: z.optional(duration(0)),
+      drainTimeout: z.optional(duration(0)),
+      idleStop: z.optional(z.nullable(duration(100))),
+    }),
+  ),
 });
 
 export type RawConfig = z.input<typeof partialSchema>;
@@ -231,6 +277,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
+  "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
 ];
 
 function suggest(key: string): string {

@@ -68,5 +68,6 @@ export const bunRuntime: Runtime = {
       });
     });
   },
+  spawnDenied: () => null,
   clientIPFor: (req, arg) => (arg as BunServer | undefined)?.requestIP?.(req)?.address ?? "",
 };

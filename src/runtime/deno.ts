@@ -89,6 +89,11 @@ export const denoRuntime: Runtime = {
       clearTimeout(timer);
     }
   },
+  spawnDenied() {
+    // The app is started through /bin/sh (see run/wrapper.ts).
+    if (Deno.permissions.querySync({ name: "run", command: "sh" }).state === "granted") return null;
+    return "running an app needs Deno's --allow-run permission: deno run --allow-net --allow-read --allow-env --allow-run …";
+  },
   clientIPFor(_req, arg) {
     quietLegacyAbortWarning();
     return (arg as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr?.hostname ?? "";

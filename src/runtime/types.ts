@@ -48,6 +48,11 @@ export interface Runtime {
   readonly acceptStallsOnEmfile: boolean;
   /** Opens and closes one TCP connection; rejects when it cannot. */
   tcpConnect(hostname: string, port: number, timeoutMs: number): Promise<void>;
+  /**
+   * Why this process may not start programs (Deno without --allow-run), as a
+   * sentence naming the flag; null when it may.
+   */
+  spawnDenied(): string | null;
   /** The client's IP from the second argument a host gives `fetch(req, arg)` (edge entry). */
   clientIPFor(req: Request, arg: unknown): string;
 }

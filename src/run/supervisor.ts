@@ -1,0 +1,259 @@
+/**
+ * holdup running the app itself (`holdup -- COMMAND…`, config `run`): start,
+ * zero-downtime restart, crash recovery with backoff, idle stop, shutdown.
+ *
+ * While no instance is serving (starting, crashed, idle-stopped) the upstream
+ * set is empty, so every request is held; installing the new instance's URL
+ * (Control.setAppUpstream → State.applyConfig) wakes them all at once.
+ *
+ * A restart: start a new instance on a new port → wait until it is ready
+ * (≤ readyTimeout) → swap the upstream → drain the old one (requests in flight
+ * to it finish, ≤ drainTimeout) → stop it (stopSignal, SIGKILL after
+ * stopTimeout). If the new instance exits or is not ready in time it is
+ * stopped and the old one keeps serving. Restarts run one at a time: one asked
+ * for while another runs is queued, and every request that arrives while one is
+ * queued joins that queued one.
+ */
+import type { RunConfig } from "../config/schema.ts";
+import type { Control, RestartResult } from "../control.ts";
+import type { Logger } from "../log.ts";
+import type { Runtime } from "../runtime/types.ts";
+import type { State } from "../state.ts";
+import type { Upstream } from "../upstream.ts";
+import { type Exit, formatExit, freeLoopbackPort, Instance } from "./instance.ts";
+
+export const BACKOFF_FIRST_MS = 500;
+export const BACKOFF_MAX_MS = 30_000;
+/** An instance that served this long before crashing resets the backoff. */
+export const HEALTHY_MS = 60_000;
+
+
+export interface SupervisorOptions {
+  runtime: Runtime;
+  log: Logger;
+  state: State;
+  control: Control;
+}
+
+export class Supervisor {
+  /** The instance requests go to; null while none serves. */
+  current: Instance | null = null;
+  restarts = 0;
+  failedRestarts = 0;
+  lastExit: (Exit & { instance: number; at: string }) | null = null;
+  lastError: string | null = null;
+  phase: "starting" | "running" | "restarting" | "backoff" | "idle" | "stopping" | "stopped" = "starting";
+  private nextId = 1;
+  private instances = new Set<Instance>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private queued: Promise<RestartResult> | null = null;
+  private busy = false;
+  private backoff = BACKOFF_FIRST_MS;
+  private backoffTimer: ReturnType<typeof setTimeout> | null = null;
+  private lastActivity = performance.now();
+  private idleTimer: ReturnType<typeof setInterval> | null = null;
+  private shuttingDown = false;
+
+  constructor(private o: SupervisorOptions) {}
+
+  private get run(): RunConfig {
+    return this.o.control.effective.config.run!;
+  }
+
+  /** Starts the first instance. Resolves with how it went. */
+  start(): Promise<RestartResult> {
+    this.armIdleTimer();
+    return this.enqueue(() => this.replace("start"));
+  }
+
+  /** SIGHUP, POST /restart: a new instance, swapped in once ready. */
+  restart(trigger: string): Promise<RestartResult> {
+    if (this.shuttingDown) return Promise.resolve({ ok: false, error: "holdup is shutting down" });
+    if (this.queued) return this.queued; // joins the restart already waiting its turn
+    const p = this.enqueue(() => this.replace(trigger));
+    if (this.busy) {
+      this.queued = p;
+      void p.finally(() => {
+        if (this.queued === p) this.queued = null;
+      });
+    }
+    return p;
+  }
+
+  /** Called for every proxied request: idle bookkeeping, and a cold start after an idle stop. */
+  touch(): void {
+    this.lastActivity = performance.now();
+    if (this.phase === "idle") {
+      this.phase = "starting";
+      void this.enqueue(() => this.replace("request after idle stop"));
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const c = this.current;
+    return {
+      phase: this.phase,
+      command: this.run.command,
+      instance: c?.id ?? null,
+      pid: c?.pid ?? null,
+      port: c?.port ?? null,
+      upstream: c?.url ?? null,
+      readySince: c?.readyAt ? new Date(c.readyAt).toISOString() : null,
+      restarts: this.restarts,
+      failedRestarts: this.failedRestarts,
+      lastExit: this.lastExit,
+      lastError: this.lastError,
+      idleStop: this.run.idleStop,
+    };
+  }
+
+  /** SIGTERM: stop every instance (stopSignal, then SIGKILL after stopTimeout). */
+  async shutdown(): Promise<void> {
+    this.shuttingDown = true;
+    this.phase = "stopping";
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    await Promise.all([...this.instances].map((i) => i.stop()));
+    this.phase = "stopped";
+  }
+
+  private enqueue(fn: () => Promise<RestartResult>): Promise<RestartResult> {
+    const run = async () => {
+      if (this.shuttingDown) return { ok: false as const, error: "holdup is shutting down" };
+      this.busy = true;
+      try {
+        return await fn();
+      } finally {
+        this.busy = false;
+      }
+    };
+    const next = this.chain.then(run, run);
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  /** Start a new instance, wait until it is ready, swap it in, drain and stop the old one. */
+  private async replace(trigger: string): Promise<RestartResult> {
+    const t0 = performance.now();
+    const run = this.run;
+    const old = this.current;
+    if (old) this.phase = "restarting";
+    const inst = await this.spawn(run);
+    this.o.log.info("app starting", { trigger, instance: inst.id, port: inst.port, command: run.command });
+    const notReady = await inst.waitReady(this.o.runtime, () => this.o.control.effective.config.healthPath, run.readyTimeout);
+    if (this.shuttingDown) {
+      await inst.stop();
+      return { ok: false, error: "holdup is shutting down" };
+    }
+    if (notReady) {
+      await inst.stop();
+      const error = `new instance #${inst.id}: ${notReady}${old?.running ? `; instance #${old.id} keeps serving` : ""}`;
+      this.lastError = error;
+      if (old?.running) {
+        this.failedRestarts++;
+        this.phase = "running";
+        this.o.log.error("restart failed; the old instance keeps serving", { trigger, instance: inst.id, oldInstance: old.id, error: notReady });
+      } else {
+        this.o.log.error("app failed to start", { trigger, instance: inst.id, error: notReady });
+        if (this.nextId > 2) this.scheduleRecovery(); // the first start's failure is the caller's to handle
+      }
+      return { ok: false, error };
+    }
+    // Swap: requests held now, and every new one, go to the new instance.
+    const oldUpstream = this.upstreamFor(old);
+    this.current = inst;
+    this.phase = "running";
+    this.lastError = null;
+    if (inst.id > 1) this.restarts++;
+    this.lastActivity = performance.now();
+    this.armIdleTimer();
+    this.o.control.setAppUpstream(inst.url);
+    const ms = Math.round(performance.now() - t0);
+    this.o.log.info("app instance serving", { trigger, instance: inst.id, pid: inst.pid, upstream: inst.url, readyMs: ms });
+    if (old) void this.retire(old, oldUpstream);
+    return { ok: true, instance: inst.id, pid: inst.pid, ms };
+  }
+
+  private async spawn(run: RunConfig): Promise<Instance> {
+    const port = await freeLoopbackPort();
+    const inst = new Instance(this.nextId++, port, run, {
+      line: (id, stream, line) => this.o.log.app(id, stream, line),
+    });
+    this.instances.add(inst);
+    void inst.exited.then((exit) => this.exited(inst, exit));
+    return inst;
+  }
+
+  /** Drain the old instance (its in-flight requests finish, ≤ drainTimeout), then stop it. */
+  private async retire(old: Instance, u: Upstream | null): Promise<void> {
+    const end = performance.now() + this.run.drainTimeout;
+    while (u && (u.inFlight > 0 || u.relaying > 0) && performance.now() < end && old.running) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const cut = u ? u.inFlight + u.relaying : 0;
+    this.o.log.info("stopping the old app instance", { instance: old.id, pid: old.pid, ...(cut ? { cutRequests: cut } : {}) });
+    await old.stop();
+  }
+
+  private upstreamFor(inst: Instance | null): Upstream | null {
+    if (!inst) return null;
+    return this.o.state.current.upstreams.find((u) => u.url === inst.url) ?? null;
+  }
+
+  private exited(inst: Instance, exit: Exit): void {
+    this.instances.delete(inst);
+    this.lastExit = { instance: inst.id, ...exit, at: new Date().toISOString() };
+    if (inst.stopRequested) {
+      this.o.log.info("app instance stopped", { instance: inst.id, pid: inst.pid, exit: formatExit(exit) });
+      return;
+    }
+    if (inst !== this.current) {
+      this.o.log.warn("app instance exited", { instance: inst.id, pid: inst.pid, exit: formatExit(exit) });
+      return;
+    }
+    // A crash of the serving instance: hold requests while it comes back.
+    this.current = null;
+    this.o.control.setAppUpstream(null);
+    if (inst.readyAt && Date.now() - inst.readyAt >= HEALTHY_MS) this.backoff = BACKOFF_FIRST_MS;
+    this.o.log.error("app exited; holding requests while it restarts", {
+      instance: inst.id, pid: inst.pid, exit: formatExit(exit), restartInMs: this.backoff,
+    });
+    this.scheduleRecovery();
+  }
+
+  private scheduleRecovery(): void {
+    if (this.shuttingDown || this.backoffTimer) return;
+    this.phase = "backoff";
+    const wait = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
+    this.backoffTimer = setTimeout(() => {
+      this.backoffTimer = null;
+      if (this.current?.running) return; // a restart got there first
+      void this.enqueue(async () => {
+        if (this.current?.running) return { ok: true, instance: this.current.id, pid: this.current.pid, ms: 0 };
+        this.phase = "starting";
+        return await this.replace("crash recovery");
+      });
+    }, wait);
+  }
+
+  private armIdleTimer(): void {
+    const idle = this.run.idleStop;
+    if (!idle || this.idleTimer) return;
+    this.idleTimer = setInterval(() => this.checkIdle(), Math.max(50, Math.min(idle / 4, 1000)));
+  }
+
+  private checkIdle(): void {
+    const idle = this.run.idleStop;
+    const c = this.current;
+    if (!idle || !c || this.busy || this.phase !== "running") return;
+    if (this.o.state.held > 0 || performance.now() - this.lastActivity < idle) return;
+    const u = this.upstreamFor(c);
+    if (u && (u.inFlight > 0 || u.relaying > 0)) return;
+    this.phase = "idle";
+    this.current = null;
+    this.o.control.setAppUpstream(null);
+    this.o.log.info("app idle: stopping it until the next request", { instance: c.id, pid: c.pid, idleStopMs: idle });
+    void c.stop();
+  }
+}
