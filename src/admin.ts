@@ -117,7 +117,7 @@ export function adminApp(d: AdminDeps): Hono {
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/status", (c) => c.json(d.control.status()));
   app.get("/metrics", (c) =>
-    c.body(d.metrics.render(d.state.current, d.state.held), 200, {
+    c.body(d.metrics.render(d.state.current, d.state.held, d.state.websockets), 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }));
 

@@ -99,6 +99,7 @@ export class Control {
       stopped: s.mode === "stopped",
       ...(s.mode === "stopped" ? { stopMessage: s.stopMessage } : {}),
       held: this.o.state.held,
+      websockets: this.websockets(),
       config: toJSON(s.config),
       sources: s.sources,
       configFile: this.o.base.configPath,
@@ -110,8 +111,17 @@ export class Control {
         inFlight: u.inFlight,
         attempts: u.attempts,
         failures: u.failures,
+        websockets: this.o.state.websockets.countFor(u),
       })),
     };
+  }
+
+  /** Open WebSockets: in all, draining, and on upstreams a reload removed. */
+  private websockets(): Record<string, unknown> {
+    const ws = this.o.state.websockets;
+    const current = new Set(this.o.state.current.upstreams);
+    const removed = ws.byUpstream().filter(([u]) => !current.has(u)).map(([u, n]) => ({ url: u.url, open: n }));
+    return { open: ws.size, draining: ws.draining, ...(removed.length ? { removedUpstreams: removed } : {}) };
   }
 
   private apply(trigger: string, layers: Layer[]): ReloadResult {

@@ -7,6 +7,7 @@ import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { State } from "./state.ts";
+import { wsUpgradeHandler } from "./ws/upgrade.ts";
 import pkg from "../package.json" with { type: "json" };
 
 export const VERSION: string = pkg.version;
@@ -30,6 +31,23 @@ export function createHoldup(o: HoldupOptions) {
       else log.warn("upstream unreachable; holding requests for it", { upstream: u.url, error });
     },
   });
+  state.websockets.onWarn = (message, fields) => log.warn(message, fields);
+  state.websockets.onEnded = (t) => {
+    if (!log.accessEnabled) return;
+    log.info("websocket", {
+      path: t.path,
+      upstream: t.target.url,
+      duration_ms: Math.round(performance.now() - t.opened),
+      held_ms: Math.round(t.heldMs),
+      bytes_to_upstream: t.up.bytes,
+      bytes_to_client: t.down.bytes,
+      messages_to_upstream: t.up.messages,
+      messages_to_client: t.down.messages,
+      close_code: t.code,
+      ...(t.reason ? { close_reason: t.reason } : {}),
+      closed_by: t.closedBy,
+    });
+  };
   const control = new Control({
     state, runtime: o.runtime, log, metrics, effective: o.effective, base: o.base, version: VERSION,
   });
@@ -39,6 +57,7 @@ export function createHoldup(o: HoldupOptions) {
     state,
     control,
     proxy: proxyHandler({ state, runtime: o.runtime, log, metrics }),
+    upgrade: wsUpgradeHandler({ state, log, metrics }),
     admin: adminApp({ control, state, metrics, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };
 }

@@ -9,7 +9,7 @@ import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
-import { type Listener, type ListenerLimits, listen } from "./serve/listener.ts";
+import { type Listener, type ListenerLimits, listen, type ListenOptions } from "./serve/listener.ts";
 import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
 
@@ -42,17 +42,18 @@ export async function main(rt: Runtime): Promise<void> {
     adminCheckHost: true,
   });
 
-  const serve = (what: string, addr: Config["listen"], handler: IncomingHandler) =>
+  const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"]) =>
     open(rt, what, addr, () =>
       listen({
         hostname: addr.hostname,
         port: addr.port,
         handler,
+        upgrade,
         limits: limitsOf(h.control.effective.config),
         rearmAccept: rt.acceptStallsOnEmfile,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
       }));
-  const proxyServer = await serve("proxy", config.listen, h.proxy);
+  const proxyServer = await serve("proxy", config.listen, h.proxy, h.upgrade);
   let adminServer: Listener | null = null;
   if (config.admin.listen) {
     const a = config.admin.listen;
@@ -95,6 +96,8 @@ export async function main(rt: Runtime): Promise<void> {
       signal, held, graceSeconds: SHUTDOWN_GRACE_MS / 1000,
     });
     h.state.waiters.close(); // held requests are answered 503 now, so the servers can drain
+    // WebSockets: closed with 1001 once in-flight HTTP requests are done (the listener waits for them too).
+    void h.state.websockets.shutdown(() => proxyServer.requests === 0);
     const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);

@@ -1,5 +1,6 @@
 /** Counters for GET /metrics, in the Prometheus text format. */
 import type { Snapshot } from "./state.ts";
+import type { WsRegistry } from "./ws/registry.ts";
 
 /** Hold-time histogram buckets, in seconds. */
 const BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -25,7 +26,7 @@ export class Metrics {
     }
   }
 
-  render(snap: Snapshot, held: number): string {
+  render(snap: Snapshot, held: number, ws?: WsRegistry): string {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
 
@@ -56,6 +57,8 @@ export class Metrics {
     metric("holdup_upstream_in_flight", "gauge", "Requests sent to the upstream and awaiting its response head.");
     for (const u of snap.upstreams) out.push(`holdup_upstream_in_flight{upstream="${esc(u.url)}"} ${u.inFlight}`);
 
+    if (ws) renderWebSockets(ws, snap, metric, out);
+
     metric("holdup_reloads_total", "counter", "Config reloads, by result.");
     out.push(`holdup_reloads_total{result="ok"} ${this.reloadsOk}`);
     out.push(`holdup_reloads_total{result="failed"} ${this.reloadsFailed}`);
@@ -65,6 +68,25 @@ export class Metrics {
     out.push(`holdup_paused ${snap.mode === "running" ? 0 : 1}`);
     return out.join("\n") + "\n";
   }
+}
+
+function renderWebSockets(ws: WsRegistry, snap: Snapshot, metric: (n: string, t: string, h: string) => void, out: string[]): void {
+  metric("holdup_websockets_open", "gauge", "WebSockets open now, by upstream (a removed upstream while its WebSockets drain).");
+  const open = new Map(ws.byUpstream().map(([u, n]) => [u.url, n]));
+  for (const u of snap.upstreams) if (!open.has(u.url)) open.set(u.url, 0);
+  for (const [url, n] of open) out.push(`holdup_websockets_open{upstream="${esc(url)}"} ${n}`);
+  metric("holdup_websockets_draining", "gauge", "WebSockets whose upstream was removed, waiting for drainTimeout.");
+  out.push(`holdup_websockets_draining ${ws.draining}`);
+  metric("holdup_websockets_opened_total", "counter", "WebSockets opened through holdup.");
+  out.push(`holdup_websockets_opened_total ${ws.opened}`);
+  metric("holdup_websocket_bytes_total", "counter", "Bytes relayed through WebSockets, by direction.");
+  out.push(`holdup_websocket_bytes_total{direction="to_upstream"} ${ws.bytesToUpstream}`);
+  out.push(`holdup_websocket_bytes_total{direction="to_client"} ${ws.bytesToClient}`);
+  metric("holdup_websocket_messages_total", "counter", "Messages relayed through WebSockets that have closed, by direction.");
+  out.push(`holdup_websocket_messages_total{direction="to_upstream"} ${ws.messagesToUpstream}`);
+  out.push(`holdup_websocket_messages_total{direction="to_client"} ${ws.messagesToClient}`);
+  metric("holdup_websocket_closes_total", "counter", "WebSockets closed, by close code (1006: dropped without a Close frame).");
+  for (const [code, n] of [...ws.closes].sort((a, b) => a[0] - b[0])) out.push(`holdup_websocket_closes_total{code="${code}"} ${n}`);
 }
 
 function esc(v: string): string {

@@ -13,6 +13,7 @@ import type { Config } from "./config/schema.ts";
 import type { Effective, Source } from "./config/layers.ts";
 import { Upstream, type UpstreamEnv } from "./upstream.ts";
 import { Deadlines } from "./forward/deadlines.ts";
+import { WsRegistry } from "./ws/registry.ts";
 
 export type Mode = "running" | "paused" | "stopped";
 
@@ -112,6 +113,8 @@ export class State {
   held = 0;
   /** Buffered body bytes of the requests held right now (bounded by maxHeldBodyBytes). */
   heldBodyBytes = 0;
+  /** Open WebSocket tunnels, by upstream; drained when a reload removes theirs. */
+  readonly websockets = new WsRegistry(() => this.current.upstreams, () => this.current.config);
   private upstreams = new Map<string, Upstream>();
   private rr = 0;
   private env: UpstreamEnv;
@@ -137,19 +140,23 @@ export class State {
   /** Installs a new config (a reload): one assignment, then every held request wakes. */
   applyConfig(effective: Effective): Snapshot {
     const upstreams = this.upstreamsFor(effective.config.upstreams);
+    const removed: Upstream[] = [];
     for (const [url, u] of this.upstreams) {
       if (!effective.config.upstreams.includes(url)) {
         u.retire();
         this.upstreams.delete(url);
+        removed.push(u);
       }
     }
-    return this.swap({
+    const snap = this.swap({
       ...this.current,
       version: this.current.version + 1,
       config: effective.config,
       sources: effective.sources,
       upstreams,
     });
+    this.websockets.retired(removed);
+    return snap;
   }
 
   setMode(mode: Mode, stopMessage = ""): Snapshot {

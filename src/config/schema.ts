@@ -29,6 +29,12 @@ export interface Config {
   keepAliveTimeout: number;
   /** Most client connections open at once (also bounded by the fd limit). */
   maxConnections: number;
+  /** Per WebSocket: bytes queued toward a side that is not reading, past which it is closed (1009). */
+  wsMaxBuffered: number;
+  /** Closes of WebSockets on a removed upstream (1012) are spread over this. */
+  wsCloseSpread: number;
+  /** How long connections to an upstream removed by a reload or deploy may keep working. */
+  drainTimeout: number;
   admin: { listen: ListenAddress | null; token: string | null; hosts: string[] };
   log: LogFormat;
 }
@@ -105,6 +111,9 @@ export const partialSchema = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
+  wsMaxBuffered: z.optional(size(2 ** 32)),
+  wsCloseSpread: z.optional(duration(0, 3_600_000)),
+  drainTimeout: z.optional(duration(0)),
   admin: z.optional(
     z.strictObject({
       listen: z.optional(adminListen),
@@ -173,7 +182,7 @@ function typeOf(v: unknown): string {
 const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
-  "maxConnections", "admin", "log", "token", "hosts",
+  "maxConnections", "admin", "log", "token", "hosts", "wsMaxBuffered", "wsCloseSpread", "drainTimeout",
 ];
 
 function suggest(key: string): string {
