@@ -292,7 +292,11 @@ function relayRefusal(client: Socket, upstream: Socket, head: Uint8Array, rest: 
   const finish = () => {
     clearTimeout(timer);
     upstream.destroy();
+    client.resume();
     client.end();
+    const linger = setTimeout(() => client.destroy(), 2000);
+    (linger as { unref?: () => void }).unref?.();
+    client.once("close", () => clearTimeout(linger));
   };
   const timer = setTimeout(finish, timeoutMs);
   if (bodyless || length === 0) return finish();
@@ -371,6 +375,11 @@ export function answer(socket: Socket, status: number, message: string, extra: s
   if (socket.destroyed) return;
   const body = `holdup: ${message}\n`;
   const reason = REASONS[status] ?? "Error";
+  // Read (and discard) until the client closes too, so the connection is gone, not half-open; cut it if it lingers.
+  socket.resume();
+  const linger = setTimeout(() => socket.destroy(), 2000);
+  (linger as { unref?: () => void }).unref?.();
+  socket.once("close", () => clearTimeout(linger));
   socket.end(
     [`HTTP/1.1 ${status} ${reason}`, "content-type: text/plain; charset=utf-8", `content-length: ${Buffer.byteLength(body)}`, "connection: close", ...extra, "", body].join("\r\n"),
   );
