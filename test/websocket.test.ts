@@ -433,3 +433,89 @@ test("backpressure: a client that never reads while the upstream floods slows th
   for (const s of sockets) s.destroy();
   flood.close();
 });
+
+test("FrameTracker: boundaries, message counts and Close frames, whatever the chunking", async () => {
+  const { FrameTracker, clientClose, serverClose } = await import("../src/ws/frames.ts");
+  const frame = (opcode: number, fin: boolean, payload: Uint8Array, masked: boolean) => {
+    const n = payload.byteLength;
+    const len = n < 126 ? [n] : n < 65536 ? [126, n >> 8, n & 255] : [127, 0, 0, 0, 0, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255];
+    const key = masked ? [1, 2, 3, 4] : [];
+    const body = masked ? payload.map((b, i) => b ^ key[i & 3]) : payload;
+    return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, (masked ? 0x80 : 0) | len[0], ...len.slice(1), ...key]), body]);
+  };
+  for (const masked of [false, true]) {
+    const frames = [
+      frame(1, true, Buffer.from("hello"), masked),
+      frame(2, false, randomBytes(300), masked), // a fragmented message…
+      frame(9, true, Buffer.from("ping"), masked), // …with a ping between its fragments
+      frame(0, true, randomBytes(70_000), masked),
+      frame(2, true, new Uint8Array(0), masked),
+    ];
+    const close = masked ? clientClose(4001, "bye") : serverClose(4001, "bye");
+    const all = Buffer.concat([...frames, close]);
+    const ends = new Set<number>();
+    let at = 0;
+    for (const f of [...frames, close]) ends.add(at += f.length);
+    // Fed in pieces of every size from 1 to 7 bytes and in one piece: boundaries are found exactly at frame ends.
+    for (const step of [1, 2, 3, 7, all.length]) {
+      const t = new FrameTracker();
+      for (let i = 0; i < all.length; i += step) {
+        const chunk = all.subarray(i, Math.min(all.length, i + step));
+        let from = 0;
+        while (from < chunk.length) {
+          const stop = t.feed(chunk, from, true);
+          if (stop === from) {
+            from = t.feed(chunk.subarray(0, from + 1), from); // at a boundary: step over it
+          } else {
+            from = stop;
+            // It stops early only at a boundary.
+            if (stop < chunk.length) assert.ok(t.atBoundary, `stopped at ${i + stop} without a boundary`);
+          }
+          if (t.atBoundary) assert.ok(ends.has(i + from), `a boundary at ${i + from}, not a frame end`);
+        }
+        if (t.atBoundary !== ends.has(Math.min(all.length, i + step))) assert.fail(`atBoundary wrong at ${i + step}`);
+      }
+      assert.ok(t.atBoundary);
+      assert.equal(t.messages, 3);
+      assert.deepEqual(t.close, { code: 4001, reason: "bye" });
+      assert.equal(t.bytes, all.length);
+    }
+  }
+});
+
+test("the built dist/proxy.js proxies WebSockets; the edge entry answers 501 to them", async () => {
+  const { mkdtemp, copyFile, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "holdup-ws-"));
+  await copyFile(join(ROOT, "dist/proxy.js"), join(dir, "proxy.js"));
+  await copyFile(join(ROOT, "dist/edge.js"), join(dir, "edge.js"));
+  const up = await websocketd();
+  try {
+    const p = await startProxy(["-u", up.url], { entry: "proxy.js", cwd: dir });
+    try {
+      const c = await open(wsUrl(p));
+      assert.equal(await c.echo("from dist"), "from dist");
+      c.ws.close();
+      await c.closed;
+    } finally {
+      await p.stop();
+    }
+    const port = await freePort();
+    const process = (await import("node:process")).default;
+    const command: [string, string[]] = "Deno" in globalThis
+      ? [process.execPath, ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", String(port), "edge.js"]]
+      : [process.execPath, ["edge.js"]];
+    const edge = await startProxy([], { command, rawArgs: true, cwd: dir, port, env: { HOLDUP_UPSTREAMS: up.url, PORT: String(port) } });
+    try {
+      const r = await rawHandshake(port, "/", ["Host: example.com"]);
+      assert.equal(r.status, 501, r.head);
+      r.socket.destroy();
+    } finally {
+      await edge.stop();
+    }
+  } finally {
+    await up.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
