@@ -369,6 +369,27 @@ test("a reload to B drains 20 WebSockets on A: they keep working, then close wit
   }, [a, b]);
 });
 
+test("a drain close lands between frames: a client receiving a stream of 64 KiB messages gets only whole ones, then 1012", async () => {
+  const a = await autobahn();
+  const b = await websocketd();
+  await withProxy(["-u", a.url], async (p) => {
+    const c = await open(wsUrl(p));
+    const sizes: number[] = [];
+    c.ws.onmessage = (e) => sizes.push((e.data as ArrayBuffer).byteLength);
+    c.ws.send("stream 65536");
+    await until("messages to flow", () => sizes.length >= 5);
+    const r = await p.admin("POST", "/reload", { upstreams: [b.url], drainTimeout: "300ms", wsCloseSpread: "0ms" });
+    assert.equal(r.status, 200);
+    const closed = await c.closed;
+    assert.equal(closed.code, 1012);
+    assert.ok(sizes.length > 5);
+    assert.ok(sizes.every((n) => n === 65536), `message sizes: ${[...new Set(sizes)]}`);
+    const line = await p.waitForLine("its log line", (l) => l.msg === "websocket");
+    assert.equal(line.close_code, 1012);
+    assert.equal(line.closed_by, "holdup");
+  }, [a, b]);
+});
+
 test("SIGTERM closes open WebSockets with 1001 and exits", async () => {
   const up = await websocketd();
   const p = await startProxy(["-u", up.url]);
