@@ -235,9 +235,9 @@ test("Autobahn: binary messages of 0 B, 1 MiB and 16 MiB pass unchanged both way
   }, [up]);
 });
 
-test("handshake fidelity: path, query, Host, Cookie, Authorization, Origin, User-Agent, X-Forwarded-*, and the upstream's subprotocol", async () => {
+test("handshake fidelity: base path + path, query, Host, Cookie, Authorization, Origin, User-Agent, X-Forwarded-*, and the upstream's subprotocol", async () => {
   const up = await autobahn();
-  await withProxy(["-u", up.url], async (p) => {
+  await withProxy(["-u", `${up.url}/base`], async (p) => {
     const r = await rawHandshake(p.port, "/live/socket?vsn=2.0.0&x=%2F", [
       "Host: app.example.com",
       "Cookie: session=abc; theme=dark",
@@ -252,7 +252,7 @@ test("handshake fidelity: path, query, Host, Cookie, Authorization, Origin, User
     r.socket.write(clientFrame("headers"));
     const info = JSON.parse((await serverFrame(r)).toString());
     r.socket.destroy();
-    assert.equal(info.path, "/live/socket");
+    assert.equal(info.path, "/base/live/socket");
     assert.deepEqual(info.params, { vsn: ["2.0.0"], x: ["/"] });
     const h = info.headers;
     assert.equal(h.host, "app.example.com");

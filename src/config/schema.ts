@@ -77,9 +77,10 @@ const duration = (min: number, max = DAY) =>
   });
 const DAY = 24 * 3_600_000;
 
-const size = (max: number) =>
+const size = (max: number, min = 0) =>
   parsed((t) => {
     const n = parseSize(t);
+    if (typeof n === "number" && n < min) return `"${t}" is too small; the least is ${min} bytes`;
     return typeof n === "number" && n > max ? `"${t}" is too large; the most is ${max} bytes` : n;
   }, true);
 
@@ -111,7 +112,8 @@ export const partialSchema = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
-  wsMaxBuffered: z.optional(size(2 ** 32)),
+  // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
+  wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
   wsCloseSpread: z.optional(duration(0, 3_600_000)),
   drainTimeout: z.optional(duration(0)),
   admin: z.optional(

@@ -104,7 +104,7 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
     client.pause();
   };
 
-  const handshake = handshakeHead(req, path);
+  const headers = handshakeHeaders(req);
   let wasHeld = false;
   for (;;) {
     const snap = state.current;
@@ -119,6 +119,8 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
     const deadline = start + snap.config.tryDuration;
     const u = snap.mode === "running" ? state.pick(snap) : null;
     if (u) {
+      // An upstream with a base path (http://app:8003/base) gets it before the client's path, as requests do.
+      const handshake = Buffer.from(`GET ${basePath(u)}${path} HTTP/1.1\r\n${headers}`, "latin1");
       const r = await openUpstream(u, handshake, snap.config.responseTimeout, abort.signal);
       if (r.kind === "refused") {
         u.markDown(r.error);
@@ -178,8 +180,14 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
   }
 }
 
-/** The handshake as the upstream gets it: request line, the client's headers (less hop-by-hop) and X-Forwarded-*. */
-function handshakeHead(req: http.IncomingMessage, path: string): Uint8Array {
+/** The path part of an upstream's URL ("" for none). */
+function basePath(u: Upstream): string {
+  const i = u.url.indexOf("/", u.url.indexOf("//") + 2);
+  return i < 0 ? "" : u.url.slice(i).replace(/\/$/, "");
+}
+
+/** The handshake's header block as the upstream gets it: the client's headers (less hop-by-hop) and X-Forwarded-*. */
+function handshakeHeaders(req: http.IncomingMessage): string {
   const raw = req.rawHeaders;
   const inc = {
     scheme: "http",
@@ -192,10 +200,10 @@ function handshakeHead(req: http.IncomingMessage, path: string): Uint8Array {
       for (let i = 0; i < raw.length; i += 2) fn(raw[i].toLowerCase(), raw[i + 1]);
     },
   } as unknown as Incoming;
-  const lines = [`GET ${path} HTTP/1.1`];
+  const lines: string[] = [];
   for (const [name, value] of upstreamHeaders(inc)) lines.push(`${name}: ${value}`);
   lines.push(`connection: Upgrade`, `upgrade: ${req.headers.upgrade}`, "", "");
-  return Buffer.from(lines.join("\r\n"), "latin1");
+  return lines.join("\r\n");
 }
 
 /** Connects to `u`, sends the handshake, and reads the response head. */
