@@ -540,3 +540,35 @@ test("the built dist/proxy.js proxies WebSockets; the edge entry answers 501 to 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("config: drainTimeout, wsCloseSpread and wsMaxBuffered have defaults, are validated and shown", async () => {
+  const { defaultLayer, resolve, toJSON } = await import("../src/config/layers.ts");
+  const defaults = defaultLayer({ stderrIsTTY: false });
+  const ok = resolve([defaults]);
+  assert.ok("effective" in ok);
+  const c = ok.effective.config;
+  assert.equal(c.drainTimeout, 30_000);
+  assert.equal(c.wsCloseSpread, 5_000);
+  assert.equal(c.wsMaxBuffered, 16 * 2 ** 20);
+  assert.deepEqual(
+    (({ drainTimeout, wsCloseSpread, wsMaxBuffered }) => ({ drainTimeout, wsCloseSpread, wsMaxBuffered }))(toJSON(c) as Record<string, unknown>),
+    { drainTimeout: "30s", wsCloseSpread: "5s", wsMaxBuffered: 16 * 2 ** 20 },
+  );
+  const bad = resolve([defaults, { source: "file", label: "f", raw: { wsMaxBuffered: "1KiB", drainTimeout: "soon", wsCloseSpread: "2h" } }]);
+  assert.ok("errors" in bad);
+  assert.deepEqual(bad.errors.map((e) => e.field).sort(), ["drainTimeout", "wsCloseSpread", "wsMaxBuffered"]);
+});
+
+test("paused: a handshake is held, and opens on resume", async () => {
+  const up = await websocketd();
+  await withProxy(["-u", up.url], async (p) => {
+    assert.equal((await p.admin("POST", "/pause")).status, 200);
+    const c = new Client(wsUrl(p));
+    await until("the handshake to be held", async () => (await p.status()).held === 1);
+    assert.equal((await p.admin("POST", "/resume")).status, 200);
+    await c.opened;
+    assert.equal(await c.echo("resumed"), "resumed");
+    c.ws.close();
+    await c.closed;
+  }, [up]);
+});
