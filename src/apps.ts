@@ -21,6 +21,7 @@ export class App {
 
   constructor(public cfg: AppConfig, top: Config, sources: Record<string, Source>, shared: Shared) {
     this.state = new State({ config: view(top, cfg), sources }, shared.runtime, shared.events(cfg.name));
+    shared.setup?.(cfg.name, this.state);
     this.deps = { state: this.state, runtime: shared.runtime, log: shared.log, metrics: shared.metrics, app: cfg.name };
   }
 
@@ -39,6 +40,8 @@ interface Shared {
   log: Logger;
   metrics: Metrics;
   events(app: string): StateEvents;
+  /** Called once for each app's new State (hooks that need the state itself). */
+  setup?(app: string, state: State): void;
 }
 
 /** The config an app's State runs on: the top-level config with the app's own keys over it. */

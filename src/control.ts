@@ -249,11 +249,12 @@ export class Control {
       stopped: mode === "stopped",
       ...(stopMessage !== undefined ? { stopMessage } : {}),
       held: list.reduce((n, a) => n + a.state.held, 0),
+      websockets: websocketsOf(list),
       config: toJSON(this.effective.config),
       sources: first.sources,
       configFile: this.o.base.configPath,
       ...(this.appStatus ? { app: this.appStatus() } : {}),
-      upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a.name))),
+      upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a))),
       apps: list.map((a) => {
         const s = a.state.current;
         return {
@@ -263,13 +264,14 @@ export class Control {
           mode: s.mode,
           ...(s.mode === "stopped" ? { stopMessage: s.stopMessage } : {}),
           held: a.state.held,
-          upstreams: s.upstreams.map((u) => describeUpstream(u, a.name)),
+          upstreams: s.upstreams.map((u) => describeUpstream(u, a)),
           deploying: a.deploying,
         };
       }),
     };
   }
 
+  /** Open WebSockets: in all, draining, and on upstreams a reload removed. */
   private apply(trigger: string, layers: Layer[]): ReloadResult {
     const r = resolve(layers);
     if ("errors" in r) return this.rejected(trigger, r.errors);
@@ -345,9 +347,23 @@ async function drainUpstreams(old: Upstream[], timeout: number): Promise<{ drain
   return { drained: Math.max(0, before - cut), cut };
 }
 
-function describeUpstream(u: Upstream, app: string) {
+/** Open and draining WebSockets of these apps; the upstreams a reload removed while some still drain. */
+function websocketsOf(apps: App[]): Record<string, unknown> {
+  let open = 0, draining = 0;
+  const removed: Array<{ app: string; url: string; open: number }> = [];
+  for (const a of apps) {
+    const ws = a.state.websockets;
+    open += ws.size;
+    draining += ws.draining;
+    const current = new Set(a.state.current.upstreams);
+    for (const [u, n] of ws.byUpstream()) if (!current.has(u)) removed.push({ app: a.name, url: u.url, open: n });
+  }
+  return { open, draining, ...(removed.length ? { removedUpstreams: removed } : {}) };
+}
+
+function describeUpstream(u: Upstream, app: App) {
   return {
-    app,
+    app: app.name,
     url: u.url,
     reachable: u.status === "up",
     status: u.status,
@@ -355,6 +371,7 @@ function describeUpstream(u: Upstream, app: string) {
     inFlight: u.inFlight,
     attempts: u.attempts,
     failures: u.failures,
+    websockets: app.state.websockets.countFor(u),
   };
 }
 

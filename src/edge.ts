@@ -57,7 +57,21 @@ const badRequest = () =>
     headers: { "content-type": "text/plain; charset=utf-8" },
   });
 
+/**
+ * WebSockets are proxied by the command-line proxy only (src/proxy.ts,
+ * dist/proxy.js, the binary): it tunnels the upgraded connection's bytes. A
+ * web `fetch` handler cannot do that on either runtime (Deno drops a 101
+ * Response; Bun writes no body after it), and relaying messages instead would
+ * lose backpressure and handshake fidelity (see README "WebSockets").
+ */
+const noWebSockets = () =>
+  new Response("holdup: WebSockets are not proxied by the edge entry; run holdup's command-line proxy for them\n", {
+    status: 501,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+
 async function handle(req: Request, arg?: unknown): Promise<Response> {
+  if (/(^|,)\s*websocket\s*(,|$)/i.test(req.headers.get("upgrade") ?? "")) return noWebSockets();
   // The path comes from the validated request-target only, so `Host: a/_holdup` cannot reach the admin API.
   const inc = fromRequest(req, runtime.clientIPFor(req, arg));
   if (!inc) return badRequest();

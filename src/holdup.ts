@@ -7,6 +7,7 @@ import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { Apps } from "./apps.ts";
+import { wsUpgradeHandler } from "./ws/upgrade.ts";
 import pkg from "../package.json" with { type: "json" };
 
 export const VERSION: string = pkg.version;
@@ -34,6 +35,27 @@ export function createHoldup(o: HoldupOptions) {
         else log.warn("upstream unreachable; holding requests for it", { app, upstream: u.url, error });
       },
     }),
+    // Each app's WebSockets log when they close, and warn through the same log.
+    setup(app, state) {
+      state.websockets.onWarn = (message, fields) => log.warn(message, fields);
+      state.websockets.onEnded = (t) => {
+        if (!log.accessEnabled) return;
+        log.info("websocket", {
+          app,
+          path: t.path,
+          upstream: t.target.url,
+          duration_ms: Math.round(performance.now() - t.opened),
+          held_ms: Math.round(t.heldMs),
+          bytes_to_upstream: t.up.bytes,
+          bytes_to_client: t.down.bytes,
+          messages_to_upstream: t.up.messages,
+          messages_to_client: t.down.messages,
+          close_code: t.code,
+          ...(t.reason ? { close_reason: t.reason } : {}),
+          closed_by: t.closedBy,
+        });
+      };
+    },
   });
   const control = new Control({
     apps, runtime: o.runtime, log, metrics, effective: o.effective, base: o.base, version: VERSION,
@@ -48,6 +70,7 @@ export function createHoldup(o: HoldupOptions) {
     },
     control,
     proxy: proxyHandler(apps, metrics),
+    upgrade: wsUpgradeHandler({ apps, log, metrics }),
     admin: adminApp({ control, apps, metrics, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };
 }

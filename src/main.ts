@@ -10,7 +10,7 @@ import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
 import { isClientCommand, runClient } from "./client.ts";
-import { type Listener, type ListenerLimits, listen } from "./serve/listener.ts";
+import { type Listener, type ListenerLimits, listen, type ListenOptions } from "./serve/listener.ts";
 import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
 import { Supervisor } from "./run/supervisor.ts";
@@ -65,17 +65,18 @@ export async function main(rt: Runtime): Promise<void> {
     })(app)
     : h.proxy;
 
-  const serve = (what: string, addr: Config["listen"], handler: IncomingHandler) =>
+  const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"]) =>
     open(rt, what, addr, () =>
       listen({
         hostname: addr.hostname,
         port: addr.port,
         handler,
+        upgrade,
         limits: limitsOf(h.control.effective.config),
         rearmAccept: rt.acceptStallsOnEmfile,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
       }));
-  const proxyServer = await serve("proxy", config.listen, proxyHandler);
+  const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade);
   let adminServer: Listener | null = null;
   if (config.admin.listen) {
     const a = config.admin.listen;
@@ -123,7 +124,11 @@ export async function main(rt: Runtime): Promise<void> {
     h.log.info("shutting down: no new connections; in-flight requests may finish", {
       signal, held, graceSeconds: SHUTDOWN_GRACE_MS / 1000,
     });
-    for (const a of h.apps.list) a.state.waiters.close(); // held requests are answered 503 now, so the servers can drain
+    for (const a of h.apps.list) {
+      a.state.waiters.close(); // held requests are answered 503 now, so the servers can drain
+      // WebSockets: closed with 1001 once in-flight HTTP requests are done (the listener waits for them too).
+      void a.state.websockets.shutdown(() => proxyServer.requests === 0);
+    }
     const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);

@@ -1,5 +1,6 @@
 /** Counters for GET /metrics, in the Prometheus text format. */
 import type { Snapshot } from "./state.ts";
+import type { WsRegistry } from "./ws/registry.ts";
 
 /** Hold-time histogram buckets, in seconds. */
 const BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -15,7 +16,7 @@ class Counters {
 
 export interface AppView {
   name: string;
-  state: { current: Snapshot; held: number };
+  state: { current: Snapshot; held: number; websockets: WsRegistry };
 }
 
 export class Metrics {
@@ -92,6 +93,8 @@ export class Metrics {
     perUpstream("holdup_upstream_up", "gauge", "1 when the upstream is reachable.", (u) => (u.status === "up" ? 1 : 0));
     perUpstream("holdup_upstream_in_flight", "gauge", "Requests sent to the upstream and awaiting its response head.", (u) => u.inFlight);
 
+    renderWebSockets(apps, metric, out);
+
     metric("holdup_reloads_total", "counter", "Config reloads, by result.");
     out.push(`holdup_reloads_total{result="ok"} ${this.reloadsOk}`);
     out.push(`holdup_reloads_total{result="failed"} ${this.reloadsFailed}`);
@@ -104,6 +107,30 @@ export class Metrics {
     for (const a of apps) out.push(`holdup_paused{app="${esc(a.name)}"} ${a.state.current.mode === "running" ? 0 : 1}`);
     return out.join("\n") + "\n";
   }
+}
+
+function renderWebSockets(apps: AppView[], metric: (n: string, t: string, h: string) => void, out: string[]): void {
+  const each = (name: string, type: string, help: string, lines: (ws: WsRegistry, app: string, a: AppView) => string[]) => {
+    metric(name, type, help);
+    for (const a of apps) out.push(...lines(a.state.websockets, `app="${esc(a.name)}"`, a));
+  };
+  each("holdup_websockets_open", "gauge", "WebSockets open now, by upstream (a removed upstream while its WebSockets drain).", (ws, app, a) => {
+    const open = new Map(ws.byUpstream().map(([u, n]) => [u.url, n]));
+    for (const u of a.state.current.upstreams) if (!open.has(u.url)) open.set(u.url, 0);
+    return [...open].map(([url, n]) => `holdup_websockets_open{${app},upstream="${esc(url)}"} ${n}`);
+  });
+  each("holdup_websockets_draining", "gauge", "WebSockets whose upstream was removed, waiting for drainTimeout.", (ws, app) => [`holdup_websockets_draining{${app}} ${ws.draining}`]);
+  each("holdup_websockets_opened_total", "counter", "WebSockets opened through holdup.", (ws, app) => [`holdup_websockets_opened_total{${app}} ${ws.opened}`]);
+  each("holdup_websocket_bytes_total", "counter", "Bytes relayed through WebSockets, by direction.", (ws, app) => [
+    `holdup_websocket_bytes_total{${app},direction="to_upstream"} ${ws.bytesToUpstream}`,
+    `holdup_websocket_bytes_total{${app},direction="to_client"} ${ws.bytesToClient}`,
+  ]);
+  each("holdup_websocket_messages_total", "counter", "Messages relayed through WebSockets that have closed, by direction.", (ws, app) => [
+    `holdup_websocket_messages_total{${app},direction="to_upstream"} ${ws.messagesToUpstream}`,
+    `holdup_websocket_messages_total{${app},direction="to_client"} ${ws.messagesToClient}`,
+  ]);
+  each("holdup_websocket_closes_total", "counter", "WebSockets closed, by close code (1006: dropped without a Close frame).", (ws, app) =>
+    [...ws.closes].sort((x, y) => x[0] - y[0]).map(([code, n]) => `holdup_websocket_closes_total{${app},code="${code}"} ${n}`));
 }
 
 function esc(v: string): string {

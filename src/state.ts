@@ -13,6 +13,7 @@ import type { Config } from "./config/schema.ts";
 import type { Source } from "./config/layers.ts";
 import { Upstream, type UpstreamEnv } from "./upstream.ts";
 import { Deadlines } from "./forward/deadlines.ts";
+import { WsRegistry } from "./ws/registry.ts";
 
 export type Mode = "running" | "paused" | "stopped";
 
@@ -118,6 +119,8 @@ export class State {
   held = 0;
   /** Buffered body bytes of the requests held right now (bounded by maxHeldBodyBytes). */
   heldBodyBytes = 0;
+  /** Open WebSocket tunnels, by upstream; drained when a reload removes theirs. */
+  readonly websockets = new WsRegistry(() => this.current.upstreams, () => this.current.config);
   private upstreams = new Map<string, Upstream>();
   private rr = 0;
   private env: UpstreamEnv;
@@ -143,19 +146,23 @@ export class State {
   /** Installs a new config (a reload): one assignment, then every held request wakes. */
   applyConfig(effective: ConfigWithSources): Snapshot {
     const upstreams = this.upstreamsFor(effective.config.upstreams);
+    const removed: Upstream[] = [];
     for (const [url, u] of this.upstreams) {
       if (!effective.config.upstreams.includes(url)) {
         u.retire();
         this.upstreams.delete(url);
+        removed.push(u);
       }
     }
-    return this.swap({
+    const snap = this.swap({
       ...this.current,
       version: this.current.version + 1,
       config: effective.config,
       sources: effective.sources,
       upstreams,
     });
+    this.websockets.retired(removed);
+    return snap;
   }
 
   /** The app was removed by a reload: no more probes, held requests answered now. */

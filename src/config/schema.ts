@@ -57,6 +57,12 @@ export interface Config {
   keepAliveTimeout: number;
   /** Most client connections open at once (also bounded by the fd limit). */
   maxConnections: number;
+  /** Per WebSocket: bytes queued toward a side that is not reading, past which it is closed (1009). */
+  wsMaxBuffered: number;
+  /** Closes of WebSockets on a removed upstream (1012) are spread over this. */
+  wsCloseSpread: number;
+  /** How long connections to an upstream removed by a reload or deploy may keep working. */
+  drainTimeout: number;
   admin: { listen: ListenAddress | null; token: string | null; hosts: string[] };
   log: LogFormat;
   /** A browser held this long gets a self-reloading "starting…" page; null: never. */
@@ -129,9 +135,10 @@ const duration = (min: number, max = DAY) =>
   });
 const DAY = 24 * 3_600_000;
 
-const size = (max: number) =>
+const size = (max: number, min = 0) =>
   parsed((t) => {
     const n = parseSize(t);
+    if (typeof n === "number" && n < min) return `"${t}" is too small; the least is ${min} bytes`;
     return typeof n === "number" && n > max ? `"${t}" is too large; the most is ${max} bytes` : n;
   }, true);
 
@@ -183,6 +190,10 @@ export const partialSchema = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
+  // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
+  wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
+  wsCloseSpread: z.optional(duration(0, 3_600_000)),
+  drainTimeout: z.optional(duration(0)),
   admin: z.optional(
     z.strictObject({
       listen: z.optional(adminListen),
@@ -278,6 +289,7 @@ const KNOWN = [
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "wsMaxBuffered", "wsCloseSpread",
 ];
 
 function suggest(key: string): string {

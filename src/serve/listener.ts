@@ -44,6 +44,12 @@ export interface ListenOptions {
    * listen() again on the listening handle re-arms it: done on a timer there.
    */
   rearmAccept?: boolean;
+  /**
+   * Protocol upgrades (WebSocket): the request passed the same target and Host
+   * checks as any request; the socket is the handler's from here on. Without
+   * one, upgrades are answered 501.
+   */
+  upgrade?: (req: http.IncomingMessage, socket: Socket, head: Uint8Array) => void;
   /** Events worth a log line (connection refused at the cap, …). */
   warn(message: string, fields?: Record<string, unknown>): void;
 }
@@ -55,6 +61,8 @@ export interface Listener {
   update(limits: ListenerLimits): void;
   /** Connections open now. */
   readonly connections: number;
+  /** HTTP requests in progress now (upgraded connections are not counted). */
+  readonly requests: number;
   /** Stops accepting, closes idle connections; resolves when in-flight requests finished. */
   shutdown(): Promise<void>;
 }
@@ -74,6 +82,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   let cap = capOf(limits);
   const conns = new Set<TrackedSocket>();
   let refusedSince = 0, lastRefusalLog = 0;
+  let requests = 0;
   /** After shutdown(): every connection closes once its request is answered. */
   let closing = false;
 
@@ -117,22 +126,28 @@ export function listen(o: ListenOptions): Promise<Listener> {
     socket.on("error", noop);
     socket.end(plain(405, "Method Not Allowed", "holdup: CONNECT is not supported\n", ["allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"]));
   });
-  // WebSocket and other upgrades are not proxied yet: answer, rather than drop the socket.
-  server.on("upgrade", (_req, socket: Socket) => {
+  server.on("upgrade", (req: http.IncomingMessage, socket: TrackedSocket, head: Uint8Array) => {
     socket.on("error", noop);
-    socket.end(plain(501, "Not Implemented", "holdup: protocol upgrades (WebSocket) are not supported yet\n"));
+    // An upgraded connection is never idle: not closed to make room at the cap, nor by shutdown() (its owner closes it).
+    socket[BUSY] = (socket[BUSY] ?? 0) + 1;
+    const bad = originForm(req.url ?? "") === null ? BAD_TARGET : badHost(req);
+    if (bad) return void socket.end(plain(400, "Bad Request", String(bad.body)));
+    if (!o.upgrade || closing) {
+      return void socket.end(plain(closing ? 503 : 501, closing ? "Service Unavailable" : "Not Implemented", closing ? "holdup: shutting down\n" : "holdup: protocol upgrades are not supported here\n"));
+    }
+    o.upgrade(req, socket, head);
   });
 
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket as TrackedSocket;
     socket[BUSY] = (socket[BUSY] ?? 0) + 1;
+    requests++;
     req.on("error", noop);
     const target = originForm(req.url ?? "");
-    const bad = target === null
-      ? own(400, "the request-target must be a path (origin-form), e.g. GET /index.html")
-      : badHost(req);
+    const bad = target === null ? BAD_TARGET : badHost(req);
     const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout);
     res.on("close", () => {
+      requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
       if (!res.writableFinished) incoming.clientGone();
       if (closing && !socket[BUSY]) socket.destroy();
@@ -172,6 +187,9 @@ export function listen(o: ListenOptions): Promise<Listener> {
         get connections() {
           return conns.size;
         },
+        get requests() {
+          return requests;
+        },
         update(next) {
           limits = next;
           cap = capOf(next);
@@ -201,6 +219,8 @@ function softFdLimit(): number | null {
     return null;
   }
 }
+
+const BAD_TARGET = own(400, "the request-target must be a path (origin-form), e.g. GET /index.html");
 
 /** Requests refused before any handler sees them for their Host: invalid, repeated, or missing in HTTP/1.1. */
 function badHost(req: http.IncomingMessage): Reply | null {

@@ -1,0 +1,235 @@
+/**
+ * One proxied WebSocket after the upstream's 101: a raw byte tunnel between
+ * the client's socket and the upstream's. Bytes pass unchanged both ways
+ * (extensions, pings, every close code), with backpressure: when one side
+ * does not take what it is sent, holdup stops reading from the other, so the
+ * fast side is slowed by TCP instead of filling holdup's memory.
+ *
+ * Frame boundaries are followed in both directions (FrameTracker), so holdup
+ * can close a connection itself — 1012 when its upstream was removed, 1001 on
+ * shutdown — by writing a Close frame between two frames, never inside one.
+ * Such a close goes to the client first; the client's answering Close is
+ * passed on to the upstream, so the app sees an orderly close too.
+ */
+import type { Socket } from "node:net";
+import type { Upstream } from "../upstream.ts";
+import { clientClose, FrameTracker, serverClose } from "./frames.ts";
+
+/** How long a closing handshake holdup started may take before the sockets are cut. */
+const CLOSE_GRACE_MS = 1000;
+
+export type ClosedBy = "client" | "upstream" | "holdup";
+
+export interface TunnelHost {
+  /** Bytes relayed, as they are written. */
+  relayed(toUpstream: boolean, bytes: number): void;
+  /** Both sockets are closed. */
+  ended(t: Tunnel): void;
+  /** Per-direction cap on bytes queued toward a side that is not reading. */
+  maxBuffered(): number;
+  warn(message: string, fields: Record<string, unknown>): void;
+}
+
+export class Tunnel {
+  /** Upstream → client. */
+  readonly down = new FrameTracker();
+  /** Client → upstream. */
+  readonly up = new FrameTracker();
+  readonly opened = performance.now();
+  code: number | null = null;
+  reason = "";
+  closedBy: ClosedBy | null = null;
+  /** Scheduled to be closed with 1012 (its upstream was removed). */
+  draining = false;
+  private pending: { code: number; reason: string } | null = null;
+  /** Holdup wrote its own Close to the client: the upstream's data is no longer relayed. */
+  private clientToldClose = false;
+  /** The client's answering Close went on to the upstream: nothing more goes there. */
+  private upstreamDone = false;
+  private paused = { up: false, down: false };
+  private timers: ReturnType<typeof setTimeout>[] = [];
+  private closedSockets = 0;
+  private ended = false;
+
+  constructor(
+    readonly client: Socket,
+    readonly upstream: Socket,
+    readonly target: Upstream,
+    readonly path: string,
+    readonly heldMs: number,
+    private host: TunnelHost,
+  ) {}
+
+  /** Starts relaying: `first` is what the upstream sent after its 101 head, `early` what the client sent before it. */
+  start(first: Uint8Array, early: Uint8Array[]): void {
+    this.down.onClose = (code, reason) => this.noteClose(code, reason, "upstream");
+    this.up.onClose = (code, reason) => this.noteClose(code, reason, "client");
+    const { client, upstream } = this;
+    client.setNoDelay?.(true);
+    upstream.setNoDelay?.(true);
+    client.on("data", (c: Uint8Array) => this.fromClient(c));
+    upstream.on("data", (c: Uint8Array) => this.fromUpstream(c));
+    const onEnd = (other: Socket) => () => {
+      if (!other.destroyed) other.end();
+    };
+    client.on("end", onEnd(upstream));
+    upstream.on("end", onEnd(client));
+    const onClose = (other: Socket) => () => {
+      if (!other.destroyed) {
+        other.end();
+        this.later(CLOSE_GRACE_MS, () => other.destroy());
+      }
+      if (++this.closedSockets === 2) this.finish();
+    };
+    client.on("close", onClose(upstream));
+    upstream.on("close", onClose(client));
+    if (first.byteLength) this.fromUpstream(first);
+    for (const e of early) this.fromClient(e);
+    client.resume();
+    upstream.resume();
+  }
+
+  /** Closes this WebSocket with `code` after `ms` (a removed upstream: 1012). */
+  drainAfter(ms: number, code: number, reason: string): void {
+    if (this.draining || this.ended) return;
+    this.draining = true;
+    this.later(ms, () => this.closeWith(code, reason));
+  }
+
+  /** Closes it now, at the next frame boundary toward the client. */
+  closeWith(code: number, reason: string): void {
+    if (this.pending || this.ended) return;
+    this.pending = { code, reason };
+    if (this.down.close || this.up.close) {
+      // A closing handshake is already under way: let it finish, briefly.
+      this.later(2 * CLOSE_GRACE_MS, () => this.cut());
+      return;
+    }
+    if (this.down.atBoundary) this.tellClient();
+    // else: fromUpstream writes it once the frame in progress has passed; a frame that never ends is cut.
+    else this.later(2 * CLOSE_GRACE_MS, () => this.cut());
+  }
+
+  private noteClose(code: number, reason: string, by: ClosedBy): void {
+    if (this.code !== null) return;
+    this.code = code;
+    this.reason = reason;
+    this.closedBy = by;
+  }
+
+  private fromUpstream(chunk: Uint8Array): void {
+    if (this.clientToldClose) {
+      this.down.feed(chunk); // the upstream's answer to the client's Close, or late data: not relayed
+      return;
+    }
+    if (!this.pending) {
+      this.down.feed(chunk);
+      this.send(this.client, chunk, this.upstream, false);
+      return;
+    }
+    const at = this.down.feed(chunk, 0, true);
+    if (at > 0) this.send(this.client, chunk.subarray(0, at), this.upstream, false);
+    if (this.down.atBoundary) {
+      this.tellClient();
+      if (at < chunk.byteLength) this.down.feed(chunk, at);
+    }
+  }
+
+  private fromClient(chunk: Uint8Array): void {
+    if (this.upstreamDone) {
+      this.up.feed(chunk);
+      return;
+    }
+    this.up.feed(chunk);
+    this.send(this.upstream, chunk, this.client, true);
+    if (this.clientToldClose && this.up.close) {
+      // The client answered holdup's Close, and that answer went on to the upstream.
+      this.upstreamDone = true;
+      this.client.end();
+    }
+  }
+
+  /** Writes holdup's Close to the client, between frames. */
+  private tellClient(): void {
+    if (this.clientToldClose || this.ended) return;
+    const { code, reason } = this.pending!;
+    this.clientToldClose = true;
+    this.noteClose(code, reason, "holdup");
+    this.client.write(serverClose(code, reason));
+    // A client that does not answer: tell the upstream ourselves, then end both.
+    this.later(CLOSE_GRACE_MS, () => {
+      if (!this.upstreamDone) {
+        this.upstreamDone = true;
+        if (this.up.atBoundary && !this.upstream.destroyed) this.upstream.write(clientClose(code, reason));
+      }
+      this.upstream.end();
+      this.client.end();
+      this.later(CLOSE_GRACE_MS, () => this.cut());
+    });
+  }
+
+  private send(dst: Socket, data: Uint8Array, src: Socket, toUpstream: boolean): void {
+    if (dst.destroyed) return;
+    this.host.relayed(toUpstream, data.byteLength);
+    const dir = toUpstream ? "up" : "down";
+    if (!dst.write(data) && !this.paused[dir]) {
+      this.paused[dir] = true;
+      src.pause();
+      const go = () => {
+        dst.off("drain", go);
+        dst.off("close", go);
+        this.paused[dir] = false;
+        if (!src.destroyed) src.resume();
+      };
+      dst.on("drain", go);
+      dst.on("close", go);
+    }
+    if (dst.writableLength > this.host.maxBuffered()) this.overflow(toUpstream);
+  }
+
+  /** More than wsMaxBuffered is queued toward a side that does not read: close with 1009. */
+  private overflow(toUpstream: boolean): void {
+    if (this.ended || this.code === 1009) return;
+    const max = this.host.maxBuffered();
+    this.host.warn("websocket closed: wsMaxBuffered exceeded", {
+      path: this.path, upstream: this.target.url, wsMaxBuffered: max, slowSide: toUpstream ? "upstream" : "client",
+    });
+    this.code = 1009;
+    this.reason = "wsMaxBuffered exceeded";
+    this.closedBy = "holdup";
+    this.clientToldClose = this.upstreamDone = true;
+    const reason = "holdup: buffer limit";
+    // The side that is not reading is cut; the other gets a Close if holdup is between its frames.
+    if (toUpstream) {
+      this.upstream.destroy();
+      if (this.down.atBoundary) this.client.write(serverClose(1009, reason));
+      this.client.end();
+    } else {
+      this.client.destroy();
+      if (this.up.atBoundary) this.upstream.write(clientClose(1009, reason));
+      this.upstream.end();
+    }
+    this.later(CLOSE_GRACE_MS, () => this.cut());
+  }
+
+  private cut(): void {
+    this.client.destroy();
+    this.upstream.destroy();
+  }
+
+  private later(ms: number, fn: () => void): void {
+    this.timers.push(setTimeout(fn, ms));
+  }
+
+  private finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    if (this.code === null) {
+      this.code = 1006; // no Close frame either way: the connection dropped
+      this.closedBy = null;
+    }
+    this.host.ended(this);
+  }
+}

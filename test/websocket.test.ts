@@ -1,0 +1,573 @@
+/**
+ * WebSockets through holdup, against servers nobody here wrote — websocketd
+ * (Debian) and an Autobahn echo server (python3-autobahn) — with the
+ * runtime's own WebSocket client and a raw TCP client for byte-exact
+ * handshakes: echo, handshake fidelity, subprotocol, close codes, a refused
+ * handshake, holding while the upstream is down, draining on a reload (1012),
+ * shutdown (1001), and backpressure.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import net from "node:net";
+import { Buffer } from "node:buffer";
+import { freePort, type Proxy, ROOT, run, startProxy, until } from "./helpers.ts";
+
+// ---------------------------------------------------------------- upstream servers
+
+interface Server {
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  const s = net.connect(port, "127.0.0.1");
+  s.on("error", () => {});
+  try {
+    await once(s, "connect");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    s.destroy();
+  }
+}
+
+function server(child: ChildProcess, port: number): Server {
+  child.stdout?.resume();
+  child.stderr?.resume();
+  const exited = once(child, "close");
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** websocketd running `cmd`: one process per connection, one message per line. */
+async function websocketd(port?: number, ...cmd: string[]): Promise<Server> {
+  port ??= await freePort();
+  const child = spawn("websocketd", ["--port", String(port), "--address", "127.0.0.1", "--loglevel", "error", ...(cmd.length ? cmd : ["cat"])], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  await until("websocketd to listen", () => canConnect(port!), 10_000);
+  return server(child, port);
+}
+
+/** test/fixtures/autobahn_echo.py: echo, subprotocol "chat.v2", "close CODE REASON", "headers", /refuse → 403. */
+async function autobahn(): Promise<Server> {
+  const child = spawn("/usr/bin/python3", [`${ROOT}test/fixtures/autobahn_echo.py`, "0"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d) => out += d);
+  const port = await until("autobahn to listen", () => Number(/listening (\d+)/.exec(out)?.[1]), 10_000);
+  return server(child, port);
+}
+
+// ---------------------------------------------------------------- clients
+
+/** The runtime's own WebSocket, with a queue of received messages and the close event. */
+class Client {
+  readonly ws: WebSocket;
+  private queue: unknown[] = [];
+  private waiting: Array<(m: unknown) => void> = [];
+  readonly opened: Promise<void>;
+  readonly closed: Promise<{ code: number; reason: string; at: number }>;
+
+  constructor(url: string, protocols?: string[]) {
+    this.ws = new WebSocket(url, protocols);
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onmessage = (e) => {
+      const w = this.waiting.shift();
+      if (w) w(e.data);
+      else this.queue.push(e.data);
+    };
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.onopen = () => resolve();
+      this.ws.onerror = () => reject(new Error("WebSocket error before open"));
+    });
+    this.opened.catch(() => {});
+    this.closed = new Promise((resolve) => {
+      this.ws.onclose = (e) => resolve({ code: e.code, reason: e.reason, at: performance.now() });
+    });
+  }
+
+  next(ms = 5000): Promise<unknown> {
+    if (this.queue.length) return Promise.resolve(this.queue.shift());
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("no message within " + ms + "ms")), ms);
+      this.waiting.push((m) => {
+        clearTimeout(t);
+        resolve(m);
+      });
+    });
+  }
+
+  async echo(data: string | Uint8Array): Promise<unknown> {
+    this.ws.send(data);
+    return await this.next();
+  }
+}
+
+async function open(url: string, protocols?: string[]): Promise<Client> {
+  const c = new Client(url, protocols);
+  await c.opened;
+  return c;
+}
+
+const wsUrl = (p: Proxy, path = "/") => `ws://127.0.0.1:${p.port}${path}`;
+
+interface Raw {
+  status: number;
+  head: string;
+  socket: net.Socket;
+  /** Everything received after the response head, so far. */
+  rest: Buffer;
+  closed: Promise<unknown>;
+}
+
+/** A handshake over raw TCP: exactly these headers; resolves with the response head, and keeps collecting. */
+async function rawHandshake(port: number, path: string, headers: string[]): Promise<Raw> {
+  const socket = net.connect(port, "127.0.0.1");
+  await once(socket, "connect");
+  const closed = once(socket, "close");
+  const key = randomBytes(16).toString("base64");
+  socket.write([`GET ${path} HTTP/1.1`, "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13", `Sec-WebSocket-Key: ${key}`, ...headers, "", ""].join("\r\n"));
+  let buf = Buffer.alloc(0);
+  let raw: Raw | null = null;
+  socket.on("data", (chunk: Buffer) => {
+    if (raw) return void (raw.rest = Buffer.concat([raw.rest, chunk]));
+    buf = Buffer.concat([buf, chunk]);
+  });
+  const end = await until("a response head", () => {
+    const i = buf.indexOf("\r\n\r\n");
+    return i >= 0 ? i + 1 : 0;
+  }, 10_000, 5);
+  const head = buf.subarray(0, end - 1).toString("latin1");
+  raw = { status: Number(head.split(" ")[1]), head, socket, rest: buf.subarray(end + 3), closed };
+  return raw;
+}
+
+/** A masked client text frame. */
+function clientFrame(text: string): Buffer {
+  const p = Buffer.from(text);
+  assert.ok(p.length < 126);
+  const key = randomBytes(4);
+  const f = Buffer.alloc(6 + p.length);
+  f[0] = 0x81;
+  f[1] = 0x80 | p.length;
+  key.copy(f, 2);
+  for (let i = 0; i < p.length; i++) f[6 + i] = p[i] ^ key[i & 3];
+  return f;
+}
+
+/** The payload of the first unmasked server frame received. */
+async function serverFrame(r: Raw): Promise<Buffer> {
+  return (await until("a server frame", () => {
+    const buf = r.rest;
+    if (buf.length < 2) return null;
+    let len = buf[1] & 0x7f, p = 2;
+    if (len === 126) [len, p] = [buf.length >= 4 ? buf.readUInt16BE(2) : Infinity, 4];
+    else if (len === 127) [len, p] = [buf.length >= 10 ? Number(buf.readBigUInt64BE(2)) : Infinity, 10];
+    return buf.length >= p + len ? buf.subarray(p, p + len) : null;
+  }, 5000, 5))!;
+}
+
+async function withProxy(args: string[], fn: (p: Proxy) => Promise<void>, servers: Server[] = []): Promise<void> {
+  const p = await startProxy(args);
+  try {
+    await fn(p);
+  } finally {
+    await p.stop();
+    for (const s of servers) await s.stop();
+  }
+}
+
+// ---------------------------------------------------------------- tests
+
+test("websocketd: text echo through holdup; /status and /metrics count it; one log line when it closes", async () => {
+  const up = await websocketd();
+  await withProxy(["-u", up.url], async (p) => {
+    const c = await open(wsUrl(p, "/chat?room=1"));
+    for (const m of ["hello", "", "ünïcødé ✓", "x".repeat(70_000)]) assert.equal(await c.echo(m), m);
+    const s = await p.status();
+    assert.equal(s.upstreams[0].websockets, 1);
+    assert.deepEqual(s.websockets, { open: 1, draining: 0 });
+    const metrics = await (await p.admin("GET", "/metrics")).text();
+    assert.match(metrics, new RegExp(`holdup_websockets_open\\{app="default",upstream="${up.url}"\\} 1`));
+    c.ws.close(1000, "done");
+    assert.equal((await c.closed).code, 1000);
+    const line = await p.waitForLine("websocket log line", (l) => l.msg === "websocket");
+    assert.equal(line.path, "/chat?room=1");
+    assert.equal(line.upstream, up.url);
+    assert.equal(line.close_code, 1000);
+    assert.equal(line.close_reason, "done");
+    assert.equal(line.closed_by, "client");
+    assert.equal(line.messages_to_upstream, 4);
+    assert.equal(line.messages_to_client, 4);
+    assert.ok((line.bytes_to_client as number) > 70_000);
+    await until("the count to drop", async () => (await p.status()).upstreams[0].websockets === 0);
+    const after = await (await p.admin("GET", "/metrics")).text();
+    assert.match(after, /holdup_websocket_closes_total\{app="default",code="1000"\} 1/);
+    assert.match(after, /holdup_websocket_messages_total\{app="default",direction="to_client"\} 4/);
+  }, [up]);
+});
+
+test("Autobahn: binary messages of 0 B, 1 MiB and 16 MiB pass unchanged both ways", async () => {
+  const up = await autobahn();
+  await withProxy(["-u", up.url], async (p) => {
+    const c = await open(wsUrl(p));
+    for (const size of [0, 1, 1 << 20, 16 << 20]) {
+      const data = randomBytes(size);
+      const got = new Uint8Array(await c.echo(data) as ArrayBuffer);
+      assert.equal(got.byteLength, size);
+      assert.ok(Buffer.from(got).equals(data), `${size}-byte message differs`);
+    }
+    assert.equal(await c.echo("text too"), "text too");
+    c.ws.close();
+    await c.closed;
+  }, [up]);
+});
+
+test("handshake fidelity: base path + path, query, Host, Cookie, Authorization, Origin, User-Agent, X-Forwarded-*, and the upstream's subprotocol", async () => {
+  const up = await autobahn();
+  await withProxy(["-u", `${up.url}/base`], async (p) => {
+    const r = await rawHandshake(p.port, "/live/socket?vsn=2.0.0&x=%2F", [
+      "Host: app.example.com",
+      "Cookie: session=abc; theme=dark",
+      "Authorization: Bearer t0ken",
+      "Origin: https://app.example.com",
+      "User-Agent: holdup-test/1.0",
+      "Sec-WebSocket-Protocol: chat.v1, chat.v2",
+      "X-Forwarded-For: 203.0.113.9",
+    ]);
+    assert.equal(r.status, 101, r.head);
+    assert.match(r.head, /\r\nSec-WebSocket-Protocol: chat\.v2/i);
+    r.socket.write(clientFrame("headers"));
+    const info = JSON.parse((await serverFrame(r)).toString());
+    r.socket.destroy();
+    assert.equal(info.path, "/base/live/socket");
+    assert.deepEqual(info.params, { vsn: ["2.0.0"], x: ["/"] });
+    const h = info.headers;
+    assert.equal(h.host, "app.example.com");
+    assert.equal(h.cookie, "session=abc; theme=dark");
+    assert.equal(h.authorization, "Bearer t0ken");
+    assert.equal(h.origin, "https://app.example.com");
+    assert.equal(h["user-agent"], "holdup-test/1.0");
+    assert.equal(h["sec-websocket-protocol"], "chat.v1, chat.v2");
+    assert.equal(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert.equal(h["x-forwarded-proto"], "http");
+    assert.equal(h["x-forwarded-host"], "app.example.com");
+
+    // The runtime's own client gets the protocol the upstream chose, not the first it offered.
+    const c = await open(wsUrl(p), ["chat.v1", "chat.v2"]);
+    assert.equal(c.ws.protocol, "chat.v2");
+    c.ws.close();
+    await c.closed;
+  }, [up]);
+});
+
+test("close codes and reasons pass both ways", async () => {
+  const up = await autobahn();
+  await withProxy(["-u", up.url], async (p) => {
+    const a = await open(wsUrl(p));
+    a.ws.send("close 4002 upstream says bye");
+    assert.deepEqual(await a.closed.then(({ code, reason }) => ({ code, reason })), { code: 4002, reason: "upstream says bye" });
+    const b = await open(wsUrl(p));
+    b.ws.close(4001, "client says bye");
+    assert.equal((await b.closed).code, 4001);
+    const lines = await until("two websocket log lines", () => {
+      const l = p.lines.filter((l) => l.msg === "websocket");
+      return l.length === 2 ? l : null;
+    });
+    const byCode = Object.fromEntries(lines!.map((l) => [l.close_code, l]));
+    assert.equal(byCode[4002].closed_by, "upstream");
+    assert.equal(byCode[4002].close_reason, "upstream says bye");
+    assert.equal(byCode[4001].closed_by, "client");
+    assert.equal(byCode[4001].close_reason, "client says bye");
+  }, [up]);
+});
+
+test("an upstream refusing the handshake (403): the client gets that 403, never a 101", async () => {
+  const up = await autobahn();
+  await withProxy(["-u", up.url], async (p) => {
+    const r = await rawHandshake(p.port, "/refuse", ["Host: example.com"]);
+    assert.equal(r.status, 403, r.head);
+    assert.match(r.head, /^HTTP\/1\.1 403 forbidden by the app\r\n/); // Autobahn's status line, as it sent it
+    assert.match(r.head, /connection: close/i);
+    await r.closed;
+    // The runtime's client sees an error and never opens.
+    const c = new Client(wsUrl(p, "/refuse"));
+    await assert.rejects(c.opened);
+    await c.closed;
+  }, [up]);
+});
+
+test("held while the upstream is down; the socket opens and echoes once it starts", async () => {
+  const port = await freePort();
+  let up: Server | undefined;
+  await withProxy(["-u", `:${port}`, "--try-duration", "20s", "--try-interval", "100ms"], async (p) => {
+    const c = new Client(wsUrl(p, "/held"));
+    await until("the handshake to be held", async () => (await p.status()).held === 1);
+    up = await websocketd(port);
+    await c.opened;
+    assert.equal(await c.echo("after the wait"), "after the wait");
+    const line = await p.waitForLine("101 access line", (l) => l.msg === "request" && l.status === 101);
+    assert.ok((line.held_ms as number) > 0);
+    c.ws.close();
+    await c.closed;
+  });
+  await up?.stop();
+});
+
+test("held past tryDuration: 503, no 101", async () => {
+  const port = await freePort();
+  await withProxy(["-u", `:${port}`, "--try-duration", "300ms", "--try-interval", "100ms"], async (p) => {
+    const r = await rawHandshake(p.port, "/", ["Host: example.com"]);
+    assert.equal(r.status, 503, r.head);
+    r.socket.destroy();
+  });
+});
+
+test("a reload to B drains 20 WebSockets on A: they keep working, then close with 1012 within drainTimeout + wsCloseSpread; reconnects land on B", async () => {
+  const a = await websocketd();
+  const b = await websocketd(undefined, "sed", "-u", "s/^/B:/");
+  await withProxy(["-u", a.url], async (p) => {
+    const clients = await Promise.all(Array.from({ length: 20 }, () => open(wsUrl(p, "/live"))));
+    for (const [i, c] of clients.entries()) assert.equal(await c.echo(`a${i}`), `a${i}`);
+    const drainTimeout = 600, spread = 300;
+    const t0 = performance.now();
+    const r = await p.admin("POST", "/reload", { upstreams: [b.url], drainTimeout: `${drainTimeout}ms`, wsCloseSpread: `${spread}ms` });
+    assert.equal(r.status, 200, await r.text());
+    const s = await p.status();
+    assert.deepEqual(s.websockets, { open: 20, draining: 20, removedUpstreams: [{ app: "default", url: a.url, open: 20 }] });
+    // Still on A during the drain, and still echoing.
+    for (const [i, c] of clients.entries()) assert.equal(await c.echo(`d${i}`), `d${i}`);
+    const closes = await Promise.all(clients.map((c) => c.closed));
+    for (const c of closes) assert.equal(c.code, 1012);
+    const times = closes.map((c) => c.at - t0);
+    const first = Math.min(...times), last = Math.max(...times);
+    assert.ok(first >= drainTimeout - 50, `first close ${first}ms after the reload`);
+    assert.ok(last <= drainTimeout + spread + 1000, `last close ${last}ms after the reload`);
+    assert.ok(last - first >= spread / 3, `closes spread over ${last - first}ms`);
+    // Reconnects land on B.
+    const again = await Promise.all(clients.map(() => open(wsUrl(p, "/live"))));
+    for (const [i, c] of again.entries()) assert.equal(await c.echo(`r${i}`), `B:r${i}`);
+    for (const c of again) c.ws.close();
+    await Promise.all(again.map((c) => c.closed));
+    const metrics = await (await p.admin("GET", "/metrics")).text();
+    assert.match(metrics, /holdup_websocket_closes_total\{app="default",code="1012"\} 20/);
+    const logged = p.lines.filter((l) => l.msg === "websocket" && l.close_code === 1012);
+    assert.equal(logged.length, 20);
+    assert.ok(logged.every((l) => l.closed_by === "holdup" && l.upstream === a.url));
+  }, [a, b]);
+});
+
+test("a drain close lands between frames: a client receiving a stream of 64 KiB messages gets only whole ones, then 1012", async () => {
+  const a = await autobahn();
+  const b = await websocketd();
+  await withProxy(["-u", a.url], async (p) => {
+    const c = await open(wsUrl(p));
+    const sizes: number[] = [];
+    c.ws.onmessage = (e) => sizes.push((e.data as ArrayBuffer).byteLength);
+    c.ws.send("stream 65536");
+    await until("messages to flow", () => sizes.length >= 5);
+    const r = await p.admin("POST", "/reload", { upstreams: [b.url], drainTimeout: "300ms", wsCloseSpread: "0ms" });
+    assert.equal(r.status, 200);
+    const closed = await c.closed;
+    assert.equal(closed.code, 1012);
+    assert.ok(sizes.length > 5);
+    assert.ok(sizes.every((n) => n === 65536), `message sizes: ${[...new Set(sizes)]}`);
+    const line = await p.waitForLine("its log line", (l) => l.msg === "websocket");
+    assert.equal(line.close_code, 1012);
+    assert.equal(line.closed_by, "holdup");
+  }, [a, b]);
+});
+
+test("SIGTERM closes open WebSockets with 1001 and exits", async () => {
+  const up = await websocketd();
+  const p = await startProxy(["-u", up.url]);
+  try {
+    const c = await open(wsUrl(p));
+    assert.equal(await c.echo("hi"), "hi");
+    p.signal("SIGTERM");
+    assert.equal((await c.closed).code, 1001);
+    assert.equal(await p.exited, 0);
+  } finally {
+    await p.stop();
+    await up.stop();
+  }
+});
+
+/** Resident memory of a process, in bytes (Linux; read by `cat`, as deno test's --allow-read does not reach /proc). */
+async function rss(pid: number): Promise<number> {
+  const m = /VmRSS:\s+(\d+) kB/.exec((await run("cat", [`/proc/${pid}/status`])).stdout);
+  return Number(m![1]) * 1024;
+}
+
+test("backpressure: a client that never reads while the upstream floods slows the upstream; holdup's memory stays bounded", async () => {
+  // The flooding upstream: after the handshake, 1 MiB binary frames as fast as its socket takes them, up to 512 MiB.
+  let written = 0;
+  const frame = Buffer.concat([Buffer.from([0x82, 127, 0, 0, 0, 0, 0, 0x10, 0, 0]), Buffer.alloc(1 << 20, 7)]);
+  const sockets = new Set<net.Socket>();
+  const flood = net.createServer((s) => {
+    sockets.add(s);
+    s.on("error", () => {});
+    s.once("data", () => {
+      s.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n");
+      const pump = () => {
+        while (written < 512 << 20 && !s.destroyed) {
+          written += frame.length;
+          if (!s.write(frame)) return void s.once("drain", pump);
+        }
+      };
+      pump();
+    });
+  });
+  flood.listen(0, "127.0.0.1");
+  await once(flood, "listening");
+  const port = (flood.address() as net.AddressInfo).port;
+  await withProxy(["-u", `:${port}`], async (p) => {
+    const before = await rss(p.child.pid!);
+    const r = await rawHandshake(p.port, "/flood", ["Host: example.com"]);
+    assert.equal(r.status, 101);
+    r.socket.pause(); // and never read again
+    // Wait until the upstream is stalled: nothing more written for 500 ms.
+    let last = -1, since = performance.now();
+    await until("the upstream to be stalled", () => {
+      if (written !== last) [last, since] = [written, performance.now()];
+      return performance.now() - since > 500;
+    }, 8000, 50);
+    const grew = await rss(p.child.pid!) - before;
+    console.log(`backpressure: upstream stalled after ${(written / 2 ** 20).toFixed(0)} MiB; holdup RSS +${(grew / 2 ** 20).toFixed(1)} MiB`);
+    assert.ok(written < 96 << 20, `the upstream wrote ${written >> 20} MiB into a client that reads nothing`);
+    assert.ok(grew < 96 << 20, `holdup's RSS grew by ${grew >> 20} MiB`);
+    r.socket.destroy();
+    await p.waitForLine("the tunnel to end", (l) => l.msg === "websocket");
+  });
+  for (const s of sockets) s.destroy();
+  flood.close();
+});
+
+test("FrameTracker: boundaries, message counts and Close frames, whatever the chunking", async () => {
+  const { FrameTracker, clientClose, serverClose } = await import("../src/ws/frames.ts");
+  const frame = (opcode: number, fin: boolean, payload: Uint8Array, masked: boolean) => {
+    const n = payload.byteLength;
+    const len = n < 126 ? [n] : n < 65536 ? [126, n >> 8, n & 255] : [127, 0, 0, 0, 0, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255];
+    const key = masked ? [1, 2, 3, 4] : [];
+    const body = masked ? payload.map((b, i) => b ^ key[i & 3]) : payload;
+    return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, (masked ? 0x80 : 0) | len[0], ...len.slice(1), ...key]), body]);
+  };
+  for (const masked of [false, true]) {
+    const frames = [
+      frame(1, true, Buffer.from("hello"), masked),
+      frame(2, false, randomBytes(300), masked), // a fragmented message…
+      frame(9, true, Buffer.from("ping"), masked), // …with a ping between its fragments
+      frame(0, true, randomBytes(70_000), masked),
+      frame(2, true, new Uint8Array(0), masked),
+    ];
+    const close = masked ? clientClose(4001, "bye") : serverClose(4001, "bye");
+    const all = Buffer.concat([...frames, close]);
+    const ends = new Set<number>();
+    let at = 0;
+    for (const f of [...frames, close]) ends.add(at += f.length);
+    // Fed in pieces of every size from 1 to 7 bytes and in one piece: boundaries are found exactly at frame ends.
+    for (const step of [1, 2, 3, 7, all.length]) {
+      const t = new FrameTracker();
+      for (let i = 0; i < all.length; i += step) {
+        const chunk = all.subarray(i, Math.min(all.length, i + step));
+        let from = 0;
+        while (from < chunk.length) {
+          const stop = t.feed(chunk, from, true);
+          if (stop === from) {
+            from = t.feed(chunk.subarray(0, from + 1), from); // at a boundary: step over it
+          } else {
+            from = stop;
+            // It stops early only at a boundary.
+            if (stop < chunk.length) assert.ok(t.atBoundary, `stopped at ${i + stop} without a boundary`);
+          }
+          if (t.atBoundary) assert.ok(ends.has(i + from), `a boundary at ${i + from}, not a frame end`);
+        }
+        if (t.atBoundary !== ends.has(Math.min(all.length, i + step))) assert.fail(`atBoundary wrong at ${i + step}`);
+      }
+      assert.ok(t.atBoundary);
+      assert.equal(t.messages, 3);
+      assert.deepEqual(t.close, { code: 4001, reason: "bye" });
+      assert.equal(t.bytes, all.length);
+    }
+  }
+});
+
+test("the built dist/proxy.js proxies WebSockets; the edge entry answers 501 to them", async () => {
+  const { mkdtemp, copyFile, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "holdup-ws-"));
+  await copyFile(join(ROOT, "dist/proxy.js"), join(dir, "proxy.js"));
+  await copyFile(join(ROOT, "dist/edge.js"), join(dir, "edge.js"));
+  const up = await websocketd();
+  try {
+    const p = await startProxy(["-u", up.url], { entry: "proxy.js", cwd: dir });
+    try {
+      const c = await open(wsUrl(p));
+      assert.equal(await c.echo("from dist"), "from dist");
+      c.ws.close();
+      await c.closed;
+    } finally {
+      await p.stop();
+    }
+    const port = await freePort();
+    const process = (await import("node:process")).default;
+    const command: [string, string[]] = "Deno" in globalThis
+      ? [process.execPath, ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", String(port), "edge.js"]]
+      : [process.execPath, ["edge.js"]];
+    const edge = await startProxy([], { command, rawArgs: true, cwd: dir, port, env: { HOLDUP_UPSTREAMS: up.url, PORT: String(port) } });
+    try {
+      const r = await rawHandshake(port, "/", ["Host: example.com"]);
+      assert.equal(r.status, 501, r.head);
+      r.socket.destroy();
+    } finally {
+      await edge.stop();
+    }
+  } finally {
+    await up.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("config: drainTimeout, wsCloseSpread and wsMaxBuffered have defaults, are validated and shown", async () => {
+  const { defaultLayer, resolve, toJSON } = await import("../src/config/layers.ts");
+  const defaults = defaultLayer({ stderrIsTTY: false });
+  const ok = resolve([defaults]);
+  assert.ok("effective" in ok);
+  const c = ok.effective.config;
+  assert.equal(c.drainTimeout, 30_000);
+  assert.equal(c.wsCloseSpread, 5_000);
+  assert.equal(c.wsMaxBuffered, 16 * 2 ** 20);
+  assert.deepEqual(
+    (({ drainTimeout, wsCloseSpread, wsMaxBuffered }) => ({ drainTimeout, wsCloseSpread, wsMaxBuffered }))(toJSON(c) as Record<string, unknown>),
+    { drainTimeout: "30s", wsCloseSpread: "5s", wsMaxBuffered: 16 * 2 ** 20 },
+  );
+  const bad = resolve([defaults, { source: "file", label: "f", raw: { wsMaxBuffered: "1KiB", drainTimeout: "soon", wsCloseSpread: "2h" } }]);
+  assert.ok("errors" in bad);
+  assert.deepEqual(bad.errors.map((e) => e.field).sort(), ["drainTimeout", "wsCloseSpread", "wsMaxBuffered"]);
+});
+
+test("paused: a handshake is held, and opens on resume", async () => {
+  const up = await websocketd();
+  await withProxy(["-u", up.url], async (p) => {
+    assert.equal((await p.admin("POST", "/pause")).status, 200);
+    const c = new Client(wsUrl(p));
+    await until("the handshake to be held", async () => (await p.status()).held === 1);
+    assert.equal((await p.admin("POST", "/resume")).status, 200);
+    await c.opened;
+    assert.equal(await c.echo("resumed"), "resumed");
+    c.ws.close();
+    await c.closed;
+  }, [up]);
+});
