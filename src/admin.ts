@@ -14,7 +14,7 @@ import type { App, Apps } from "./apps.ts";
 import { jsonErrorPlace } from "./config/layers.ts";
 import { parseUpstream } from "./config/address.ts";
 import { parseDuration } from "./config/units.ts";
-import { DEFAULT_DEPLOY_TIMEOUT, DEFAULT_DRAIN_TIMEOUT } from "./control.ts";
+import { DEFAULT_DEPLOY_TIMEOUT } from "./control.ts";
 
 /** Largest admin request body; a larger one is refused (413) without being read. */
 export const ADMIN_MAX_BODY = 1024 * 1024;
@@ -178,7 +178,7 @@ export function adminApp(d: AdminDeps): Hono {
     const parsed = await jsonBody(c);
     if ("error" in parsed) return parsed.error;
     if (!("value" in parsed)) return c.json({ error: DEPLOY_SHAPE }, 400);
-    const req = deployRequest(parsed.value);
+    const req = deployRequest(parsed.value, d.control.effective.config.drainTimeout);
     if (typeof req === "string") return c.json({ error: req }, 400);
     const result = await d.control.deploy(req);
     if (!result.ok) return c.json({ error: result.error, ...(result.upstream ? { upstream: result.upstream } : {}) }, result.status);
@@ -217,7 +217,7 @@ const ENDPOINTS = [
 const DEPLOY_SHAPE = 'expected {"app": "web", "upstreams": ["http://127.0.0.1:8004"], "healthPath"?: "/up", "deployTimeout"?: "30s", "drainTimeout"?: "30s"}';
 
 /** Validates a POST /deploy body; a string says what is wrong. */
-function deployRequest(body: unknown) {
+function deployRequest(body: unknown, defaultDrain: number) {
   if (!body || typeof body !== "object" || Array.isArray(body)) return DEPLOY_SHAPE;
   const b = body as Record<string, unknown>;
   const unknown = Object.keys(b).filter((k) => !["app", "upstreams", "healthPath", "deployTimeout", "drainTimeout"].includes(k));
@@ -239,7 +239,7 @@ function deployRequest(body: unknown) {
   };
   const deployTimeout = dur("deployTimeout", DEFAULT_DEPLOY_TIMEOUT);
   if (typeof deployTimeout === "string") return deployTimeout;
-  const drainTimeout = dur("drainTimeout", DEFAULT_DRAIN_TIMEOUT);
+  const drainTimeout = dur("drainTimeout", defaultDrain);
   if (typeof drainTimeout === "string") return drainTimeout;
   return { app: b.app, upstreams, healthPath: (b.healthPath as string | undefined) ?? null, deployTimeout, drainTimeout };
 }

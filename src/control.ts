@@ -320,7 +320,6 @@ function withAppUpstreams(c: Config, upstreams: string[]): Config {
 }
 
 export const DEFAULT_DEPLOY_TIMEOUT = 30_000;
-export const DEFAULT_DRAIN_TIMEOUT = 30_000;
 
 export interface DeployRequest {
   app: string;
