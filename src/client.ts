@@ -146,14 +146,16 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
         return 0;
       }
       case "restart": {
+        if (!o.json) say("starting a new instance; the old one serves until it is ready…");
         const r = await call("POST", `/restart${q}`);
         if (o.json) return printJSON(say, r);
-        if (r.status === 404) {
-          err("holdup restart: this holdup does not run the app itself (start it as holdup … -- COMMAND)");
+        if (r.status === 409 || r.status === 404) {
+          err("holdup restart: this holdup does not run the app itself (start it as holdup [options] -- COMMAND)");
           return 1;
         }
-        if (r.status !== 200) return fail(err, "restart failed", r);
-        say(`restarted ${app ?? "the app"}`);
+        if (r.status !== 200) return fail(err, "restart failed; the old instance keeps serving", r);
+        const done = (r.body as { restarted?: { instance: number; pid: number; readyMs: number } }).restarted;
+        say(done ? `restarted: instance #${done.instance} (pid ${done.pid}) ready after ${secs(done.readyMs)} and serving` : "restarted");
         return 0;
       }
     }

@@ -156,6 +156,7 @@ export class Control {
       // They just answered the health gate: held requests go now, without waiting for a probe.
       for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
       const switchedMs = performance.now() - t0;
+      const switchedAt = Date.now();
       app.deploying.phase = "drain";
       const drain = await drainUpstreams(old, d.drainTimeout);
       this.o.metrics.deploysOk++;
@@ -168,6 +169,7 @@ export class Control {
         cut: drain.cut,
         healthyMs: Math.round(healthyMs),
         switchedMs: Math.round(switchedMs),
+        switchedAt,
         tookMs: Math.round(performance.now() - t0),
       };
       this.o.log.info("deployed", result);
@@ -330,7 +332,19 @@ export interface DeployRequest {
 }
 
 export type DeployResult =
-  | { ok: true; app: string; upstreams: string[]; replaced: string[]; drained: number; cut: number; healthyMs: number; switchedMs: number; tookMs: number }
+  | {
+    ok: true;
+    app: string;
+    upstreams: string[];
+    replaced: string[];
+    drained: number;
+    cut: number;
+    healthyMs: number;
+    switchedMs: number;
+    /** Wall-clock ms (Date.now()) of the switch: every request that arrives later goes to `upstreams`. */
+    switchedAt: number;
+    tookMs: number;
+  }
   | { ok: false; status: 400 | 404 | 409 | 422; error: string; upstream?: string };
 
 /**

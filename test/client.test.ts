@@ -60,6 +60,7 @@ test("holdup deploy, pause, resume, stop, status and reload drive a running hold
 
     const restart = await holdup(["restart", ...admin], env);
     assert.equal(restart.code, 1, "this holdup runs no app");
+    assert.match(restart.stderr, /does not run the app itself/);
 
     assert.equal((await holdup(["pause", "nosuchapp", ...admin], env)).code, 1);
     assert.equal((await holdup(["deploy", ...admin], env)).code, 2, "bad usage");
@@ -78,4 +79,16 @@ test("an unreachable admin API gives a one-line error and exit 1", async () => {
   assert.equal(r.code, 1);
   assert.equal(r.stderr.trim().split("\n").length, 1);
   assert.match(r.stderr, new RegExp(`cannot reach the admin API at http://127.0.0.1:${port} \\(connection refused\\)`));
+});
+
+test("holdup restart starts a new instance of the app holdup runs, and says which", async () => {
+  const proxy = await startProxy(["--", "python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]);
+  try {
+    const r = await holdup(["restart", "--admin", `127.0.0.1:${proxy.adminPort}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /restarted: instance #2 \(pid \d+\) ready after .* and serving/);
+    assert.equal((await fetch(proxy.url + "/")).status, 200);
+  } finally {
+    await proxy.stop();
+  }
 });
