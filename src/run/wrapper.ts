@@ -49,6 +49,7 @@ exit "$code"
 `;
 
 /** The marker line the wrapper prints with the app's pid. */
+// deno-lint-ignore no-control-regex -- the marker starts with RS (0x1e), which no app prints by accident
 export const PID_LINE = /^\x1eholdup-run pid=(\d+)$/;
 
 /** The wrapper's own notices about the app's end ("Terminated", "Killed"): not the app's output. */
