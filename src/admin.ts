@@ -12,6 +12,8 @@ import { fromResponse, toRequest } from "./serve/web.ts";
 import type { Incoming, IncomingHandler, Reply } from "./serve/types.ts";
 import type { State } from "./state.ts";
 import { jsonErrorPlace } from "./config/layers.ts";
+import type { EventHub } from "./dashboard/events.ts";
+import { newNonce, type PageStatus, pageHeaders, renderPage } from "./dashboard/page.ts";
 
 /** Largest admin request body; a larger one is refused (413) without being read. */
 export const ADMIN_MAX_BODY = 1024 * 1024;
@@ -20,6 +22,8 @@ export interface AdminDeps {
   control: Control;
   state: State;
   metrics: Metrics;
+  /** The dashboard's events and history (GET / and GET /events). */
+  events: EventHub;
   /**
    * Refuse every call while no token is configured (the edge entry, where the
    * admin API shares the public listener): a reload that clears the token must
@@ -106,6 +110,9 @@ export function adminApp(d: AdminDeps): Hono {
     const refused = refuseForeign(c, d);
     if (refused) return refused;
     const token = d.state.current.config.admin.token;
+    // The dashboard page itself: a browser cannot send the token when it navigates,
+    // so with a token the page comes without data and asks for it (see dashboard/page.ts).
+    if (c.req.path === "/" && (c.req.method === "GET" || c.req.method === "HEAD")) return await next();
     if ((token || d.tokenRequired) && !(token && bearerMatches(c.req.header("authorization"), token))) {
       return c.json({ error: "unauthorized: send Authorization: Bearer TOKEN" }, 401, {
         "www-authenticate": 'Bearer realm="holdup"',
@@ -114,6 +121,20 @@ export function adminApp(d: AdminDeps): Hono {
     await next();
   });
 
+  app.get("/", (c) => {
+    const nonce = newNonce();
+    const open = !d.state.current.config.admin.token && !d.tokenRequired;
+    const data = open
+      ? { status: d.events.snapshot(null) as unknown as PageStatus, events: d.events.recentEvents() }
+      : null;
+    return c.html(renderPage(nonce, data), 200, pageHeaders(nonce));
+  });
+  app.get("/events", (c) =>
+    c.body(d.events.open(), 200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+    }));
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/status", (c) => c.json(d.control.status()));
   app.get("/metrics", (c) =>
@@ -170,7 +191,7 @@ export function adminApp(d: AdminDeps): Hono {
 }
 
 const ENDPOINTS = [
-  "GET /status", "POST /reload", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
+  "GET / (dashboard)", "GET /events", "GET /status", "POST /reload", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
 ];
 
 /** Compares in constant time (for equal lengths), so the token cannot be guessed byte by byte. */

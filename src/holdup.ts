@@ -3,6 +3,7 @@ import { adminApp } from "./admin.ts";
 import { proxyHandler } from "./app.ts";
 import type { Effective, Layer } from "./config/layers.ts";
 import { Control } from "./control.ts";
+import { EventHub } from "./dashboard/events.ts";
 import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import type { Runtime } from "./runtime/types.ts";
@@ -33,13 +34,17 @@ export function createHoldup(o: HoldupOptions) {
   const control = new Control({
     state, runtime: o.runtime, log, metrics, effective: o.effective, base: o.base, version: VERSION,
   });
+  const events = new EventHub({ control, state, metrics });
+  log.onEvent = (level, msg, fields) => events.record(level, msg, fields);
+  events.start();
   return {
     log,
+    events,
     metrics,
     state,
     control,
     proxy: proxyHandler({ state, runtime: o.runtime, log, metrics }),
-    admin: adminApp({ control, state, metrics, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
+    admin: adminApp({ control, state, metrics, events, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };
 }
 

@@ -95,6 +95,7 @@ export async function main(rt: Runtime): Promise<void> {
       signal, held, graceSeconds: SHUTDOWN_GRACE_MS / 1000,
     });
     h.state.waiters.close(); // held requests are answered 503 now, so the servers can drain
+    h.events.close(); // and dashboards' event streams end (their pages reconnect to the next holdup)
     const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);

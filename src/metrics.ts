@@ -25,6 +25,17 @@ export class Metrics {
     }
   }
 
+  /** Requests answered so far, and how many of them were 5xx (read once a second by the dashboard's sampler). */
+  totals(): { requests: number; errors5xx: number } {
+    let requests = 0, errors5xx = 0;
+    for (let code = 100; code < 600; code++) {
+      const n = this.byStatus[code];
+      requests += n;
+      if (code >= 500) errors5xx += n;
+    }
+    return { requests, errors5xx };
+  }
+
   render(snap: Snapshot, held: number): string {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
