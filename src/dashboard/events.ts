@@ -73,8 +73,9 @@ export class EventHub {
   /** Upstreams a reload dropped that still have requests in flight. */
   private draining = new Set<Upstream>();
   private seen: readonly Upstream[];
-  /** Streams dropped for not reading (for tests and the log). */
+  /** Streams dropped for not reading, and snapshots skipped for streams that were behind. */
   dropped = 0;
+  skipped = 0;
 
   constructor(private d: { control: Control; state: State; metrics: Metrics }) {
     const totals = d.metrics.totals();
@@ -164,6 +165,7 @@ export class EventHub {
     return {
       ...this.d.control.status(),
       draining: [...this.draining].map((u) => ({ url: u.url, inFlight: u.inFlight, lastError: u.lastError })),
+      dashboard: { streams: this.clients.size, dropped: this.dropped, skipped: this.skipped, queuedBytes: this.queuedBytes() },
       ...(sample ? { sample } : {}),
     };
   }
@@ -192,14 +194,23 @@ export class EventHub {
     }, { highWaterMark: SKIP_BYTES, size: (chunk) => chunk?.byteLength ?? 0 });
   }
 
+  /** The largest queue among open streams, in bytes. */
+  queuedBytes(): number {
+    let most = 0;
+    for (const cl of this.clients) most = Math.max(most, SKIP_BYTES - (cl.c.desiredSize ?? 0));
+    return most;
+  }
+
   private broadcast(bytes: Uint8Array, skippable: boolean): void {
     for (const cl of this.clients) {
-      const room = cl.c.desiredSize ?? 0; // SKIP_BYTES minus what is queued
-      if (skippable && room <= 0) {
+      const queued = SKIP_BYTES - (cl.c.desiredSize ?? 0);
+      if (skippable && queued >= SKIP_BYTES) {
         cl.skipped++;
+        this.skipped++;
         continue;
       }
-      if (SKIP_BYTES - room + bytes.byteLength > DROP_BYTES) {
+      // An empty queue always takes the message, however large the status is.
+      if (queued > 0 && queued + bytes.byteLength > DROP_BYTES) {
         this.clients.delete(cl);
         this.dropped++;
         try {
