@@ -400,7 +400,11 @@ test("dashboard in headless Chromium: held rises live while the upstream is down
     await page.goto(proxy.adminUrl + "/");
     await page.waitText("conn", (t) => t === "live", "the page to connect to /events");
     assert.equal(await page.text("held"), "0");
-    assert.equal((await fetch(proxy.url + "/")).status, 200);
+    // Some traffic before the deploy, for the requests/s chart (bounded: 1.5 s, 3000 requests at most).
+    for (let i = 0, end = Date.now() + 1500; i < 3000 && Date.now() < end; i++) {
+      assert.equal((await fetch(proxy.url + "/")).status, 200);
+    }
+    await page.waitText("rps-max", (t) => Number(t) > 0, "requests/s on the chart");
 
     // The deploy: v1 goes away; requests are held and the page shows it without a reload.
     await v1.close();
@@ -437,6 +441,12 @@ test("dashboard in headless Chromium: held rises live while the upstream is down
     await page.waitText("held", (t) => t === "0", "the page to show 0 held");
     for (const r of await Promise.all(held)) assert.deepEqual(r, { status: 200, text: "v2" });
     await page.waitText("events", (t) => t.includes("resumed from paused") && t.includes("reloaded"), "the resume and reload events on the page");
+
+    // Readable on a phone: nothing wider than a 390-pixel screen.
+    await page.send("Emulation.setDeviceMetricsOverride", { width: 390, height: 844, deviceScaleFactor: 2, mobile: true });
+    await until("the narrow layout", async () => await page.eval("innerWidth") === 390, 3000, 50);
+    assert.ok(await page.eval("document.documentElement.scrollWidth <= innerWidth"), "no sideways scrolling at 390 px");
+    if (process.env.HOLDUP_SCREENSHOT === "1") await writeFile(join(ROOT, "docs", "dashboard-phone.png"), await page.screenshot());
 
     // A page on another loopback port cannot pause holdup through this browser.
     const evil = await startUpstream((_req, res) => {

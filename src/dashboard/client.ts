@@ -103,12 +103,16 @@ export const CLIENT_JS = String.raw`
       var max = 0;
       for (var i = 0; i < v.length; i++) if (v[i] > max) max = v[i];
       var scale = max > 0 ? max : 1;
-      var off = HISTORY - v.length;
-      var pts = v.map(function (y, i) { return (off + i) + "," + (58 - (y / scale) * 54).toFixed(1); });
+      // The window grows with the history, from one minute to 15: a fresh holdup's chart is readable too.
+      var span = Math.max(60, v.length);
+      var off = span - v.length;
+      var pts = v.map(function (y, i) { return ((off + i) * 900 / (span - 1)).toFixed(1) + "," + (58 - (y / scale) * 54).toFixed(1); });
       $(k + "-line").setAttribute("points", pts.join(" "));
       $(k + "-now").textContent = v.length ? String(v[v.length - 1]) : "–";
       $(k + "-max").textContent = String(max);
     });
+    var n = Math.max(60, hist.held.length);
+    $("window").textContent = n >= HISTORY ? "Last 15 minutes, one point per second." : "Last " + (n >= 120 ? Math.round(n / 60) + " minutes" : n + " seconds") + " (up to 15 minutes), one point per second.";
   }
 
   function dispatch(event, data) {

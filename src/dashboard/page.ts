@@ -122,7 +122,7 @@ export function renderPage(nonce: string, data: { status: PageStatus; events: Da
     ${chart("rps", "requests/s")}
     ${chart("e5xx", "5xx/s")}
   </div>
-  <p class="note">Last 15 minutes, one point per second.</p>
+  <p id="window" class="note">Up to 15 minutes, one point per second.</p>
 </section>
 
 <section aria-labelledby="upshead">
