@@ -15,6 +15,8 @@ import { jsonErrorPlace } from "./config/layers.ts";
 import { parseUpstream } from "./config/address.ts";
 import { parseDuration } from "./config/units.ts";
 import { DEFAULT_DEPLOY_TIMEOUT } from "./control.ts";
+import type { EventHub } from "./dashboard/events.ts";
+import { newNonce, type PageStatus, pageHeaders, renderPage } from "./dashboard/page.ts";
 
 /** Largest admin request body; a larger one is refused (413) without being read. */
 export const ADMIN_MAX_BODY = 1024 * 1024;
@@ -23,6 +25,8 @@ export interface AdminDeps {
   control: Control;
   apps: Apps;
   metrics: Metrics;
+  /** The dashboard's events and history (GET / and GET /events). */
+  events: EventHub;
   /**
    * Refuse every call while no token is configured (the edge entry, where the
    * admin API shares the public listener): a reload that clears the token must
@@ -109,6 +113,9 @@ export function adminApp(d: AdminDeps): Hono {
     const refused = refuseForeign(c, d);
     if (refused) return refused;
     const token = d.control.effective.config.admin.token;
+    // The dashboard page itself: a browser cannot send the token when it navigates,
+    // so with a token the page comes without data and asks for it (see dashboard/page.ts).
+    if (c.req.path === "/" && (c.req.method === "GET" || c.req.method === "HEAD")) return await next();
     if ((token || d.tokenRequired) && !(token && bearerMatches(c.req.header("authorization"), token))) {
       return c.json({ error: "unauthorized: send Authorization: Bearer TOKEN" }, 401, {
         "www-authenticate": 'Bearer realm="holdup"',
@@ -117,6 +124,20 @@ export function adminApp(d: AdminDeps): Hono {
     await next();
   });
 
+  app.get("/", (c) => {
+    const nonce = newNonce();
+    const open = !d.control.effective.config.admin.token && !d.tokenRequired;
+    const data = open
+      ? { status: d.events.snapshot(null) as unknown as PageStatus, events: d.events.recentEvents() }
+      : null;
+    return c.html(renderPage(nonce, data), 200, pageHeaders(nonce));
+  });
+  app.get("/events", (c) =>
+    c.body(d.events.open(), 200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+    }));
   app.get("/healthz", (c) => c.text("ok\n"));
   /** ?app=NAME (or a JSON "app" field): that app; without it, every app. */
   const which = (c: Context, body?: unknown): App[] | Response => {
@@ -211,7 +232,7 @@ export function adminApp(d: AdminDeps): Hono {
 }
 
 const ENDPOINTS = [
-  "GET /status", "POST /reload", "POST /deploy", "POST /restart", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
+  "GET / (dashboard)", "GET /events", "GET /status", "POST /reload", "POST /deploy", "POST /restart", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
 ];
 
 const DEPLOY_SHAPE = 'expected {"app": "web", "upstreams": ["http://127.0.0.1:8004"], "healthPath"?: "/up", "deployTimeout"?: "30s", "drainTimeout"?: "30s"}';

@@ -3,6 +3,7 @@ import { adminApp } from "./admin.ts";
 import { proxyHandler } from "./app.ts";
 import type { Effective, Layer } from "./config/layers.ts";
 import { Control } from "./control.ts";
+import { EventHub } from "./dashboard/events.ts";
 import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import type { Runtime } from "./runtime/types.ts";
@@ -60,8 +61,21 @@ export function createHoldup(o: HoldupOptions) {
   const control = new Control({
     apps, runtime: o.runtime, log, metrics, effective: o.effective, base: o.base, version: VERSION,
   });
+  // The dashboard sees every app together: held requests summed, every app's upstreams.
+  const all = {
+    get held() {
+      return apps.list.reduce((n, a) => n + a.state.held, 0);
+    },
+    get current() {
+      return { upstreams: apps.list.flatMap((a) => a.state.current.upstreams) };
+    },
+  };
+  const events = new EventHub({ control, state: all, metrics });
+  log.onEvent = (level, msg, fields) => events.record(level, msg, fields);
+  events.start();
   return {
     log,
+    events,
     metrics,
     apps,
     /** The first app's state (the only one without `apps` in the config). */
@@ -71,7 +85,7 @@ export function createHoldup(o: HoldupOptions) {
     control,
     proxy: proxyHandler(apps, metrics),
     upgrade: wsUpgradeHandler({ apps, log, metrics }),
-    admin: adminApp({ control, apps, metrics, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
+    admin: adminApp({ control, apps, metrics, events, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };
 }
 

@@ -23,6 +23,8 @@ export interface AccessEntry {
 export class Logger {
   private lines: string[] = [];
   private scheduled = false;
+  /** Sees every event (not the access log): the dashboard keeps the last ones. */
+  onEvent: ((level: string, msg: string, fields: Record<string, unknown>) => void) | null = null;
 
   /**
    * @param format the access-log format; events use it too, except with "off",
@@ -95,6 +97,7 @@ export class Logger {
   }
 
   private event(level: string, msg: string, fields: Record<string, unknown>): void {
+    this.onEvent?.(level, msg, fields);
     if (this.eventFormat === "json") {
       this.push(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
     } else {

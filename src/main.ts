@@ -129,6 +129,7 @@ export async function main(rt: Runtime): Promise<void> {
       // WebSockets: closed with 1001 once in-flight HTTP requests are done (the listener waits for them too).
       void a.state.websockets.shutdown(() => proxyServer.requests === 0);
     }
+    h.events.close(); // and dashboards' event streams end (their pages reconnect to the next holdup)
     const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);

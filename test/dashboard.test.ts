@@ -1,0 +1,569 @@
+/**
+ * The dashboard: the page and its event stream (GET / and GET /events on the
+ * admin listener), its buttons from its own origin and from a foreign one, a
+ * real headless Chromium driven over the DevTools protocol (a raw WebSocket:
+ * the runtime's global WebSocket, no puppeteer), a client that never reads,
+ * and a holdup restart under an open stream.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { freePort, type Proxy, ROOT, RUNTIME, startProxy, startUpstream, until } from "./helpers.ts";
+
+// ---------------------------------------------------------------- helpers
+
+interface SseMessage {
+  event: string;
+  // deno-lint-ignore no-explicit-any
+  data: any;
+}
+
+/** GET /events read with fetch() and a stream reader, as the page does. */
+async function openEvents(base: string, headers: Record<string, string> = {}) {
+  const abort = new AbortController();
+  const res = await fetch(base + "/events", { headers, signal: abort.signal });
+  assert.equal(res.status, 200, `GET /events answered ${res.status}`);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/event-stream/);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  const queue: SseMessage[] = [];
+  let ended = false;
+  const parse = () => {
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let event = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+      }
+      if (data) queue.push({ event, data: JSON.parse(data) });
+    }
+  };
+  const read = async (ms: number): Promise<boolean> => {
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const r = await Promise.race([
+      reader.read(),
+      new Promise<"timeout">((res) => t = setTimeout(() => res("timeout"), ms)),
+    ]).catch(() => ({ done: true as const, value: undefined }));
+    clearTimeout(t);
+    if (r === "timeout") return true;
+    if (r.done) {
+      ended = true;
+      return false;
+    }
+    buf += r.value;
+    parse();
+    return true;
+  };
+  return {
+    /** The next message matching `pred` (earlier ones are skipped). */
+    async next(what: string, pred: (m: SseMessage) => boolean, ms = 5000): Promise<SseMessage> {
+      const end = Date.now() + ms;
+      for (;;) {
+        while (queue.length) {
+          const m = queue.shift()!;
+          if (pred(m)) return m;
+        }
+        if (ended) throw new Error(`the event stream ended before ${what}`);
+        const left = end - Date.now();
+        if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+        await read(left);
+      }
+    },
+    /** Resolves with how long the stream took to end, or throws after `ms`. */
+    async ended(ms: number): Promise<number> {
+      const t0 = Date.now();
+      while (!ended) {
+        if (Date.now() - t0 > ms) throw new Error(`the event stream did not end within ${ms}ms`);
+        await read(ms);
+        queue.length = 0;
+      }
+      return Date.now() - t0;
+    },
+    close() {
+      abort.abort();
+      reader.cancel().catch(() => {});
+    },
+  };
+}
+
+/** A POST through node:http, so Origin can be set to anything (fetch may refuse to). */
+function post(port: number, path: string, headers: Record<string, string>, body = ""): Promise<{ status: number; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, path, method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) }, agent: false }, (res) => {
+      let text = "";
+      res.on("data", (d) => text += d);
+      res.on("end", () => {
+        let json: Record<string, unknown> = {};
+        try {
+          json = JSON.parse(text);
+        } catch { /* not JSON */ }
+        resolve({ status: res.statusCode!, json });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** VmRSS of a process. Read through `cat`: Deno lets only --allow-all read /proc/PID (--allow-run is granted). */
+function rssKiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(execFileSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" }));
+  return m ? Number(m[1]) : NaN;
+}
+
+async function configFile(upstreams: string[]): Promise<{ path: string; write(u: string[]): Promise<void>; remove(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "holdup-dash-"));
+  const path = join(dir, "holdup.json");
+  const write = (u: string[]) => writeFile(path, JSON.stringify({ upstreams: u }));
+  await write(upstreams);
+  return { path, write, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+// ---------------------------------------------------------------- Chromium over the DevTools protocol
+
+/** Debian's chromium (or $CHROMIUM). Missing is a failure, not a skip: .ci/run installs it. */
+function chromiumPath(): string {
+  const found = [process.env.CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+    .find((p) => p && existsSync(p));
+  if (!found) throw new Error("chromium is not installed (apt-get install -y chromium); this test needs a real browser and does not skip");
+  return found;
+}
+
+class Browser {
+  private id = 0;
+  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; method: string }>();
+
+  private constructor(private child: ChildProcess, private ws: WebSocket, private dir: string) {
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(String(ev.data));
+      const p = msg.id !== undefined ? this.pending.get(msg.id) : undefined;
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.error) p.reject(new Error(`${p.method}: ${msg.error.message}`));
+      else p.resolve(msg.result);
+    };
+  }
+
+  static async launch(): Promise<Browser> {
+    const dir = await mkdtemp(join(tmpdir(), "holdup-chromium-"));
+    const child = spawn(chromiumPath(), [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+      "--no-default-browser-check", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
+      "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1", `--user-data-dir=${dir}`, "about:blank",
+    ], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`chromium printed no DevTools URL:\n${err}`)), 15_000);
+      child.stderr!.on("data", (d) => {
+        err += d;
+        const m = /DevTools listening on (ws:\/\/\S+)/.exec(err);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]);
+        }
+      });
+      child.on("exit", (code) => reject(new Error(`chromium exited with ${code}:\n${err}`)));
+    });
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new Error("cannot connect to chromium's DevTools WebSocket"));
+    });
+    return new Browser(child, ws, dir);
+  }
+
+  // deno-lint-ignore no-explicit-any
+  send(method: string, params: Record<string, unknown> = {}, sessionId?: string): Promise<any> {
+    const id = ++this.id;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, method });
+      this.ws.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
+    });
+  }
+
+  async newPage(width = 1000, height = 1200): Promise<Page> {
+    const { targetId } = await this.send("Target.createTarget", { url: "about:blank" });
+    const { sessionId } = await this.send("Target.attachToTarget", { targetId, flatten: true });
+    const page = new Page(this, sessionId);
+    await page.send("Page.enable");
+    await page.send("Runtime.enable");
+    await page.send("Emulation.setDeviceMetricsOverride", { width, height, deviceScaleFactor: 1, mobile: false });
+    return page;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await Promise.race([this.send("Browser.close"), new Promise((r) => setTimeout(r, 2000))]);
+    } catch { /* gone */ }
+    this.ws.close();
+    if (this.child.exitCode === null) this.child.kill("SIGKILL");
+    await rm(this.dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+class Page {
+  constructor(private browser: Browser, private sessionId: string) {}
+
+  // deno-lint-ignore no-explicit-any
+  send(method: string, params: Record<string, unknown> = {}): Promise<any> {
+    return this.browser.send(method, params, this.sessionId);
+  }
+
+  async goto(url: string): Promise<void> {
+    await this.send("Page.navigate", { url });
+    await until(`${url} to load`, async () => (await this.eval("document.readyState")) === "complete", 10_000, 50);
+  }
+
+  // deno-lint-ignore no-explicit-any
+  async eval(expression: string): Promise<any> {
+    const r = await this.send("Runtime.evaluate", { expression, returnByValue: true, awaitPromise: true });
+    if (r.exceptionDetails) throw new Error(`in the page: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}`);
+    return r.result.value;
+  }
+
+  text(id: string): Promise<string> {
+    return this.eval(`document.getElementById(${JSON.stringify(id)})?.textContent ?? ""`);
+  }
+
+  async waitText(id: string, pred: (t: string) => boolean, what: string, ms = 8000): Promise<string> {
+    let last = "";
+    try {
+      return await until<string>(what, async () => pred(last = await this.text(id)) ? last || " " : "", ms, 50);
+    } catch (e) {
+      throw new Error(`${(e as Error).message} (#${id} reads ${JSON.stringify(last)})`);
+    }
+  }
+
+  /** A real mouse click in the middle of the element. */
+  async click(id: string): Promise<void> {
+    const box = await this.eval(`(() => { const r = document.getElementById(${JSON.stringify(id)}).getBoundingClientRect(); return { x: r.x + r.width / 2, y: r.y + r.height / 2 }; })()`);
+    for (const type of ["mousePressed", "mouseReleased"]) {
+      await this.send("Input.dispatchMouseEvent", { type, x: box.x, y: box.y, button: "left", clickCount: 1 });
+    }
+  }
+
+  /** Moves keyboard focus with Tab until the element has it, then presses Enter: the page works without a mouse. */
+  async pressWithKeyboard(id: string): Promise<void> {
+    await this.eval("document.activeElement?.blur(); window.focus()");
+    for (let i = 0; i < 30; i++) {
+      await this.key("Tab", "Tab", 9);
+      if (await this.eval(`document.activeElement?.id`) === id) return await this.key("Enter", "Enter", 13, "\r");
+    }
+    throw new Error(`#${id} cannot be reached with Tab`);
+  }
+
+  private async key(key: string, code: string, keyCode: number, text?: string): Promise<void> {
+    await this.send("Input.dispatchKeyEvent", { type: text ? "keyDown" : "rawKeyDown", key, code, windowsVirtualKeyCode: keyCode, ...(text ? { text } : {}) });
+    await this.send("Input.dispatchKeyEvent", { type: "keyUp", key, code, windowsVirtualKeyCode: keyCode });
+  }
+
+  async screenshot(): Promise<Uint8Array> {
+    const { data } = await this.send("Page.captureScreenshot", { format: "png", captureBeyondViewport: false });
+    return Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  }
+}
+
+// ---------------------------------------------------------------- tests
+
+test("dashboard: GET / is the page with its controls; GET /events streams a snapshot, then the pause event", async () => {
+  const up = await startUpstream();
+  const proxy = await startProxy(["-u", up.url]);
+  try {
+    const page = await fetch(proxy.adminUrl + "/");
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+    const csp = page.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.match(csp, /script-src 'nonce-[^']+'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    const body = await page.text();
+    for (const control of ['id="pause"', 'id="resume"', 'id="reload"', 'id="stop"', 'id="stopmessage"', 'id="held"', 'id="events"', "<svg"]) {
+      assert.ok(body.includes(control), `the page has ${control}`);
+    }
+    assert.ok(body.includes(up.url), "server-rendered: the upstream is in the HTML");
+    assert.ok(body.includes("holdup started"), "server-rendered: the start-up event is listed");
+    assert.doesNotMatch(body, /<script src=|<link /, "everything inline");
+
+    const events = await openEvents(proxy.adminUrl);
+    try {
+      const hello = await events.next("hello", (m) => m.event === "hello");
+      assert.equal(hello.data.status.mode, "running");
+      assert.equal(hello.data.status.upstreams[0].url, up.url);
+      assert.ok(Array.isArray(hello.data.history.held));
+      assert.ok(hello.data.events.some((e: { msg: string }) => e.msg.startsWith("holdup started")));
+      const tick = await events.next("a per-second status", (m) => m.event === "status" && m.data.sample);
+      assert.equal(typeof tick.data.sample.rps, "number");
+      assert.equal((await proxy.admin("POST", "/pause")).status, 200);
+      const log = await events.next("the pause event", (m) => m.event === "log");
+      assert.match(log.data.msg, /^paused/);
+      assert.match(log.data.time, /^\d{4}-\d\d-\d\dT/);
+      const after = await events.next("a status after the pause", (m) => m.event === "status");
+      assert.equal(after.data.mode, "paused");
+    } finally {
+      events.close();
+    }
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("dashboard: the buttons' calls work from the page's own origin; the same calls from another loopback port get 403; a token hides everything", async () => {
+  const up = await startUpstream();
+  const cfg = await configFile([up.url]);
+  const proxy = await startProxy(["-c", cfg.path]);
+  const other = await freePort();
+  const own = { origin: `http://127.0.0.1:${proxy.adminPort}` };
+  const foreign = { origin: `http://127.0.0.1:${other}` };
+  const json = { "content-type": "application/json" };
+  try {
+    const calls: Array<[string, Record<string, string>, string]> = [
+      ["/pause", {}, ""],
+      ["/resume", {}, ""],
+      ["/stop", json, JSON.stringify({ message: "deploying" })],
+      ["/reload", {}, ""],
+    ];
+    for (const [path, headers, body] of calls) {
+      const before = await proxy.status();
+      const refused = await post(proxy.adminPort, path, { ...foreign, ...headers }, body);
+      assert.equal(refused.status, 403, `${path} from ${foreign.origin}`);
+      const afterRefusal = await proxy.status();
+      assert.equal(afterRefusal.mode, before.mode, `${path} from a foreign origin changed nothing`);
+      assert.equal(afterRefusal.configVersion, before.configVersion);
+      // A foreign page's no-preflight form: text/plain. Refused too.
+      assert.equal((await post(proxy.adminPort, path, { ...foreign, "content-type": "text/plain" }, body)).status, 403);
+      const ok = await post(proxy.adminPort, path, { ...own, ...headers }, body);
+      assert.equal(ok.status, 200, `${path} from the page's origin: ${JSON.stringify(ok.json)}`);
+    }
+    const s = await proxy.status();
+    assert.equal(s.mode, "stopped");
+    assert.equal(s.stopMessage, "deploying");
+    assert.equal(s.configVersion, 2, "the reload button re-read the file");
+    assert.equal((await post(proxy.adminPort, "/resume", own)).status, 200);
+  } finally {
+    await proxy.stop();
+  }
+
+  // With a token the page is a shell that asks for it; the stream and the buttons need it.
+  const secret = "s3cret-dash-token";
+  const locked = await startProxy(["-u", up.url], { env: { HOLDUP_ADMIN_TOKEN: secret } });
+  try {
+    const page = await fetch(locked.adminUrl + "/");
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.ok(!html.includes(up.url), "no upstream in the page without the token");
+    assert.ok(!html.includes("holdup started"), "no events in the page without the token");
+    assert.ok(html.includes('data-token="required"'));
+    assert.equal((await fetch(locked.adminUrl + "/events")).status, 401);
+    assert.equal((await post(locked.adminPort, "/pause", { origin: `http://127.0.0.1:${locked.adminPort}` })).status, 401);
+    const events = await openEvents(locked.adminUrl, { authorization: `Bearer ${secret}` });
+    try {
+      const hello = await events.next("hello with the token", (m) => m.event === "hello");
+      assert.equal(hello.data.status.upstreams[0].url, up.url);
+    } finally {
+      events.close();
+    }
+    // A foreign Host (DNS rebinding) cannot even load the shell.
+    const rebound = await new Promise<number>((resolve, reject) => {
+      http.get({ host: "127.0.0.1", port: locked.adminPort, path: "/", headers: { host: `evil.example:${locked.adminPort}` }, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      }).on("error", reject);
+    });
+    assert.equal(rebound, 403);
+  } finally {
+    await locked.stop();
+    await up.close();
+    await cfg.remove();
+  }
+});
+
+test("dashboard in headless Chromium: held rises live while the upstream is down, the buttons pause, reload and (by keyboard) resume", async () => {
+  const v1 = await startUpstream((_req, res) => res.end("v1"));
+  const cfg = await configFile([v1.url]);
+  const proxy = await startProxy(["-c", cfg.path, "--try-interval", "100ms"]);
+  const browser = await Browser.launch();
+  const held: Array<Promise<{ status: number; text: string }>> = [];
+  const through = () => held.push(fetch(proxy.url + "/orders").then(async (r) => ({ status: r.status, text: await r.text() })));
+  let v2: Awaited<ReturnType<typeof startUpstream>> | null = null;
+  try {
+    const page = await browser.newPage();
+    await page.goto(proxy.adminUrl + "/");
+    await page.waitText("conn", (t) => t === "live", "the page to connect to /events");
+    assert.equal(await page.text("held"), "0");
+    // Some traffic before the deploy, for the requests/s chart (bounded: 1.5 s, 3000 requests at most).
+    for (let i = 0, end = Date.now() + 1500; i < 3000 && Date.now() < end; i++) {
+      assert.equal((await fetch(proxy.url + "/")).status, 200);
+    }
+    await page.waitText("rps-max", (t) => Number(t) > 0, "requests/s on the chart");
+
+    // The deploy: v1 goes away; requests are held and the page shows it without a reload.
+    await v1.close();
+    through();
+    through();
+    await page.waitText("held", (t) => t === "2", "the page to show 2 held");
+    await page.waitText("upstreams", (t) => t.includes("unreachable"), "the page to show the upstream unreachable");
+    await page.waitText("events", (t) => t.includes("upstream unreachable"), "the upstream-down event on the page");
+
+    await page.click("pause");
+    await page.waitText("mode", (t) => t === "paused", "paused, clicked on the page");
+    through();
+    await page.waitText("held", (t) => t === "3", "the page to show 3 held");
+
+    // v2 comes up on another port; the config file names it; Reload on the page.
+    v2 = await startUpstream((_req, res) => res.end("v2"));
+    await cfg.write([v2.url]);
+    await page.click("reload");
+    await page.waitText("result", (t) => t.startsWith("reload: done"), "the reload result on the page");
+    await page.waitText("upstreams", (t) => t.includes(v2!.url), "v2 listed");
+    await page.waitText("configversion", (t) => t === "v2", "config v2 on the page");
+    await page.waitText("held-now", (t) => Number(t) >= 3, "the chart to have plotted the held requests");
+    assert.equal(await page.text("held"), "3", "still held: paused");
+
+    const png = await page.screenshot();
+    assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a PNG");
+    // docs/dashboard.png is the README's screenshot: rewritten only when asked, so a test run leaves the tree clean.
+    const out = process.env.HOLDUP_SCREENSHOT === "1" ? join(ROOT, "docs", "dashboard.png") : join(tmpdir(), `holdup-dashboard-${process.pid}.png`);
+    await mkdir(join(out, ".."), { recursive: true });
+    await writeFile(out, png);
+
+    await page.pressWithKeyboard("resume");
+    await page.waitText("mode", (t) => t === "running", "running again, resumed by keyboard");
+    await page.waitText("held", (t) => t === "0", "the page to show 0 held");
+    for (const r of await Promise.all(held)) assert.deepEqual(r, { status: 200, text: "v2" });
+    await page.waitText("events", (t) => t.includes("resumed from paused") && t.includes("reloaded"), "the resume and reload events on the page");
+
+    // Readable on a phone: nothing wider than a 390-pixel screen.
+    await page.send("Emulation.setDeviceMetricsOverride", { width: 390, height: 844, deviceScaleFactor: 2, mobile: true });
+    await until("the narrow layout", async () => await page.eval("innerWidth") === 390, 3000, 50);
+    assert.ok(await page.eval("document.documentElement.scrollWidth <= innerWidth"), "no sideways scrolling at 390 px");
+    if (process.env.HOLDUP_SCREENSHOT === "1") await writeFile(join(ROOT, "docs", "dashboard-phone.png"), await page.screenshot());
+
+    // A page on another loopback port cannot pause holdup through this browser.
+    const evil = await startUpstream((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end("<!doctype html><title>elsewhere</title>");
+    });
+    try {
+      await page.goto(evil.url + "/");
+      const sent = await page.eval(`fetch("${proxy.adminUrl}/pause", { method: "POST", mode: "no-cors", headers: { "content-type": "text/plain" }, body: "{}" }).then(() => "sent", (e) => String(e))`);
+      assert.equal(sent, "sent");
+      const read = await page.eval(`fetch("${proxy.adminUrl}/status").then((r) => r.text()).then(() => "read", (e) => "blocked")`);
+      assert.equal(read, "blocked", "no CORS: a foreign page cannot read the admin API");
+      assert.equal((await proxy.status()).mode, "running", "the foreign page's POST /pause changed nothing");
+    } finally {
+      await evil.close();
+    }
+  } finally {
+    await browser.close();
+    await proxy.stop();
+    await v2?.close();
+    await cfg.remove();
+  }
+});
+
+test("dashboard: a client that never reads its /events stream costs bounded memory; other streams and the proxy go on", async () => {
+  // 1000 upstreams (never contacted) make each status snapshot ~150 KB: an
+  // unbounded queue would keep every one of them, ~60 MB over the measured part.
+  const up = await startUpstream();
+  const many = Array.from({ length: 1000 }, (_, i) => ["-u", `http://127.0.0.1:${20000 + i}`]).flat();
+  // On Deno, a small V8 old space makes the garbage of 480 large snapshots get collected instead of
+  // growing the heap (Bun's heap stays small by itself): what remains is what the streams keep.
+  const proxy = await startProxy(["-u", up.url, ...many], RUNTIME === "deno"
+    ? { command: [process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "--v8-flags=--max-old-space-size=96", "src/proxy.ts"]] }
+    : {});
+  const sock = net.connect(proxy.adminPort, "127.0.0.1");
+  try {
+    // Connects, asks for the stream, and never reads a byte.
+    await new Promise((r) => sock.once("connect", r));
+    sock.pause();
+    sock.write(`GET /events HTTP/1.1\r\nHost: 127.0.0.1:${proxy.adminPort}\r\n\r\n`);
+    const hello = async () => {
+      const events = await openEvents(proxy.adminUrl);
+      try {
+        return (await events.next("hello", (m) => m.event === "hello")).data.status;
+      } finally {
+        events.close();
+      }
+    };
+    await until("the stalled stream to be open", async () => (await hello()).dashboard.streams >= 1);
+    // Each pause and each resume is an event followed by a ~150 KB snapshot.
+    const flip = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        await proxy.admin("POST", "/pause");
+        await proxy.admin("POST", "/resume");
+      }
+    };
+    await flip(100); // fills the stalled stream's socket buffers and queue; the heap grows to its working size
+    const rss1 = rssKiB(proxy.child.pid!);
+    const t0 = Date.now();
+    await flip(120);
+    const rss2 = rssKiB(proxy.child.pid!);
+    await flip(120);
+    const rss3 = rssKiB(proxy.child.pid!);
+    const ms = Date.now() - t0;
+    const status = await hello();
+    const dash = status.dashboard;
+    console.log(`stalled stream: RSS ${rss1} → ${rss2} → ${rss3} KiB over 480 events (${ms} ms); ${JSON.stringify(dash)}`);
+    assert.ok(dash.skipped > 0 || dash.dropped > 0, `the stalled stream was held back: ${JSON.stringify(dash)}`);
+    assert.ok(dash.queuedBytes <= 256 * 1024, `at most DROP_BYTES queued for a stream: ${JSON.stringify(dash)}`);
+    // The heap reaches its working size in the first rounds; with an unbounded queue the last
+    // round alone adds 60-75 MB (measured); bounded, 4-30 MB of heap noise on Deno, less on Bun.
+    const grewMiB = (rss3 - rss2) / 1024;
+    assert.ok(grewMiB < 45, `RSS grew ${grewMiB.toFixed(1)} MiB with a stalled stream (${rss1} → ${rss2} → ${rss3} KiB)`);
+    assert.equal(status.mode, "running");
+    assert.equal((await fetch(proxy.url + "/")).status, 200, "the proxy still answers");
+  } finally {
+    sock.destroy();
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("dashboard: SIGTERM ends open /events streams at once, and a restarted holdup on the same port serves them again", async () => {
+  const up = await startUpstream();
+  const adminPort = await freePort();
+  const args = ["-u", up.url, "--admin", `127.0.0.1:${adminPort}`];
+  let proxy: Proxy = await startProxy(args);
+  try {
+    const base = `http://127.0.0.1:${adminPort}`;
+    const first = await openEvents(base);
+    const hello = await first.next("hello", (m) => m.event === "hello");
+    await first.next("a status", (m) => m.event === "status");
+    const t0 = Date.now();
+    const stopped = proxy.stop();
+    const endedMs = await first.ended(5000);
+    await stopped;
+    assert.ok(Date.now() - t0 < 5000, "holdup did not wait out the shutdown grace for the stream");
+    // The page's reconnect: retry the same URL until the next holdup answers.
+    proxy = await startProxy(args);
+    const again = (await until("the stream to come back", async () => {
+      try {
+        return await openEvents(base);
+      } catch {
+        return null;
+      }
+    }))!;
+    try {
+      const hello2 = await again.next("hello from the new holdup", (m) => m.event === "hello");
+      assert.ok(hello2.data.status.uptimeSeconds <= hello.data.status.uptimeSeconds + 1);
+      assert.ok(hello2.data.events.some((e: { msg: string }) => e.msg.startsWith("holdup started")));
+    } finally {
+      again.close();
+    }
+    console.log(`stream ended ${endedMs} ms after SIGTERM`);
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
