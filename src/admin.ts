@@ -153,13 +153,22 @@ export function adminApp(d: AdminDeps): Hono {
     return c.json(d.control.status(c.req.query("app") ? apps[0] : undefined));
   });
   app.get("/metrics", (c) =>
-    c.body(d.metrics.render(d.apps.list, d.control.configVersion), 200, {
+    c.body(d.metrics.render(d.apps.list, d.control.configVersion, d.control.fleet), 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     }));
 
   app.post("/reload", async (c) => {
     const body = await jsonBody(c);
     if ("error" in body) return body.error;
+    const fleet = d.control.fleet;
+    if (fleet && "value" in body) {
+      // Shared: checked here, then applied by every instance in the fleet's order.
+      const errors = d.control.checkBody(body.value);
+      if (!errors.length) {
+        const down = await fleet.submit({ kind: "patch", by: fleet.instance, body: body.value });
+        return down ? c.json({ error: down }, 503) : c.json(d.control.status());
+      }
+    }
     const result = "empty" in body
       ? await d.control.reloadFromFile("POST /reload")
       : await d.control.reloadWithBody("POST /reload", body.value);
@@ -181,18 +190,27 @@ export function adminApp(d: AdminDeps): Hono {
     return c.json({ restarted: { instance: r.instance, pid: r.pid, readyMs: r.ms }, ...d.control.status() });
   });
 
+  /** Pause, resume, stop: on this instance, or (with --state) on every instance of the fleet. */
+  const setMode = async (c: Context, apps: App[], mode: "paused" | "running" | "stopped", message = "") => {
+    const fleet = d.control.fleet;
+    if (fleet) {
+      const app = apps.length === 1 && d.apps.list.length > 1 ? apps[0].name : null;
+      const down = await fleet.submit({ kind: "mode", by: fleet.instance, app, mode, message });
+      if (down) return c.json({ error: down }, 503);
+    } else if (mode === "paused") d.control.pause(apps);
+    else if (mode === "running") d.control.resume(apps);
+    else d.control.stop(message, apps);
+    return c.json(d.control.status());
+  };
+
   app.post("/pause", (c) => {
     const apps = which(c);
-    if (apps instanceof Response) return apps;
-    d.control.pause(apps);
-    return c.json(d.control.status());
+    return apps instanceof Response ? apps : setMode(c, apps, "paused");
   });
 
   app.post("/resume", (c) => {
     const apps = which(c);
-    if (apps instanceof Response) return apps;
-    d.control.resume(apps);
-    return c.json(d.control.status());
+    return apps instanceof Response ? apps : setMode(c, apps, "running");
   });
 
   app.post("/deploy", async (c) => {
@@ -221,8 +239,7 @@ export function adminApp(d: AdminDeps): Hono {
     }
     const apps = which(c, "value" in parsed ? parsed.value : undefined);
     if (apps instanceof Response) return apps;
-    d.control.stop(message, apps);
-    return c.json(d.control.status());
+    return setMode(c, apps, "stopped", message);
   });
 
   app.notFound((c) =>

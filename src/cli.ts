@@ -31,6 +31,7 @@ const OPTIONS = {
   "max-connections": { type: "string" },
   admin: { type: "string" },
   "admin-host": { type: "string", multiple: true },
+  state: { type: "string" },
   "admin-token": { type: "string" },
   log: { type: "string" },
   "idle-stop": { type: "string" },
@@ -56,6 +57,7 @@ const FLAG_FOR: Record<string, string> = {
   maxConnections: "--max-connections",
   "admin.listen": "--admin",
   "admin.hosts": "--admin-host",
+  state: "--state",
   "admin.token": "--admin-token",
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
@@ -91,6 +93,7 @@ export function parseCli(argv: string[]): Cli {
   if (values["body-timeout"] !== undefined) raw.bodyTimeout = values["body-timeout"];
   if (values["keep-alive-timeout"] !== undefined) raw.keepAliveTimeout = values["keep-alive-timeout"];
   if (values["max-connections"] !== undefined) raw.maxConnections = values["max-connections"];
+  if (values.state !== undefined) raw.state = values.state;
   if (values.admin !== undefined || values["admin-token"] !== undefined || values["admin-host"] !== undefined) {
     raw.admin = {};
     if (values.admin !== undefined) raw.admin.listen = values.admin;
@@ -162,6 +165,12 @@ Connections (every client connection; a held request is exempt from the timeouts
       --keep-alive-timeout DUR [keepAliveTimeout] an idle keep-alive connection closes (default 75s)
       --max-connections N    [maxConnections] client connections at once, also capped by the
                              fd limit (ulimit -n); at the cap the oldest idle one is closed (default 10000)
+
+Fleet (several holdups acting as one):
+      --state URL            [state] redis://host:6379 (also rediss://, :password@, /db):
+                             pause, resume, stop, reload bodies and deploys reach every
+                             holdup sharing it, and one's ready upstream releases all
+                             (default $HOLDUP_STATE; none: state is local)
 
 Admin API:
       --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)

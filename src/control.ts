@@ -12,6 +12,7 @@ import type { Runtime } from "./runtime/types.ts";
 import type { App, Apps } from "./apps.ts";
 import type { Upstream } from "./upstream.ts";
 import { probeOnce } from "./upstream.ts";
+import type { Fleet } from "./fleet/shared.ts";
 
 export interface ControlOptions {
   apps: Apps;
@@ -40,6 +41,10 @@ export class Control {
   private started = Date.now();
   /** 1 at start, +1 for every reload and deploy put in force. */
   configVersion = 1;
+  /** With --state: changes that are not files travel through it (see fleet/shared.ts). */
+  fleet: Fleet | null = null;
+  /** Reload bodies and deploys that came through the fleet: a reload from the file keeps them. */
+  private sharedLayers: Layer[] = [];
   /**
    * When holdup runs the app (config `run`): the app's serving instance is the
    * upstream, whatever the layers say; [] while none serves (requests are held).
@@ -77,7 +82,7 @@ export class Control {
     }
     const file = await fileLayer(configPath);
     if ("errors" in file) return this.rejected(trigger, file.errors);
-    const layers = [defaults, file.layer, ...(overrides ? [overrides] : [])];
+    const layers = [defaults, file.layer, ...(overrides ? [overrides] : []), ...this.sharedLayers];
     // A config-file deploy gets the health gate: an app that has a ready upstream now is not
     // switched to new upstreams before they answer (an app with none ready switches at once: its
     // requests are held either way, and wait for the new upstreams instead of the old).
@@ -148,13 +153,19 @@ export class Control {
       const patch: Record<string, unknown> = { upstreams: d.upstreams, ...(d.healthPath ? { healthPath: d.healthPath } : {}) };
       const explicitApps = this.effective.layers.some((l) => l.raw.apps);
       const raw = explicitApps ? { apps: [{ name: d.app, ...patch }] } : patch;
-      const applied = await this.inOrder(() => this.apply(`deploy ${d.app}`, [...this.effective.layers, { source: "reload", label: `deploy ${d.app}`, raw: raw as Layer["raw"] }]));
+      const layer: Layer = { source: "reload", label: `deploy ${d.app}`, raw: raw as Layer["raw"] };
+      const applied = await this.inOrder(() => this.apply(`deploy ${d.app}`, [...this.effective.layers, layer]));
       if (!applied.ok) {
         this.o.metrics.deploysFailed++;
         return { ok: false, status: 400, error: applied.errors.map((e) => `${e.field}: ${e.problem}`).join("; ") };
       }
       // They just answered the health gate: held requests go now, without waiting for a probe.
       for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
+      if (this.fleet) {
+        // The other instances switch too (their held requests go when this one's ready events reach them).
+        this.sharedLayers.push(layer);
+        void this.fleet.submit({ kind: "deploy", by: this.fleet.instance, app: d.app, raw: layer.raw });
+      }
       const switchedMs = performance.now() - t0;
       const switchedAt = Date.now();
       app.deploying.phase = "drain";
@@ -177,6 +188,18 @@ export class Control {
     } finally {
       app.deploying = null;
     }
+  }
+
+  /** The errors a reload with this body would give, without applying it (empty: it would apply). */
+  checkBody(body: unknown): LayerError[] {
+    const r = resolve([...this.effective.layers, { source: "reload", label: "reload body", raw: body as Layer["raw"] }]);
+    return "errors" in r ? r.errors : [];
+  }
+
+  /** A change from the fleet, applied here in the fleet's order. */
+  applyShared(layer: Layer): Promise<ReloadResult> {
+    this.sharedLayers.push(layer);
+    return this.inOrder(() => this.apply(layer.label, [...this.effective.layers, layer]));
   }
 
   /** POST /reload with a JSON body: the operator's latest word, over whatever is in force. */
@@ -256,6 +279,7 @@ export class Control {
       sources: first.sources,
       configFile: this.o.base.configPath,
       ...(this.appStatus ? { app: this.appStatus() } : {}),
+      ...(this.fleet ? { state: this.fleet.status() } : {}),
       upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a))),
       apps: list.map((a) => {
         const s = a.state.current;

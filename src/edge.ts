@@ -29,6 +29,9 @@ function build() {
   defaults.raw.admin = { listen: "off", token: null };
   const resolved = resolve([defaults, ...fromEnv.layers]);
   if ("errors" in resolved) throw new Error(`holdup: invalid configuration:\n${formatErrors(resolved.errors)}`);
+  if (resolved.effective.config.state) {
+    throw new Error("holdup: the edge entry does not share state yet (HOLDUP_STATE / state): Deno KV at the edge is not built; use the command-line proxy with --state redis://…");
+  }
   if (resolved.effective.config.run) {
     throw new Error("holdup: the edge entry cannot run an app (config key run); use the command-line proxy: holdup [options] -- COMMAND");
   }

@@ -32,7 +32,10 @@ export function createHoldup(o: HoldupOptions) {
     metrics,
     events: (app) => ({
       onUpstreamStatus(u, from, error) {
-        if (u.status === "up") log.info("upstream reachable", { app, upstream: u.url, was: from });
+        if (u.status === "up") {
+          log.info("upstream reachable", { app, upstream: u.url, was: from });
+          control.fleet?.upstreamReady(app, u.url);
+        }
         else log.warn("upstream unreachable; holding requests for it", { app, upstream: u.url, error });
       },
     }),

@@ -10,6 +10,7 @@ import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
 import { isClientCommand, runClient } from "./client.ts";
+import { Fleet } from "./fleet/shared.ts";
 import { type Listener, type ListenerLimits, listen, type ListenOptions } from "./serve/listener.ts";
 import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
@@ -25,7 +26,7 @@ export async function main(rt: Runtime): Promise<void> {
   if (cli.kind === "version") return rt.writeStdout(`holdup ${VERSION} (${rt.name} ${rt.version})\n`);
   if (cli.kind === "error") fail(rt, 2, `holdup: ${cli.message}\nRun holdup --help to see every flag.`);
 
-  const defaults = defaultLayer({ stderrIsTTY: rt.stderrIsTTY(), adminToken: rt.env("HOLDUP_ADMIN_TOKEN") });
+  const defaults = defaultLayer({ stderrIsTTY: rt.stderrIsTTY(), adminToken: rt.env("HOLDUP_ADMIN_TOKEN"), state: rt.env("HOLDUP_STATE") });
   const layers: Layer[] = [defaults];
   if (cli.configPath) {
     const file = await fileLayer(cli.configPath);
@@ -49,6 +50,12 @@ export async function main(rt: Runtime): Promise<void> {
     base: { defaults, configPath: cli.configPath, overrides: cli.flags },
     adminCheckHost: true,
   });
+
+  // A fleet: read the shared state before serving (at most 3 s; without the engine, serve on local state).
+  if (config.state) {
+    const fleet = h.control.fleet = new Fleet(config.state, { control: h.control, apps: h.apps, log: h.log });
+    await fleet.ready(3000);
+  }
 
   // holdup runs the app: its serving instance is the upstream; none yet, so requests are held.
   let app: Supervisor | null = null;

@@ -53,7 +53,7 @@ export class Metrics {
     return { requests, errors5xx };
   }
 
-  render(apps: AppView[], configVersion: number): string {
+  render(apps: AppView[], configVersion: number, fleet?: { connected: boolean; version: number } | null): string {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     const names = new Set([...apps.map((a) => a.name), ...this.apps.keys()]);
@@ -103,6 +103,12 @@ export class Metrics {
     out.push(`holdup_deploys_total{result="failed"} ${this.deploysFailed}`);
     metric("holdup_config_version", "gauge", "The version of the config in force; 1 at start, +1 each reload or deploy.");
     out.push(`holdup_config_version ${configVersion}`);
+    if (fleet) {
+      metric("holdup_state_connected", "gauge", "1 while the shared state engine (--state) is reachable.");
+      out.push(`holdup_state_connected ${fleet.connected ? 1 : 0}`);
+      metric("holdup_state_version", "gauge", "Shared operations applied by this instance.");
+      out.push(`holdup_state_version ${fleet.version}`);
+    }
     metric("holdup_paused", "gauge", "1 while the app is paused or stopped.");
     for (const a of apps) out.push(`holdup_paused{app="${esc(a.name)}"} ${a.state.current.mode === "running" ? 0 : 1}`);
     return out.join("\n") + "\n";

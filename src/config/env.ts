@@ -16,6 +16,7 @@ const KEYS: Record<string, (raw: RawConfig, v: string) => void> = {
   HOLDUP_MAX_BODY_BUFFER: (r, v) => r.maxBodyBuffer = v,
   HOLDUP_MAX_HELD_BODY_BYTES: (r, v) => r.maxHeldBodyBytes = v,
   HOLDUP_LOG: (r, v) => r.log = v as RawConfig["log"],
+  HOLDUP_STATE: (r, v) => r.state = v,
   HOLDUP_ADMIN_TOKEN: (r, v) => r.admin = { ...r.admin, token: v },
 };
 

@@ -45,7 +45,7 @@ export interface LayerError extends FieldError {
   where: string;
 }
 
-export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string }): Layer {
+export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; state?: string }): Layer {
   return {
     source: "default",
     label: "defaults",
@@ -63,6 +63,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string }
       bodyTimeout: "60s",
       keepAliveTimeout: "75s",
       maxConnections: 10000,
+      state: opts.state || null,
       wsMaxBuffered: "16MiB",
       wsCloseSpread: "5s",
       drainTimeout: "30s",

@@ -74,6 +74,8 @@ export interface Config {
    * that answers every host.
    */
   apps: AppConfig[];
+  /** The shared state engine (redis://…), or null: state is local. */
+  state: string | null;
 }
 
 /** The keys an app may set for itself; top-level values are their defaults. */
@@ -171,6 +173,17 @@ export type ParsedApp = z.output<typeof app>;
 /** Every key optional: the shape of a file, a flag layer or a reload body. */
 export const partialSchema = z.strictObject({
   apps: z.optional(z.array(app)),
+  state: z.optional(z.nullable(z.pipe(parsed((t): { url: string } | string => {
+    const v = t.trim();
+    if (/^rediss?:\/\/[^/]/.test(v)) {
+      try {
+        new URL(v);
+        return { url: v };
+      } catch { /* fall through */ }
+    }
+    if (v === "kv" || v.startsWith("kv:")) return `"${t}": Deno KV is not supported yet; use redis://host:port`;
+    return `"${t}" is not a state engine URL; write redis://host:6379 (or rediss://, redis://:password@host:6379/0)`;
+  }), z.transform((s) => s.url)))),
   listen: z.optional(listen),
   upstreams: z.optional(
     z.array(upstream).check(z.minLength(1, "needs at least one upstream")),
@@ -288,7 +301,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "state", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
   "wsMaxBuffered", "wsCloseSpread",
 ];
 

@@ -1,0 +1,202 @@
+/**
+ * A fleet of holdups that acts as one, through Redis (`--state redis://…`).
+ *
+ * What travels: every operator change that is not a file — pause, resume,
+ * stop (with its message), POST /reload bodies, and deploys — as one ordered
+ * list of operations (`holdup:ops`, RPUSH: its length is the version), and
+ * "upstream U of app A became ready" events, so one instance's successful
+ * probe releases the requests held on all of them. Each instance applies the
+ * list in order, over its own config file and flags (which stay local).
+ *
+ * Joining or reconnecting: read the list from the last version applied, then
+ * follow the channel. Losing Redis: keep serving and holding on the last
+ * known state, log once, retry with backoff; changes sent to this instance
+ * while Redis is away are refused with 503 (applied nowhere, rather than here
+ * only), so the fleet never diverges.
+ */
+import type { App, Apps } from "../apps.ts";
+import type { Control } from "../control.ts";
+import type { Layer } from "../config/layers.ts";
+import type { Logger } from "../log.ts";
+import { Redis } from "./resp.ts";
+
+const OPS = "holdup:ops";
+const CHANNEL = "holdup:events";
+const EPOCH = "holdup:epoch";
+
+export type Op =
+  | { kind: "mode"; by: string; app: string | null; mode: "paused" | "running" | "stopped"; message?: string }
+  | { kind: "patch"; by: string; body: unknown }
+  | { kind: "deploy"; by: string; app: string; raw: Layer["raw"] };
+
+export class Fleet {
+  /** The number of operations applied from the shared list (its version). */
+  version = 0;
+  lastError: string | null = null;
+  private redis: Redis;
+  private syncing: Promise<void> = Promise.resolve();
+  private waiters: Array<{ v: number; resolve: () => void }> = [];
+  private firstSync: Promise<void>;
+  private markFirst!: () => void;
+  private fromPeer = false;
+
+  constructor(
+    readonly url: string,
+    private d: { control: Control; apps: Apps; log: Logger },
+    readonly instance = crypto.randomUUID().slice(0, 8),
+  ) {
+    this.firstSync = new Promise((r) => this.markFirst = r);
+    this.redis = new Redis({
+      url,
+      onMessage: (m) => this.onMessage(m),
+      onReady: () => {
+        if (this.lastError) d.log.info("shared state: reconnected; resynchronising", { engine: redact(url) });
+        this.lastError = null;
+        this.checkEpoch().then(() => this.sync()).then(this.markFirst, this.markFirst);
+      },
+      onDown: (error) => {
+        if (this.lastError === null) {
+          d.log.warn("shared state: the engine is unreachable; serving on the last known state, retrying", { engine: redact(url), error });
+        }
+        this.lastError = error;
+        this.markFirst();
+      },
+    }, CHANNEL);
+  }
+
+  get connected(): boolean {
+    return this.redis.connected;
+  }
+
+  /**
+   * The engine's history has an id: a Redis that restarted without persistence
+   * comes back with a new one (and an empty list), and counting starts again.
+   * Instances keep the state they had; one that starts later sees only what
+   * changed since (run Redis with persistence to keep the whole history).
+   */
+  private epoch: string | null = null;
+  private async checkEpoch(): Promise<void> {
+    await this.redis.command("SET", EPOCH, crypto.randomUUID(), "NX");
+    const now = String(await this.redis.command("GET", EPOCH));
+    if (this.epoch !== null && now !== this.epoch) {
+      this.d.log.warn("shared state: the engine lost its history (restarted without persistence); keeping the current state", { engine: redact(this.url) });
+      this.version = 0;
+    }
+    this.epoch = now;
+  }
+
+  /** Resolves once the shared state was read (or the engine found unreachable), at most `ms`. */
+  ready(ms: number): Promise<void> {
+    return Promise.race([this.firstSync, new Promise<void>((r) => setTimeout(r, ms))]);
+  }
+
+  /**
+   * Publishes an operation and resolves once this instance applied it (in
+   * order with every other); an error string when the engine is unreachable.
+   */
+  async submit(op: Op): Promise<string | null> {
+    let v: number;
+    try {
+      v = Number(await this.redis.command("RPUSH", OPS, JSON.stringify(op)));
+      await this.redis.command("PUBLISH", CHANNEL, `op ${v}`);
+    } catch (e) {
+      return `the shared state engine is unreachable (${(e as Error).message}); nothing was changed, on this instance or any other`;
+    }
+    await this.sync();
+    if (this.version < v) await new Promise<void>((resolve) => this.waiters.push({ v, resolve }));
+    return null;
+  }
+
+  /** An upstream became ready here (a probe or a deploy): tell the others, unless they told us. */
+  upstreamReady(app: string, url: string): void {
+    if (this.fromPeer || !this.redis.connected) return;
+    this.redis.command("PUBLISH", CHANNEL, `ready ${JSON.stringify({ app, url, by: this.instance })}`).catch(() => {});
+  }
+
+  status(): Record<string, unknown> {
+    return { engine: redact(this.url), instance: this.instance, connected: this.connected, version: this.version, lastError: this.lastError };
+  }
+
+  close(): void {
+    this.redis.close();
+  }
+
+  private onMessage(m: string): void {
+    if (m.startsWith("ready ")) {
+      let e: { app: string; url: string; by: string };
+      try {
+        e = JSON.parse(m.slice(6));
+      } catch {
+        return;
+      }
+      if (e.by === this.instance) return;
+      const u = this.d.apps.get(e.app)?.state.upstreamFor(e.url);
+      if (!u || u.status === "up") return;
+      this.fromPeer = true;
+      try {
+        u.markUp(); // wakes the requests held here for it
+      } finally {
+        this.fromPeer = false;
+      }
+      return;
+    }
+    void this.sync();
+  }
+
+  /** Reads and applies, in order, every operation past `version`. One at a time. */
+  private sync(): Promise<void> {
+    this.syncing = this.syncing.then(() => this.pull()).catch((e) => {
+      this.d.log.warn("shared state: could not apply the shared operations", { error: String((e as Error)?.message ?? e) });
+    });
+    return this.syncing;
+  }
+
+  private async pull(): Promise<void> {
+    if (!this.redis.connected) return;
+    const list = await this.redis.command("LRANGE", OPS, String(this.version), "-1");
+    if (!Array.isArray(list) || list.length === 0) return this.release();
+    const ops: Op[] = [];
+    for (const item of list) {
+      try {
+        ops.push(JSON.parse(String(item)));
+      } catch {
+        ops.push({ kind: "patch", by: "?", body: {} });
+      }
+    }
+    const { control } = this.d;
+    // In order: a config change is a reload over this instance's own layers; a mode change is local.
+    for (const op of ops) {
+      if (op.kind === "patch") {
+        await control.applyShared({ source: "reload", label: `shared reload (from ${op.by})`, raw: op.body as Layer["raw"] });
+      } else if (op.kind === "deploy") {
+        // The instance that deployed has switched already (health gate and drain are its own).
+        if (op.by !== this.instance) await control.applyShared({ source: "reload", label: `shared deploy ${op.app} (from ${op.by})`, raw: op.raw });
+      } else {
+        const apps: App[] | undefined = control.select(op.app);
+        if (!apps) continue;
+        if (op.mode === "paused") control.pause(apps);
+        else if (op.mode === "running") control.resume(apps);
+        else control.stop(op.message ?? "", apps);
+      }
+    }
+    this.version += list.length;
+    this.release();
+  }
+
+  private release(): void {
+    const ready = this.waiters.filter((w) => w.v <= this.version);
+    this.waiters = this.waiters.filter((w) => w.v > this.version);
+    for (const w of ready) w.resolve();
+  }
+}
+
+/** The URL without its password, for logs and /status. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(invalid URL)";
+  }
+}
