@@ -35,6 +35,9 @@ const OPTIONS = {
   log: { type: "string" },
   "idle-stop": { type: "string" },
   "waiting-page-after": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "redirect-http": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -60,6 +63,9 @@ const FLAG_FOR: Record<string, string> = {
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
   "run.idleStop": "--idle-stop",
+  "tls.cert": "--tls-cert",
+  "tls.key": "--tls-key",
+  "tls.redirectHttp": "--redirect-http",
   "run.command": "-- COMMAND",
 };
 
@@ -99,6 +105,12 @@ export function parseCli(argv: string[]): Cli {
   }
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
   if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
+  if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
+    raw.tls = {};
+    if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
+    if (values["tls-key"] !== undefined) raw.tls.key = values["tls-key"];
+    if (values["redirect-http"] !== undefined) raw.tls.redirectHttp = values["redirect-http"];
+  }
   if (command || values["idle-stop"] !== undefined) {
     raw.run = {};
     if (command) raw.run.command = command;
@@ -162,6 +174,15 @@ Connections (every client connection; a held request is exempt from the timeouts
       --keep-alive-timeout DUR [keepAliveTimeout] an idle keep-alive connection closes (default 75s)
       --max-connections N    [maxConnections] client connections at once, also capped by the
                              fd limit (ulimit -n); at the cap the oldest idle one is closed (default 10000)
+
+HTTPS (config key tls: {cert, key, redirectHttp}; per app apps[].tls: {cert, key},
+chosen by the name the client asks for, SNI). Certificate files are read again on
+SIGHUP and POST /reload; a pair that cannot be read or does not match is refused
+whole and the old one stays:
+      --tls-cert FILE        [tls.cert] PEM certificate (chain) for the proxy listener
+      --tls-key FILE         [tls.key] its PEM private key
+      --redirect-http ADDR   [tls.redirectHttp] plain-HTTP listener that answers 308
+                             to the same URL on https, e.g. :80        (default off)
 
 Admin API:
       --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)

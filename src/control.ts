@@ -37,6 +37,14 @@ export class Control {
   effective: Effective;
   /** Called with each config a reload put in force (the listeners' limits follow it). */
   onApplied: ((config: Config) => void) | null = null;
+  /**
+   * Runs before a reload is put in force (certificates are read and checked
+   * here): errors refuse the whole reload and the old config stays; otherwise
+   * its notes are reported and `commit` runs once the new config is in force.
+   */
+  prepare: ((config: Config, trigger: string) => { errors: LayerError[] } | { notes: string[]; commit(): void }) | null = null;
+  /** SIGHUP and an empty POST /reload re-apply the config in force when there is no file (certificates are read again). */
+  reloadWithoutFile = false;
   private started = Date.now();
   /** 1 at start, +1 for every reload and deploy put in force. */
   configVersion = 1;
@@ -70,6 +78,7 @@ export class Control {
 
   private async fromFile(trigger: string): Promise<ReloadResult> {
     const { defaults, configPath, overrides } = this.o.base;
+    if (!configPath && this.reloadWithoutFile) return this.apply(trigger, this.effective.layers);
     if (!configPath) {
       const errors = [{ where: trigger, field: "(config)", problem: "there is no config file to re-read; start holdup with -c FILE, or POST a JSON body to /reload" }];
       this.o.log.warn("reload refused", { trigger, reason: errors[0].problem });
@@ -286,7 +295,11 @@ export class Control {
       next.config.run = null;
       notes.push("run takes effect on restart: holdup was started without an app");
     }
+    const prepared = this.prepare?.(next.config, trigger);
+    if (prepared && "errors" in prepared) return this.rejected(trigger, prepared.errors);
+    if (prepared) notes.push(...prepared.notes);
     this.effective = next;
+    prepared?.commit();
     this.o.log.format = next.config.log;
     const released = this.o.apps.list.reduce((n, a) => n + a.state.held, 0);
     const { removed } = this.o.apps.apply(next.config, next.sources);

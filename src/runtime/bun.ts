@@ -7,6 +7,7 @@ type BunServer = ReturnType<typeof Bun.serve>;
 
 export const bunRuntime: Runtime = {
   name: "bun",
+  tlsAccept: "tls",
   acceptStallsOnEmfile: false,
   get version() {
     return Bun.version;

@@ -35,6 +35,7 @@ function quietLegacyAbortWarning(): void {
 
 export const denoRuntime: Runtime = {
   name: "deno",
+  tlsAccept: "https",
   acceptStallsOnEmfile: true,
   get version() {
     return Deno.version.deno;

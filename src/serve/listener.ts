@@ -19,10 +19,30 @@
  * - the connection cap: min(maxConnections, what the fd limit allows). At the
  *   cap, the oldest connection with no request in progress is closed to make
  *   room; if every one is busy, the new one is closed at once.
+ *
+ * With `tls`, the same server speaks HTTPS (HTTP/1.1; see serve/tls.ts for the
+ * certificates). The certificate is chosen per handshake by SNICallback from
+ * the set in force, which setCertificates() replaces: new handshakes get the
+ * new set, open connections and the requests on them are not touched. How
+ * connections are accepted differs (measured on Deno 2.9.6 and Bun 1.4.5):
+ * - "https": a node:https server (Deno). Deno calls SNICallback for every
+ *   handshake, with "" when the client sent no name. Deno's node:http does not
+ *   keep a TLS connection alive when it is handed one (the "tls" way).
+ * - "tls": a node:tls server whose connections are handed to the node:http
+ *   server (Bun). Bun's node:https ignores SNICallback and has no
+ *   setSecureContext(); its node:tls has both, and node:http serves a
+ *   connection handed to it with keep-alive. Bun calls SNICallback only when
+ *   the client sent a name, so the default certificate is also set with
+ *   setSecureContext().
+ * A connection is counted against the cap once its handshake is done; a
+ * handshake must finish within the headerTimeout in force at start.
  */
 import { readFileSync } from "node:fs";
 import http from "node:http";
-import type { Socket } from "node:net";
+import https from "node:https";
+import type { Server as NetServer, Socket } from "node:net";
+import tls from "node:tls";
+import type { Certificates } from "./tls.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
 
@@ -50,6 +70,8 @@ export interface ListenOptions {
    * one, upgrades are answered 501.
    */
   upgrade?: (req: http.IncomingMessage, socket: Socket, head: Uint8Array) => void;
+  /** HTTPS: the certificates, and how this runtime accepts TLS connections (see above). */
+  tls?: { certs: Certificates; accept: "https" | "tls" };
   /** Events worth a log line (connection refused at the cap, …). */
   warn(message: string, fields?: Record<string, unknown>): void;
 }
@@ -57,6 +79,9 @@ export interface ListenOptions {
 export interface Listener {
   readonly hostname: string;
   readonly port: number;
+  readonly scheme: "http" | "https";
+  /** HTTPS: the certificates new handshakes get from now on. */
+  setCertificates(certs: Certificates): void;
   /** Applies new limits (a reload): timeouts for new waits, the cap at once. */
   update(limits: ListenerLimits): void;
   /** Connections open now. */
@@ -86,15 +111,42 @@ export function listen(o: ListenOptions): Promise<Listener> {
   /** After shutdown(): every connection closes once its request is answered. */
   let closing = false;
 
-  const server = http.createServer({
+  const scheme = o.tls ? "https" : "http";
+  const httpOptions = {
     headersTimeout: limits.headerTimeout,
     requestTimeout: 0, // a held request's body may wait unread: bodyTimeout covers reads instead
     keepAliveTimeout: limits.keepAliveTimeout,
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
-  } as http.ServerOptions);
+  } as http.ServerOptions;
+  let certs = o.tls?.certs ?? null;
+  const tlsOptions = (): tls.TlsOptions => ({
+    ...(certs?.fallback ? certs.fallback.pem : {}),
+    handshakeTimeout: limits.headerTimeout,
+    SNICallback(name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) {
+      const c = certs?.select(name);
+      if (c) cb(null, c.context);
+      else cb(new Error(`no certificate for ${JSON.stringify(name)}`));
+    },
+  });
+  let server: http.Server;
+  /** The server that listens: the http(s) server, or the tls server that hands connections to it. */
+  let acceptor: NetServer;
+  if (o.tls?.accept === "https") {
+    acceptor = server = https.createServer({ ...httpOptions, ...tlsOptions() } as https.ServerOptions);
+  } else if (o.tls) {
+    server = http.createServer(httpOptions);
+    const t = tls.createServer(tlsOptions());
+    t.on("secureConnection", (s: tls.TLSSocket) => server.emit("connection", s));
+    acceptor = t;
+  } else acceptor = server = http.createServer(httpOptions);
   server.timeout = 0;
+  if (o.tls) {
+    // A failed handshake (a name without a certificate, a plain-HTTP client, a timeout): close it.
+    acceptor.on("tlsClientError", (_e: Error, s: Socket) => s?.destroy());
+  }
 
-  server.on("connection", (socket: TrackedSocket) => {
+  // Over TLS, the socket a request sees is the TLS socket: count and track that one.
+  server.on(o.tls?.accept === "https" ? "secureConnection" : "connection", (socket: TrackedSocket) => {
     socket[BUSY] = 0;
     if (conns.size >= cap) {
       for (const s of conns) {
@@ -145,7 +197,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     req.on("error", noop);
     const target = originForm(req.url ?? "");
     const bad = target === null ? BAD_TARGET : badHost(req);
-    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout);
+    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme);
     res.on("close", () => {
       requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
@@ -166,16 +218,16 @@ export function listen(o: ListenOptions): Promise<Listener> {
   });
 
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ port: o.port, host: o.hostname, exclusive: true }, () => {
-      server.off("error", reject);
-      server.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
-      const addr = server.address();
+    acceptor.once("error", reject);
+    acceptor.listen({ port: o.port, host: o.hostname, exclusive: true }, () => {
+      acceptor.off("error", reject);
+      acceptor.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
+      const addr = acceptor.address();
       const port = addr && typeof addr === "object" ? addr.port : o.port;
       let rearm: ReturnType<typeof setInterval> | null = null;
       if (o.rearmAccept) {
         // deno-lint-ignore no-explicit-any
-        const handle = (server as any)._handle;
+        const handle = (acceptor as any)._handle;
         if (typeof handle?.listen === "function") {
           rearm = setInterval(() => handle.listen(511), 250);
           (rearm as { unref?: () => void }).unref?.();
@@ -184,6 +236,13 @@ export function listen(o: ListenOptions): Promise<Listener> {
       resolve({
         hostname: o.hostname,
         port,
+        scheme,
+        setCertificates(next) {
+          certs = next;
+          // For handshakes without SNI where the runtime does not ask SNICallback (Bun).
+          const t = acceptor as tls.Server;
+          if (next.fallback && typeof t.setSecureContext === "function") t.setSecureContext(next.fallback.pem);
+        },
         get connections() {
           return conns.size;
         },
@@ -200,7 +259,17 @@ export function listen(o: ListenOptions): Promise<Listener> {
           if (rearm) clearInterval(rearm);
           closing = true;
           return new Promise<void>((done) => {
-            server.close(() => done());
+            if (acceptor === server) server.close(() => done());
+            else {
+              // The http server is not listening (it is handed connections): wait for them here.
+              acceptor.close();
+              const poll = setInterval(() => {
+                if (conns.size === 0) {
+                  clearInterval(poll);
+                  done();
+                }
+              }, 50);
+            }
             for (const s of conns) if (!s[BUSY]) s.destroy();
           });
         },
@@ -252,12 +321,11 @@ function plain(status: number, text: string, body: string, extra: string[] = [])
 
 class NodeIncoming implements Incoming {
   readonly method: string;
-  readonly scheme = "http" as const;
   private abort: AbortController | null = null;
   private gone = false;
   private _body: ReadableStream<Uint8Array> | null | undefined;
 
-  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number) {
+  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https") {
     this.method = req.method ?? "GET";
   }
 
