@@ -1,0 +1,252 @@
+/**
+ * HTTPS at the front door, over real TLS on loopback: certificates made with
+ * openssl per test run, curl and node:tls as clients, the real proxy process.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import tls from "node:tls";
+import { freePort, type Proxy, run, runtimeCommand, startProxy, startUpstream, until } from "./helpers.ts";
+
+const dir = await mkdtemp(join(tmpdir(), "holdup-tls-"));
+/** A self-signed EC certificate for `names` (DNS) and 127.0.0.1; its files and PEM text. */
+async function makeCert(id: string, names: string[]): Promise<{ cert: string; key: string; pem: string; fp: string }> {
+  const cert = join(dir, `${id}.crt`), key = join(dir, `${id}.key`);
+  const san = [...names.map((n) => `DNS:${n}`), "IP:127.0.0.1"].join(",");
+  const r = await run("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+    "-days", "1", "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${san}`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const pem = await readFile(cert, "utf8");
+  return { cert, key, pem, fp: new X509Certificate(pem).fingerprint256 };
+}
+const A = await makeCert("a", ["localhost", "a.localhost"]);
+const B = await makeCert("b", ["localhost", "b.localhost"]);
+
+test.after?.(() => rm(dir, { recursive: true, force: true }));
+
+/** A TLS connection to the proxy; resolves once the handshake is done. */
+async function connect(port: number, opts: { servername?: string; ca?: string[] } = {}): Promise<tls.TLSSocket> {
+  const s = tls.connect({
+    port,
+    host: "127.0.0.1",
+    ...(opts.servername ? { servername: opts.servername } : {}),
+    ca: opts.ca ?? [A.pem, B.pem],
+    checkServerIdentity: () => undefined,
+  });
+  await new Promise<void>((resolve, reject) => {
+    s.once("secureConnect", () => resolve());
+    s.once("error", reject);
+  });
+  return s;
+}
+
+/** One HTTP/1.1 request on an open (keep-alive) TLS connection; reads one response with a Content-Length. */
+async function request(s: tls.TLSSocket, path: string, host = "localhost"): Promise<{ status: number; body: string }> {
+  let buf = Buffer.alloc(0);
+  const done = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buf.subarray(0, end).toString("latin1");
+      const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+      if (buf.length < end + 4 + len) return;
+      s.off("data", onData);
+      s.off("close", onClose);
+      resolve({ status: Number(head.split(" ")[1]), body: buf.subarray(end + 4, end + 4 + len).toString() });
+    };
+    const onClose = () => reject(new Error(`connection closed before a response; got ${JSON.stringify(buf.toString())}`));
+    s.on("data", onData);
+    s.once("close", onClose);
+  });
+  s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  return await done;
+}
+
+const fingerprint = (s: tls.TLSSocket) => s.getPeerCertificate().fingerprint256;
+
+function redirectPort(p: Proxy): number {
+  const started = p.lines.find((l) => String(l.msg).startsWith("holdup started"))!;
+  return Number(String(started.redirectHttp).split(":").pop());
+}
+
+async function curl(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const r = await run("curl", ["-sS", ...args]);
+  return { code: r.code, out: r.stdout, err: r.stderr };
+}
+
+test("HTTPS from --tls-cert/--tls-key: curl gets the upstream's answer, X-Forwarded-Proto is https, --redirect-http answers 308", async () => {
+  const up = await startUpstream();
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key, "--redirect-http", "127.0.0.1:0"]);
+  try {
+    const url = `https://localhost:${proxy.port}/hello?x=1`;
+    const r = await curl(["--cacert", A.cert, "-w", "\n%{http_code} %{http_version}", url]);
+    assert.equal(r.code, 0, r.err);
+    const [json, last] = r.out.split("\n");
+    assert.equal(last, "200 1.1");
+    const echoed = JSON.parse(json);
+    assert.equal(echoed.url, "/hello?x=1");
+    assert.equal(echoed.headers["x-forwarded-proto"], "https");
+    // Asked for h2, the listener answers HTTP/1.1 (ALPN offers only http/1.1; see README "HTTPS").
+    const h2 = await curl(["--cacert", A.cert, "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", url]);
+    assert.equal(h2.out, "200 1.1", h2.err);
+    // Plain HTTP on the TLS port is not served.
+    const plain = await curl(["-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${proxy.port}/`]);
+    assert.notEqual(plain.out, "200");
+    // The redirect listener: 308 to the same host and target on the HTTPS port; ACME paths are not redirected.
+    const rp = redirectPort(proxy);
+    const red = await curl(["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-X", "POST", `http://localhost:${rp}/p/q?r=1`]);
+    assert.equal(red.out, `308 https://localhost:${proxy.port}/p/q?r=1`);
+    const acme = await curl(["-o", "/dev/null", "-w", "%{http_code}", `http://localhost:${rp}/.well-known/acme-challenge/nope`]);
+    assert.equal(acme.out, "404");
+    assert.equal(up.received.length, 2);
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("a request held over HTTPS is moved by a reload to the new upstream", async () => {
+  const dead = await freePort();
+  const proxy = await startProxy(["-u", `:${dead}`, "--tls-cert", A.cert, "--tls-key", A.key, "--try-duration", "20s"]);
+  const up = await startUpstream((_req, res) => res.end("from the new upstream"));
+  try {
+    const s = await connect(proxy.port);
+    const answer = request(s, "/held");
+    await until("1 held", async () => (await proxy.status()).held === 1);
+    const res = await proxy.admin("POST", "/reload", { upstreams: [up.url] });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.deepEqual(await answer, { status: 200, body: "from the new upstream" });
+    assert.equal(up.received[0].headers["x-forwarded-proto"], "https");
+    s.destroy();
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("certificate rotation: replaced files and SIGHUP; new connections get the new certificate, an open keep-alive connection and a held request survive", async () => {
+  const cert = join(dir, "rot.crt"), key = join(dir, "rot.key");
+  await copyFile(A.cert, cert);
+  await copyFile(A.key, key);
+  const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", cert, "--tls-key", key]);
+  try {
+    const old = await connect(proxy.port);
+    assert.equal(fingerprint(old), A.fp);
+    assert.deepEqual(await request(old, "/1"), { status: 200, body: "ok /1" });
+    // Hold a request on a second connection.
+    assert.equal((await proxy.admin("POST", "/pause")).status, 200);
+    const holder = await connect(proxy.port);
+    const held = request(holder, "/held");
+    await until("1 held", async () => (await proxy.status()).held === 1);
+
+    await copyFile(B.cert, cert);
+    await copyFile(B.key, key);
+    const from = proxy.lines.length;
+    proxy.signal("SIGHUP");
+    await proxy.waitForLine("certificates reloaded", (l) => l.msg.startsWith("certificates reloaded"), 10_000, from);
+
+    const fresh = await connect(proxy.port);
+    assert.equal(fingerprint(fresh), B.fp, "a new connection gets the new certificate");
+    assert.equal((await proxy.admin("POST", "/resume")).status, 200);
+    assert.deepEqual(await held, { status: 200, body: "ok /held" });
+    assert.deepEqual(await request(old, "/2"), { status: 200, body: "ok /2" }, "the open connection still serves");
+    assert.deepEqual(await request(fresh, "/3"), { status: 200, body: "ok /3" });
+    for (const s of [old, holder, fresh]) s.destroy();
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("a bad certificate pair on reload is refused whole, naming the file; the old certificate stays", async () => {
+  const cert = join(dir, "bad.crt"), key = join(dir, "bad.key");
+  await copyFile(A.cert, cert);
+  await copyFile(A.key, key);
+  const up = await startUpstream((_req, res) => res.end("ok"));
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", cert, "--tls-key", key]);
+  try {
+    // A new certificate with the old key: the pair does not match.
+    await copyFile(B.cert, cert);
+    let res = await proxy.admin("POST", "/reload");
+    assert.equal(res.status, 400);
+    let text = await res.text();
+    assert.match(text, new RegExp(`the key in ${key} does not match the certificate in ${cert}`));
+    let s = await connect(proxy.port);
+    assert.equal(fingerprint(s), A.fp, "the old certificate stays");
+    assert.deepEqual(await request(s, "/"), { status: 200, body: "ok" });
+    s.destroy();
+    // An unreadable key file.
+    await copyFile(A.cert, cert);
+    await rm(key);
+    res = await proxy.admin("POST", "/reload");
+    assert.equal(res.status, 400);
+    text = await res.text();
+    assert.match(text, new RegExp(`${key} \\(the key\\) cannot be read \\(ENOENT\\)`));
+    // A reload body that changes something else is refused too, and changes nothing.
+    res = await proxy.admin("POST", "/reload", { tryDuration: "5s" });
+    assert.equal(res.status, 400);
+    assert.equal(((await proxy.status()).config as { tryDuration: string }).tryDuration, "30s");
+    s = await connect(proxy.port);
+    assert.equal(fingerprint(s), A.fp);
+    s.destroy();
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("bad certificate input at start: one clear line naming the file, exit 2", async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["--tls-cert", A.cert, "--tls-key", B.key], new RegExp(`the key in ${B.key} does not match the certificate in ${A.cert}`)],
+    [["--tls-cert", join(dir, "missing.crt"), "--tls-key", A.key], /missing\.crt \(the certificate\) cannot be read \(ENOENT\)/],
+    [["--tls-cert", A.key, "--tls-key", A.key], /a\.key holds no PEM certificate/],
+    [["--tls-cert", A.cert], /--tls-key: is missing/],
+  ];
+  for (const [args, expected] of cases) {
+    const [cmd, argv] = runtimeCommand("src/proxy.ts", ["--listen", "127.0.0.1:0", "--admin", "off", ...args]);
+    const r = await run(cmd, argv);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, expected);
+    if (!/is missing/.test(r.stderr)) assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  }
+});
+
+test("two apps with two certificates, chosen by SNI; a name without a certificate fails the handshake", async () => {
+  const upA = await startUpstream((_req, res) => res.end("app a"));
+  const upB = await startUpstream((_req, res) => res.end("app b"));
+  const config = join(dir, "apps.json");
+  await writeFile(config, JSON.stringify({
+    apps: [
+      { name: "a", hosts: ["a.localhost"], upstreams: [upA.url], tls: { cert: A.cert, key: A.key } },
+      { name: "b", hosts: ["*.b.localhost", "b.localhost"], upstreams: [upB.url], tls: { cert: B.cert, key: B.key } },
+    ],
+  }));
+  const proxy = await startProxy(["-c", config]);
+  try {
+    const a = await connect(proxy.port, { servername: "a.localhost" });
+    assert.equal(fingerprint(a), A.fp);
+    assert.deepEqual(await request(a, "/", "a.localhost"), { status: 200, body: "app a" });
+    const b = await connect(proxy.port, { servername: "x.b.localhost" });
+    assert.equal(fingerprint(b), B.fp);
+    assert.deepEqual(await request(b, "/", "x.b.localhost"), { status: 200, body: "app b" });
+    a.destroy();
+    b.destroy();
+    // No top-level certificate: a name no app covers (or none at all) gets no certificate.
+    await assert.rejects(connect(proxy.port, { servername: "other.localhost" }));
+    await assert.rejects(connect(proxy.port));
+    // curl, by name, resolving to loopback.
+    const r = await curl(["--cacert", B.cert, "--resolve", `b.localhost:${proxy.port}:127.0.0.1`, `https://b.localhost:${proxy.port}/`]);
+    assert.equal(r.out, "app b", r.err);
+  } finally {
+    await proxy.stop();
+    await upA.close();
+    await upB.close();
+  }
+});
