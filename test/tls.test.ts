@@ -250,3 +250,27 @@ test("two apps with two certificates, chosen by SNI; a name without a certificat
     await upB.close();
   }
 });
+
+test("over HTTPS, a request head that never ends and an idle keep-alive connection are closed (headerTimeout, keepAliveTimeout)", async () => {
+  const up = await startUpstream((_req, res) => res.end("ok"));
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key, "--header-timeout", "600ms", "--keep-alive-timeout", "600ms"]);
+  try {
+    const closedWithin = async (s: tls.TLSSocket, ms: number) => {
+      const t0 = Date.now();
+      await until("the connection to close", () => s.destroyed || s.readyState === "closed" || (s as unknown as { _closed?: boolean })._closed, ms);
+      return Date.now() - t0;
+    };
+    const slow = await connect(proxy.port);
+    slow.on("data", () => {});
+    slow.on("close", () => slow.destroy());
+    slow.write("GET / HTTP/1.1\r\nHost: localhost\r\n");
+    const idle = await connect(proxy.port);
+    idle.on("close", () => idle.destroy());
+    assert.deepEqual(await request(idle, "/"), { status: 200, body: "ok" });
+    assert.ok(await closedWithin(slow, 5000) < 5000);
+    assert.ok(await closedWithin(idle, 5000) < 5000);
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});

@@ -93,7 +93,8 @@ export interface Listener {
 }
 
 const BUSY = Symbol("holdup.busy");
-type TrackedSocket = Socket & { [BUSY]?: number };
+const IDLE = Symbol("holdup.idle");
+type TrackedSocket = Socket & { [BUSY]?: number; [IDLE]?: ReturnType<typeof setTimeout> | null };
 const noop = () => {};
 
 /** File descriptors kept back for upstream connections, the listener itself and files. */
@@ -140,6 +141,21 @@ export function listen(o: ListenOptions): Promise<Listener> {
     acceptor = t;
   } else acceptor = server = http.createServer(httpOptions);
   server.timeout = 0;
+  /**
+   * Bun's node:http applies neither headersTimeout nor keepAliveTimeout to a
+   * connection handed to it (measured): there, the listener times the
+   * connection itself — headerTimeout for the first request head,
+   * keepAliveTimeout from the end of each response to the next request head.
+   */
+  const ownTimers = o.tls?.accept === "tls";
+  const disarm = (s: TrackedSocket) => {
+    if (s[IDLE]) clearTimeout(s[IDLE]);
+    s[IDLE] = null;
+  };
+  const arm = (s: TrackedSocket, ms: number) => {
+    disarm(s);
+    s[IDLE] = setTimeout(() => s.destroy(), ms);
+  };
   if (o.tls) {
     // A failed handshake (a name without a certificate, a plain-HTTP client, a timeout): close it.
     acceptor.on("tlsClientError", (_e: Error, s: Socket) => s?.destroy());
@@ -170,6 +186,10 @@ export function listen(o: ListenOptions): Promise<Listener> {
     }
     conns.add(socket);
     socket.on("close", () => conns.delete(socket));
+    if (ownTimers) {
+      arm(socket, limits.headerTimeout);
+      socket.on("close", () => disarm(socket));
+    }
     socket.on("error", noop);
   });
 
@@ -182,6 +202,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     socket.on("error", noop);
     // An upgraded connection is never idle: not closed to make room at the cap, nor by shutdown() (its owner closes it).
     socket[BUSY] = (socket[BUSY] ?? 0) + 1;
+    disarm(socket);
     const bad = originForm(req.url ?? "") === null ? BAD_TARGET : badHost(req);
     if (bad) return void socket.end(plain(400, "Bad Request", String(bad.body)));
     if (!o.upgrade || closing) {
@@ -193,6 +214,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     const socket = req.socket as TrackedSocket;
     socket[BUSY] = (socket[BUSY] ?? 0) + 1;
+    disarm(socket);
     requests++;
     req.on("error", noop);
     const target = originForm(req.url ?? "");
@@ -203,6 +225,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
       if (!res.writableFinished) incoming.clientGone();
       if (closing && !socket[BUSY]) socket.destroy();
+      else if (ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, limits.keepAliveTimeout);
     });
     if (closing) res.shouldKeepAlive = false;
     if (bad) return void writeReply(res, bad, true);
