@@ -274,3 +274,30 @@ test("over HTTPS, a request head that never ends and an idle keep-alive connecti
     await up.close();
   }
 });
+
+test("a WebSocket handshake over HTTPS reaches the upstream (X-Forwarded-Proto https) and the tunnel carries bytes", async () => {
+  const up = await startUpstream();
+  let proto: string | undefined;
+  up.server.on("upgrade", (req, socket) => {
+    proto = req.headers["x-forwarded-proto"] as string;
+    socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+    socket.on("data", (d: Buffer) => socket.write(d)); // echoes raw bytes
+  });
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key]);
+  try {
+    const s = await connect(proxy.port);
+    let got = "";
+    s.on("data", (d) => got += d);
+    s.write("GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    await until("the 101", () => got.includes("\r\n\r\n"), 5000);
+    assert.match(got, /^HTTP\/1\.1 101/);
+    const frame = Buffer.from([0x81, 0x82, 1, 2, 3, 4, "h".charCodeAt(0) ^ 1, "i".charCodeAt(0) ^ 2]); // masked text "hi"
+    s.write(frame);
+    await until("the echo", () => got.length >= got.indexOf("\r\n\r\n") + 4 + frame.length, 5000);
+    assert.equal(proto, "https");
+    s.destroy();
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
