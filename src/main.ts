@@ -88,7 +88,7 @@ export async function main(rt: Runtime): Promise<void> {
         rearmAccept: rt.acceptStallsOnEmfile,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
       }));
-  const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs, accept: rt.tlsAccept } : undefined);
+  const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
   const redirectServer = https && config.tls.redirectHttp
     ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port))
     : null;

@@ -85,16 +85,21 @@ test("HTTPS from --tls-cert/--tls-key: curl gets the upstream's answer, X-Forwar
   const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key, "--redirect-http", "127.0.0.1:0"]);
   try {
     const url = `https://localhost:${proxy.port}/hello?x=1`;
-    const r = await curl(["--cacert", A.cert, "-w", "\n%{http_code} %{http_version}", url]);
+    const r = await curl(["--cacert", A.cert, "--http1.1", "-w", "\n%{http_code} %{http_version}", url]);
     assert.equal(r.code, 0, r.err);
     const [json, last] = r.out.split("\n");
     assert.equal(last, "200 1.1");
     const echoed = JSON.parse(json);
     assert.equal(echoed.url, "/hello?x=1");
     assert.equal(echoed.headers["x-forwarded-proto"], "https");
-    // Asked for h2, the listener answers HTTP/1.1 (ALPN offers only http/1.1; see README "HTTPS").
-    const h2 = await curl(["--cacert", A.cert, "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", url]);
-    assert.equal(h2.out, "200 1.1", h2.err);
+    // HTTP/2 (ALPN): same answer; the upstream gets Host from :authority and no pseudo-headers.
+    const h2 = await curl(["--cacert", A.cert, "--http2", "-w", "\n%{http_code} %{http_version}", url]);
+    const [json2, last2] = h2.out.split("\n");
+    assert.equal(last2, "200 2", h2.err);
+    const echoed2 = JSON.parse(json2);
+    assert.equal(echoed2.headers.host, `localhost:${proxy.port}`);
+    assert.equal(echoed2.headers["x-forwarded-proto"], "https");
+    assert.ok(!Object.keys(echoed2.headers).some((k) => k.startsWith(":")), JSON.stringify(echoed2.headers));
     // Plain HTTP on the TLS port is not served.
     const plain = await curl(["-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${proxy.port}/`]);
     assert.notEqual(plain.out, "200");
@@ -296,6 +301,55 @@ test("a WebSocket handshake over HTTPS reaches the upstream (X-Forwarded-Proto h
     await until("the echo", () => got.length >= got.indexOf("\r\n\r\n") + 4 + frame.length, 5000);
     assert.equal(proto, "https");
     s.destroy();
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("HTTP/2: a held request is moved by a reload, an abandoned one released; server-sent events stream unbuffered; a POST body arrives whole", async () => {
+  const dead = await freePort();
+  const up = await startUpstream((req, res, body) => {
+    if (req.url === "/sse") {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store" });
+      let i = 0;
+      const t = setInterval(() => {
+        res.write(`data: ${i++}\n\n`);
+        if (i === 3) {
+          clearInterval(t);
+          res.end();
+        }
+      }, 300);
+      return;
+    }
+    res.end(`${req.method} ${req.url} ${body.length}`);
+  });
+  const proxy = await startProxy(["-u", `:${dead}`, "--tls-cert", A.cert, "--tls-key", A.key, "--try-duration", "20s"]);
+  try {
+    const base = `https://localhost:${proxy.port}`;
+    // A held h2 request whose client gives up (stream reset) is let go at once.
+    const gone = await curl(["--cacert", A.cert, "--http2", "-m", "1", `${base}/gone`]);
+    assert.equal(gone.code, 28);
+    await until("the abandoned request to be released", async () => (await proxy.status()).held === 0, 3000);
+    const held = curl(["--cacert", A.cert, "--http2", "-w", " %{http_version}", `${base}/held`]);
+    await until("1 held", async () => (await proxy.status()).held === 1);
+    const res = await proxy.admin("POST", "/reload", { upstreams: [up.url] });
+    assert.equal(res.status, 200);
+    assert.equal((await held).out, "GET /held 0 2");
+    const big = join(dir, "big.bin");
+    await writeFile(big, Buffer.alloc(3 * 1024 * 1024, 7));
+    const post = await curl(["--cacert", A.cert, "--http2", "--data-binary", `@${big}`, "-w", " %{http_version}", `${base}/post`]);
+    assert.equal(post.out, `POST /post ${3 * 1024 * 1024} 2`, post.err);
+    // SSE: each event reaches the client as it is sent, not at the end.
+    const { spawn } = await import("node:child_process");
+    const child = spawn("curl", ["-sSN", "--cacert", A.cert, "--http2", `${base}/sse`], { stdio: ["ignore", "pipe", "pipe"] });
+    const arrivals: number[] = [];
+    child.stdout!.on("data", (d: Buffer) => {
+      for (const _ of String(d).matchAll(/data: \d/g)) arrivals.push(Date.now());
+    });
+    await new Promise((r) => child.on("close", r));
+    assert.equal(arrivals.length, 3);
+    assert.ok(arrivals[2] - arrivals[0] >= 400, `events arrived ${arrivals[2] - arrivals[0]}ms apart: buffered`);
   } finally {
     await proxy.stop();
     await up.close();

@@ -7,7 +7,6 @@ type BunServer = ReturnType<typeof Bun.serve>;
 
 export const bunRuntime: Runtime = {
   name: "bun",
-  tlsAccept: "tls",
   acceptStallsOnEmfile: false,
   get version() {
     return Bun.version;

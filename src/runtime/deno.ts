@@ -35,7 +35,6 @@ function quietLegacyAbortWarning(): void {
 
 export const denoRuntime: Runtime = {
   name: "deno",
-  tlsAccept: "https",
   acceptStallsOnEmfile: true,
   get version() {
     return Deno.version.deno;

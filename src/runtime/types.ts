@@ -46,12 +46,6 @@ export interface Runtime {
    * listener re-arms it on a timer where this is true (see serve/listener.ts).
    */
   readonly acceptStallsOnEmfile: boolean;
-  /**
-   * How the HTTPS listener accepts connections with per-name certificates:
-   * node:https with SNICallback (Deno), or node:tls handing connections to
-   * node:http (Bun, whose node:https ignores SNICallback). See serve/listener.ts.
-   */
-  readonly tlsAccept: "https" | "tls";
   /** Opens and closes one TCP connection; rejects when it cannot. */
   tcpConnect(hostname: string, port: number, timeoutMs: number): Promise<void>;
   /**
