@@ -9,7 +9,7 @@ import { X509Certificate } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import { freePort, type Proxy, run, runtimeCommand, startProxy, startUpstream, until } from "./helpers.ts";
+import { freePort, type Proxy, ROOT, run, runtimeCommand, startProxy, startUpstream, until } from "./helpers.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "holdup-tls-"));
 /** A self-signed EC certificate for `names` (DNS) and 127.0.0.1; its files and PEM text. */
@@ -353,5 +353,22 @@ test("HTTP/2: a held request is moved by a reload, an abandoned one released; se
   } finally {
     await proxy.stop();
     await up.close();
+  }
+});
+
+test("dist/proxy.js alone (no node_modules) serves HTTPS and HTTP/2", async () => {
+  const alone = await mkdtemp(join(tmpdir(), "holdup-tls-dist-"));
+  await copyFile(join(ROOT, "dist/proxy.js"), join(alone, "proxy.js"));
+  const up = await startUpstream((req, res) => res.end(`dist ${req.headers["x-forwarded-proto"]}`));
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key], { entry: "proxy.js", cwd: alone });
+  try {
+    for (const v of ["--http1.1", "--http2"]) {
+      const r = await curl(["--cacert", A.cert, v, "-w", " %{http_version}", `https://localhost:${proxy.port}/`]);
+      assert.equal(r.out, `dist https ${v === "--http2" ? "2" : "1.1"}`, r.err);
+    }
+  } finally {
+    await proxy.stop();
+    await up.close();
+    await rm(alone, { recursive: true, force: true });
   }
 });
