@@ -57,6 +57,8 @@ export class Control {
   restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
   /** Set when holdup runs the app: its part of GET /status. */
   appStatus: (() => Record<string, unknown>) | null = null;
+  /** Set when holdup serves HTTPS: the certificates in force, for GET /status. */
+  certificateStatus: (() => unknown[]) | null = null;
   /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
   private reloads: Promise<unknown> = Promise.resolve();
 
@@ -263,6 +265,7 @@ export class Control {
       sources: first.sources,
       configFile: this.o.base.configPath,
       ...(this.appStatus ? { app: this.appStatus() } : {}),
+      ...(this.certificateStatus ? { certificates: this.certificateStatus() } : {}),
       upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a))),
       apps: list.map((a) => {
         const s = a.state.current;

@@ -43,10 +43,12 @@ export async function main(rt: Runtime): Promise<void> {
   // HTTPS: every certificate is read and checked before anything listens.
   const https = tlsWanted(config);
   let certs: Certificates | null = null;
+  let startWarnings: string[] = [];
   if (https) {
     const loaded = loadCertificates(config);
     if ("errors" in loaded) fail(rt, 2, `holdup: cannot serve HTTPS: ${loaded.errors.map((e) => e.problem).join("; ")}`);
     certs = loaded.certs;
+    startWarnings = loaded.warnings;
   }
 
   if (config.run) {
@@ -106,6 +108,7 @@ export async function main(rt: Runtime): Promise<void> {
   // Certificates are read again on every reload (SIGHUP, POST /reload), and checked before it is put
   // in force: a pair that cannot be read or does not match refuses the whole reload, the old ones stay.
   h.control.reloadWithoutFile = https;
+  if (https) h.control.certificateStatus = () => certs!.status();
   h.control.prepare = (next, trigger) => {
     const none = { notes: [] as string[], commit() {} };
     if (!https) return tlsWanted(next) ? { ...none, notes: ["tls takes effect on restart: holdup was started without HTTPS"] } : none;
@@ -122,6 +125,7 @@ export async function main(rt: Runtime): Promise<void> {
         proxyServer.setCertificates(loaded.certs);
         const after = certs.describe();
         if (JSON.stringify(after) !== before) h.log.info("certificates reloaded: new connections get them", { trigger, certificates: after });
+        for (const w of loaded.warnings) h.log.warn(`certificate: ${w}`);
       },
     };
   };
@@ -141,6 +145,8 @@ export async function main(rt: Runtime): Promise<void> {
       ? { flagsOverFile: effective.shadowed.map((k) => `${flagFor(k)} over ${k}`) }
       : {}),
   });
+
+  for (const w of startWarnings) h.log.warn(`certificate: ${w}`);
 
   rt.onSignal("SIGHUP", () => {
     if (!app) return void h.control.reloadFromFile("SIGHUP");

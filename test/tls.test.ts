@@ -159,6 +159,7 @@ test("certificate rotation: replaced files and SIGHUP; new connections get the n
 
     const fresh = await connect(proxy.port);
     assert.equal(fingerprint(fresh), B.fp, "a new connection gets the new certificate");
+    assert.deepEqual((await proxy.status()).certificates, [{ cert, key, fingerprint: B.fp, validTo: new X509Certificate(B.pem).validTo }]);
     assert.equal((await proxy.admin("POST", "/resume")).status, 200);
     assert.deepEqual(await held, { status: 200, body: "ok /held" });
     assert.deepEqual(await request(old, "/2"), { status: 200, body: "ok /2" }, "the open connection still serves");
@@ -223,7 +224,7 @@ test("bad certificate input at start: one clear line naming the file, exit 2", a
   }
 });
 
-test("two apps with two certificates, chosen by SNI; a name without a certificate fails the handshake", async () => {
+test("two apps with two certificates, chosen by SNI; a name without a certificate fails the handshake; a host the certificate does not name is warned about", async () => {
   const upA = await startUpstream((_req, res) => res.end("app a"));
   const upB = await startUpstream((_req, res) => res.end("app b"));
   const config = join(dir, "apps.json");
@@ -235,6 +236,9 @@ test("two apps with two certificates, chosen by SNI; a name without a certificat
   }));
   const proxy = await startProxy(["-c", config]);
   try {
+    // b.crt names b.localhost but not *.b.localhost: served, with a warning.
+    await proxy.waitForLine("the coverage warning", (l) => l.msg === `certificate: ${B.cert} (app b) does not cover the host *.b.localhost`, 5000);
+    assert.ok(!proxy.lines.some((l) => String(l.msg).includes("(app a)")));
     const a = await connect(proxy.port, { servername: "a.localhost" });
     assert.equal(fingerprint(a), A.fp);
     assert.deepEqual(await request(a, "/", "a.localhost"), { status: 200, body: "app a" });

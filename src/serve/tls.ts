@@ -31,6 +31,7 @@ export interface LoadedCert {
   fingerprint: string;
   /** The leaf's notAfter, as the certificate says it. */
   validTo: string;
+  x509: X509Certificate;
 }
 
 export class Certificates {
@@ -53,6 +54,12 @@ export class Certificates {
     return this.fallback;
   }
 
+  /** Every distinct pair in use, for GET /status. */
+  status(): Array<{ cert: string; key: string; fingerprint: string; validTo: string }> {
+    const all = new Set([this.fallback, ...this.exact.values(), ...this.wildcards.map(([, c]) => c)]);
+    return [...all].filter((c) => c !== null).map((c) => ({ cert: c!.files.cert, key: c!.files.key, fingerprint: c!.fingerprint, validTo: c!.validTo }));
+  }
+
   /** Every distinct pair in use, for logs: file → fingerprint. */
   describe(): Record<string, string> {
     const out: Record<string, string> = {};
@@ -71,7 +78,7 @@ export function tlsWanted(c: Config): boolean {
  * Reads and checks every certificate the config names. Errors name the field
  * and the file; nothing of a file's contents is quoted.
  */
-export function loadCertificates(c: Config): { certs: Certificates } | { errors: FieldError[] } {
+export function loadCertificates(c: Config): { certs: Certificates; warnings: string[] } | { errors: FieldError[] } {
   const errors: FieldError[] = [];
   const cache = new Map<string, LoadedCert>();
   const load = (field: string, files: CertFiles): LoadedCert | null => {
@@ -101,7 +108,23 @@ export function loadCertificates(c: Config): { certs: Certificates } | { errors:
   // The longest wildcard suffix wins ("*.a.example.com" before "*.example.com").
   wildcards.sort((x, y) => y[0].length - x[0].length);
   if (errors.length) return { errors };
-  return { certs: new Certificates(fallback, exact, wildcards) };
+  // Served anyway (a client decides whether to accept it), but worth a log line.
+  const warnings: string[] = [];
+  const now = Date.now();
+  for (const cert of cache.values()) {
+    const end = Date.parse(cert.validTo);
+    if (end < now) warnings.push(`${cert.files.cert} expired on ${cert.validTo}`);
+    else if (end - now < 7 * 86_400_000) warnings.push(`${cert.files.cert} expires on ${cert.validTo}`);
+  }
+  for (const a of c.apps) {
+    if (!a.tls) continue;
+    const cert = cache.get(`${a.tls.cert}\0${a.tls.key}`);
+    for (const h of a.hosts) {
+      const name = h.startsWith("*.") ? `holdup-check${h.slice(1)}` : h;
+      if (cert && !cert.x509.checkHost(name)) warnings.push(`${a.tls.cert} (app ${a.name}) does not cover the host ${h}`);
+    }
+  }
+  return { certs: new Certificates(fallback, exact, wildcards), warnings };
 }
 
 /** One pair, read and checked; or what is wrong with it, naming the file. */
@@ -131,7 +154,7 @@ export function loadPair(files: CertFiles): LoadedCert | { problem: string } {
   } catch (e) {
     return { problem: `${files.cert} with ${files.key} cannot be used: ${String((e as Error).message ?? e).split("\n")[0]}` };
   }
-  return { files, pem: { cert: certPem, key: keyPem }, context, fingerprint: x509.fingerprint256, validTo: x509.validTo };
+  return { files, pem: { cert: certPem, key: keyPem }, context, fingerprint: x509.fingerprint256, validTo: x509.validTo, x509 };
 }
 
 function readPem(path: string, what: string): string | { problem: string } {
