@@ -36,6 +36,9 @@ const OPTIONS = {
   log: { type: "string" },
   "idle-stop": { type: "string" },
   "waiting-page-after": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "redirect-http": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -62,6 +65,9 @@ const FLAG_FOR: Record<string, string> = {
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
   "run.idleStop": "--idle-stop",
+  "tls.cert": "--tls-cert",
+  "tls.key": "--tls-key",
+  "tls.redirectHttp": "--redirect-http",
   "run.command": "-- COMMAND",
 };
 
@@ -102,6 +108,12 @@ export function parseCli(argv: string[]): Cli {
   }
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
   if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
+  if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
+    raw.tls = {};
+    if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
+    if (values["tls-key"] !== undefined) raw.tls.key = values["tls-key"];
+    if (values["redirect-http"] !== undefined) raw.tls.redirectHttp = values["redirect-http"];
+  }
   if (command || values["idle-stop"] !== undefined) {
     raw.run = {};
     if (command) raw.run.command = command;
@@ -171,6 +183,15 @@ Fleet (several holdups acting as one):
                              pause, resume, stop, reload bodies and deploys reach every
                              holdup sharing it, and one's ready upstream releases all
                              (default $HOLDUP_STATE; none: state is local)
+
+HTTPS (config key tls: {cert, key, redirectHttp}; per app apps[].tls: {cert, key},
+chosen by the name the client asks for, SNI). Certificate files are read again on
+SIGHUP and POST /reload; a pair that cannot be read or does not match is refused
+whole and the old one stays:
+      --tls-cert FILE        [tls.cert] PEM certificate (chain) for the proxy listener
+      --tls-key FILE         [tls.key] its PEM private key
+      --redirect-http ADDR   [tls.redirectHttp] plain-HTTP listener that answers 308
+                             to the same URL on https, e.g. :80        (default off)
 
 Admin API:
       --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)

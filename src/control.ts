@@ -38,6 +38,14 @@ export class Control {
   effective: Effective;
   /** Called with each config a reload put in force (the listeners' limits follow it). */
   onApplied: ((config: Config) => void) | null = null;
+  /**
+   * Runs before a reload is put in force (certificates are read and checked
+   * here): errors refuse the whole reload and the old config stays; otherwise
+   * its notes are reported and `commit` runs once the new config is in force.
+   */
+  prepare: ((config: Config, trigger: string) => { errors: LayerError[] } | { notes: string[]; commit(): void }) | null = null;
+  /** SIGHUP and an empty POST /reload re-apply the config in force when there is no file (certificates are read again). */
+  reloadWithoutFile = false;
   private started = Date.now();
   /** 1 at start, +1 for every reload and deploy put in force. */
   configVersion = 1;
@@ -54,6 +62,8 @@ export class Control {
   restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
   /** Set when holdup runs the app: its part of GET /status. */
   appStatus: (() => Record<string, unknown>) | null = null;
+  /** Set when holdup serves HTTPS: the certificates in force, for GET /status. */
+  certificateStatus: (() => unknown[]) | null = null;
   /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
   private reloads: Promise<unknown> = Promise.resolve();
 
@@ -75,6 +85,7 @@ export class Control {
 
   private async fromFile(trigger: string): Promise<ReloadResult> {
     const { defaults, configPath, overrides } = this.o.base;
+    if (!configPath && this.reloadWithoutFile) return this.apply(trigger, this.effective.layers);
     if (!configPath) {
       const errors = [{ where: trigger, field: "(config)", problem: "there is no config file to re-read; start holdup with -c FILE, or POST a JSON body to /reload" }];
       this.o.log.warn("reload refused", { trigger, reason: errors[0].problem });
@@ -280,6 +291,7 @@ export class Control {
       configFile: this.o.base.configPath,
       ...(this.appStatus ? { app: this.appStatus() } : {}),
       ...(this.fleet ? { state: this.fleet.status() } : {}),
+      ...(this.certificateStatus ? { certificates: this.certificateStatus() } : {}),
       upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a))),
       apps: list.map((a) => {
         const s = a.state.current;
@@ -312,7 +324,11 @@ export class Control {
       next.config.run = null;
       notes.push("run takes effect on restart: holdup was started without an app");
     }
+    const prepared = this.prepare?.(next.config, trigger);
+    if (prepared && "errors" in prepared) return this.rejected(trigger, prepared.errors);
+    if (prepared) notes.push(...prepared.notes);
     this.effective = next;
+    prepared?.commit();
     this.o.log.format = next.config.log;
     const released = this.o.apps.list.reduce((n, a) => n + a.state.held, 0);
     const { removed } = this.o.apps.apply(next.config, next.sources);

@@ -11,6 +11,10 @@
  *
  * The edge entry does not run the app (`-- COMMAND`, config `run`): such hosts
  * start and stop processes themselves. A config with `run` is refused.
+ *
+ * Nor does it terminate TLS: the host in front of it does (X-Forwarded-Proto
+ * is the scheme of the URL the host hands over). A config with `tls` or
+ * `apps[].tls` is refused.
  */
 import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";
@@ -34,6 +38,10 @@ function build() {
   }
   if (resolved.effective.config.run) {
     throw new Error("holdup: the edge entry cannot run an app (config key run); use the command-line proxy: holdup [options] -- COMMAND");
+  }
+  const c = resolved.effective.config;
+  if (c.tls.cert || c.tls.redirectHttp || c.apps.some((a) => a.tls)) {
+    throw new Error("holdup: the edge entry does not terminate TLS (config key tls, apps[].tls): the platform in front of it does; for HTTPS in holdup use the command-line proxy: holdup --tls-cert FILE --tls-key FILE");
   }
   const h = createHoldup({
     runtime,

@@ -15,6 +15,8 @@ import { type Listener, type ListenerLimits, listen, type ListenOptions } from "
 import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
 import { Supervisor } from "./run/supervisor.ts";
+import { type Certificates, loadCertificates, tlsWanted } from "./serve/tls.ts";
+import { redirectHandler } from "./serve/redirect.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
@@ -38,6 +40,17 @@ export async function main(rt: Runtime): Promise<void> {
   if ("errors" in resolved) invalid(rt, resolved.errors);
   const effective = resolved.effective;
   const { config } = effective;
+
+  // HTTPS: every certificate is read and checked before anything listens.
+  const https = tlsWanted(config);
+  let certs: Certificates | null = null;
+  let startWarnings: string[] = [];
+  if (https) {
+    const loaded = loadCertificates(config);
+    if ("errors" in loaded) fail(rt, 2, `holdup: cannot serve HTTPS: ${loaded.errors.map((e) => e.problem).join("; ")}`);
+    certs = loaded.certs;
+    startWarnings = loaded.warnings;
+  }
 
   if (config.run) {
     const denied = rt.spawnDenied();
@@ -72,18 +85,22 @@ export async function main(rt: Runtime): Promise<void> {
     })(app)
     : h.proxy;
 
-  const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"]) =>
+  const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"], tls?: ListenOptions["tls"]) =>
     open(rt, what, addr, () =>
       listen({
         hostname: addr.hostname,
         port: addr.port,
         handler,
         upgrade,
+        tls,
         limits: limitsOf(h.control.effective.config),
         rearmAccept: rt.acceptStallsOnEmfile,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
       }));
-  const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade);
+  const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
+  const redirectServer = https && config.tls.redirectHttp
+    ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port))
+    : null;
   let adminServer: Listener | null = null;
   if (config.admin.listen) {
     const a = config.admin.listen;
@@ -93,12 +110,39 @@ export async function main(rt: Runtime): Promise<void> {
   h.control.onApplied = (c) => {
     proxyServer.update(limitsOf(c));
     adminServer?.update(limitsOf(c));
+    redirectServer?.update(limitsOf(c));
+  };
+  // Certificates are read again on every reload (SIGHUP, POST /reload), and checked before it is put
+  // in force: a pair that cannot be read or does not match refuses the whole reload, the old ones stay.
+  h.control.reloadWithoutFile = https;
+  if (https) h.control.certificateStatus = () => certs!.status();
+  h.control.prepare = (next, trigger) => {
+    const none = { notes: [] as string[], commit() {} };
+    if (!https) return tlsWanted(next) ? { ...none, notes: ["tls takes effect on restart: holdup was started without HTTPS"] } : none;
+    if (!tlsWanted(next)) return { ...none, notes: ["tls cannot be turned off by a reload; still serving HTTPS with the certificates loaded"] };
+    // A deploy changes upstreams only: the certificates are not read again for it.
+    if (trigger.startsWith("deploy") && sameCertFiles(next, h.control.effective.config)) return none;
+    const loaded = loadCertificates(next);
+    if ("errors" in loaded) return { errors: loaded.errors.map((e) => ({ ...e, where: "certificate files" })) };
+    return {
+      notes: [],
+      commit() {
+        const before = JSON.stringify(certs!.describe());
+        certs = loaded.certs;
+        proxyServer.setCertificates(loaded.certs);
+        const after = certs.describe();
+        if (JSON.stringify(after) !== before) h.log.info("certificates reloaded: new connections get them", { trigger, certificates: after });
+        for (const w of loaded.warnings) h.log.warn(`certificate: ${w}`);
+      },
+    };
   };
 
   h.log.info("holdup started", {
     version: VERSION,
     runtime: `${rt.name} ${rt.version}`,
     listen: formatListen(proxyServer),
+    ...(certs ? { scheme: "https", certificates: certs.describe() } : {}),
+    ...(redirectServer ? { redirectHttp: formatListen(redirectServer) } : {}),
     ...(config.run ? { app: config.run.command } : { upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])) }),
     admin: adminServer ? formatListen(adminServer) : "off",
     tryDuration: formatDuration(config.tryDuration),
@@ -109,12 +153,14 @@ export async function main(rt: Runtime): Promise<void> {
       : {}),
   });
 
+  for (const w of startWarnings) h.log.warn(`certificate: ${w}`);
+
   rt.onSignal("SIGHUP", () => {
     if (!app) return void h.control.reloadFromFile("SIGHUP");
-    // Running the app: re-read the config file if there is one, then restart the app.
+    // Running the app: re-read the config file (or the certificates) if there is one, then restart the app.
     const sup = app;
     void (async () => {
-      if (cli.configPath) await h.control.reloadFromFile("SIGHUP");
+      if (cli.configPath || https) await h.control.reloadFromFile("SIGHUP");
       await sup.restart("SIGHUP");
     })();
   });
@@ -137,7 +183,7 @@ export async function main(rt: Runtime): Promise<void> {
       void a.state.websockets.shutdown(() => proxyServer.requests === 0);
     }
     h.events.close(); // and dashboards' event streams end (their pages reconnect to the next holdup)
-    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown()]).then(() => true);
+    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown(), redirectServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);
     if (app) {
@@ -161,6 +207,11 @@ export async function main(rt: Runtime): Promise<void> {
   }
 }
 
+function sameCertFiles(a: Config, b: Config): boolean {
+  const files = (c: Config) => JSON.stringify([c.tls.cert, c.tls.key, c.apps.map((x) => [x.name, x.hosts, x.tls])]);
+  return files(a) === files(b);
+}
+
 function limitsOf(c: Config): ListenerLimits {
   return {
     headerTimeout: c.headerTimeout,
@@ -177,7 +228,7 @@ async function open(rt: Runtime, what: string, a: Config["listen"], start: () =>
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (err.code === "EADDRINUSE") {
-      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : "--admin"})`);
+      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : what === "redirect" ? "--redirect-http" : "--admin"})`);
     }
     fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: ${err.message ?? e}`);
   }

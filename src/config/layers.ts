@@ -116,6 +116,10 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   delete config["admin.listen"];
   delete config["admin.token"];
   delete config["admin.hosts"];
+  config.tls = { cert: merged["tls.cert"] ?? null, key: merged["tls.key"] ?? null, redirectHttp: merged["tls.redirectHttp"] ?? null } as Config["tls"];
+  delete config["tls.cert"];
+  delete config["tls.key"];
+  delete config["tls.redirectHttp"];
   // run.* keys merge one by one too (a flag's --idle-stop keeps the file's run.command).
   const runKeys = Object.keys(merged).filter((k) => k.startsWith("run."));
   if (runKeys.length) {
@@ -150,6 +154,7 @@ function appConfig(top: Config, a: ParsedApp): AppConfig {
     hosts: (a.hosts ?? []).map((h) => h.toLowerCase()),
     pathPrefix: (a.pathPrefix ?? "").replace(/\/+$/, ""),
     stripPrefix: a.stripPrefix ?? false,
+    tls: a.tls ?? null,
   } as AppConfig;
   const own = a as Record<string, unknown>;
   for (const k of APP_KEYS) (out as unknown as Record<string, unknown>)[k] = own[k] ?? top[k];
@@ -158,7 +163,7 @@ function appConfig(top: Config, a: ParsedApp): AppConfig {
 
 function* flatten(obj: Record<string, unknown>): Generator<[string, unknown]> {
   for (const [k, v] of Object.entries(obj)) {
-    if ((k === "admin" || k === "run") && v && typeof v === "object") {
+    if ((k === "admin" || k === "run" || k === "tls") && v && typeof v === "object") {
       for (const [k2, v2] of Object.entries(v)) yield [`${k}.${k2}`, v2];
     } else yield [k, v];
   }
@@ -205,7 +210,11 @@ export function toJSON(c: Config): Record<string, unknown> {
       responseTimeout: formatDuration(a.responseTimeout),
       maxHeld: a.maxHeld,
       maxBodyBuffer: a.maxBodyBuffer,
+      ...(a.tls ? { tls: a.tls } : {}),
     })),
+    ...(c.tls.cert || c.tls.redirectHttp
+      ? { tls: { cert: c.tls.cert, key: c.tls.key, redirectHttp: c.tls.redirectHttp ? formatListen(c.tls.redirectHttp) : null } }
+      : {}),
     log: c.log,
     waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
     ...(c.run

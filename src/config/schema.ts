@@ -76,6 +76,22 @@ export interface Config {
   apps: AppConfig[];
   /** The shared state engine (redis://…), or null: state is local. */
   state: string | null;
+  /** HTTPS on the proxy listener (see serve/tls.ts): the default certificate and the redirect listener. */
+  tls: TlsConfig;
+}
+
+/** A certificate and its key, as PEM file paths (relative to the working directory). */
+export interface CertFiles {
+  cert: string;
+  key: string;
+}
+
+export interface TlsConfig {
+  /** The certificate for names no app's own certificate covers (and clients that send no SNI). */
+  cert: string | null;
+  key: string | null;
+  /** A plain-HTTP listener answering 308 to https (and ACME HTTP-01 challenges); null: none. */
+  redirectHttp: ListenAddress | null;
 }
 
 /** The keys an app may set for itself; top-level values are their defaults. */
@@ -97,6 +113,8 @@ export interface AppConfig {
   responseTimeout: number;
   maxHeld: number;
   maxBodyBuffer: number;
+  /** This app's certificate, chosen by SNI for its hosts; null: the top-level one. */
+  tls: CertFiles | null;
 }
 
 /** One field's problem, named as the user wrote it ("tryDuration", "admin.listen"). */
@@ -155,6 +173,8 @@ const hostPattern = z.string().check(
   z.refine((h) => /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(h), "must be a host name or *.domain, without port"),
 );
 
+const filePath = z.string().check(z.minLength(1, "must not be empty"));
+
 const app = z.strictObject({
   name: z.string().check(z.refine((n) => /^[a-z0-9-]+$/.test(n), "must be lowercase letters, digits and -")),
   hosts: z.optional(z.array(hostPattern)),
@@ -167,6 +187,7 @@ const app = z.strictObject({
   responseTimeout: z.optional(duration(1)),
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
+  tls: z.optional(z.nullable(z.strictObject({ cert: filePath, key: filePath }))),
 });
 export type ParsedApp = z.output<typeof app>;
 
@@ -217,6 +238,13 @@ export const partialSchema = z.strictObject({
     }),
   ),
   log: z.optional(z.enum(["json", "text", "off"])),
+  tls: z.optional(
+    z.strictObject({
+      cert: z.optional(z.nullable(filePath)),
+      key: z.optional(z.nullable(filePath)),
+      redirectHttp: z.optional(z.nullable(listen)),
+    }),
+  ),
   waitingPageAfter: z.optional(z.nullable(duration(0))),
   run: z.optional(
     z.strictObject({
@@ -260,6 +288,17 @@ export function validateWhole(c: Config): FieldError[] {
       routes.add(route);
     }
   }
+  if (!c.tls.cert !== !c.tls.key) {
+    errors.push({ field: c.tls.cert ? "tls.key" : "tls.cert", problem: "is missing: give both the certificate and its key (--tls-cert and --tls-key)" });
+  }
+  for (const a of c.apps) {
+    if (a.tls && !a.hosts.length) {
+      errors.push({ field: `apps.${a.name}.tls`, problem: "needs the app's hosts: its certificate is chosen by the name a client asks for (use top-level tls for every other name)" });
+    }
+  }
+  if (c.tls.redirectHttp && !c.tls.cert && !c.apps.some((a) => a.tls)) {
+    errors.push({ field: "tls.redirectHttp", problem: "redirects to https, but no certificate is configured (--tls-cert and --tls-key)" });
+  }
   if (c.admin.listen && !c.admin.token && !isLoopback(c.admin.listen.hostname)) {
     errors.push({
       field: "admin.token",
@@ -302,7 +341,7 @@ const KNOWN = [
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "state", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
-  "wsMaxBuffered", "wsCloseSpread",
+  "wsMaxBuffered", "wsCloseSpread", "tls", "cert", "key", "redirectHttp",
 ];
 
 function suggest(key: string): string {

@@ -19,10 +19,34 @@
  * - the connection cap: min(maxConnections, what the fd limit allows). At the
  *   cap, the oldest connection with no request in progress is closed to make
  *   room; if every one is busy, the new one is closed at once.
+ *
+ * With `tls`, the listener speaks HTTPS: a node:http2 secure server with
+ * allowHTTP1, so ALPN offers h2 and http/1.1 and HTTP/1.1 connections run
+ * through node:http's code as before (measured on Deno 2.9.6 and Bun 1.4.5:
+ * h2, the HTTP/1.1 fallback, upgrades and SNICallback work on both). The
+ * certificate is chosen per handshake by SNICallback from the set in force,
+ * which setCertificates() replaces: new handshakes get the new set, open
+ * connections and the requests on them are not touched. Bun calls
+ * SNICallback only when the client sent a name, so the default certificate
+ * is also set with setSecureContext().
+ * Neither runtime applies headersTimeout or keepAliveTimeout to the HTTP/1.1
+ * connections of this server: the listener times them itself. An HTTP/2
+ * session is closed (GOAWAY) after keepAliveTimeout without a stream. A TLS
+ * handshake must finish within headerTimeout (as at start); a connection
+ * counts toward the cap once its handshake is done.
+ *
+ * Not used, measured: node:https (Deno only: Bun's ignores SNICallback and has
+ * no setSecureContext()), and a node:tls server handing connections to
+ * node:http (Bun only: Deno's node:http does not keep such a connection
+ * alive); Deno.serve has no SNI and Bun.serve's reload({tls}) keeps the old
+ * certificate.
  */
 import { readFileSync } from "node:fs";
 import http from "node:http";
+import http2 from "node:http2";
 import type { Socket } from "node:net";
+import tls from "node:tls";
+import type { Certificates } from "./tls.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
 
@@ -50,6 +74,8 @@ export interface ListenOptions {
    * one, upgrades are answered 501.
    */
   upgrade?: (req: http.IncomingMessage, socket: Socket, head: Uint8Array) => void;
+  /** HTTPS (and HTTP/2) with these certificates (see above). */
+  tls?: { certs: Certificates };
   /** Events worth a log line (connection refused at the cap, …). */
   warn(message: string, fields?: Record<string, unknown>): void;
 }
@@ -57,6 +83,9 @@ export interface ListenOptions {
 export interface Listener {
   readonly hostname: string;
   readonly port: number;
+  readonly scheme: "http" | "https";
+  /** HTTPS: the certificates new handshakes get from now on. */
+  setCertificates(certs: Certificates): void;
   /** Applies new limits (a reload): timeouts for new waits, the cap at once. */
   update(limits: ListenerLimits): void;
   /** Connections open now. */
@@ -68,7 +97,8 @@ export interface Listener {
 }
 
 const BUSY = Symbol("holdup.busy");
-type TrackedSocket = Socket & { [BUSY]?: number };
+const IDLE = Symbol("holdup.idle");
+type TrackedSocket = Socket & { [BUSY]?: number; [IDLE]?: ReturnType<typeof setTimeout> | null };
 const noop = () => {};
 
 /** File descriptors kept back for upstream connections, the listener itself and files. */
@@ -86,16 +116,97 @@ export function listen(o: ListenOptions): Promise<Listener> {
   /** After shutdown(): every connection closes once its request is answered. */
   let closing = false;
 
-  const server = http.createServer({
+  const scheme = o.tls ? "https" : "http";
+  const httpOptions = {
     headersTimeout: limits.headerTimeout,
     requestTimeout: 0, // a held request's body may wait unread: bodyTimeout covers reads instead
     keepAliveTimeout: limits.keepAliveTimeout,
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
-  } as http.ServerOptions);
+  } as http.ServerOptions;
+  let certs = o.tls?.certs ?? null;
+  const tlsOptions = (): tls.TlsOptions => ({
+    ...(certs?.fallback ? certs.fallback.pem : {}),
+    handshakeTimeout: limits.headerTimeout,
+    SNICallback(name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) {
+      const c = certs?.select(name);
+      if (c) cb(null, c.context);
+      else cb(new Error(`no certificate for ${JSON.stringify(name)}`));
+    },
+  });
+  let server: http.Server;
+  /** HTTP/2 sessions open now, closed gracefully (GOAWAY) by shutdown(). */
+  const sessions = new Set<http2.ServerHttp2Session>();
+  if (o.tls) {
+    const h2 = http2.createSecureServer({ ...tlsOptions(), allowHTTP1: true } as http2.SecureServerOptions);
+    server = h2 as unknown as http.Server;
+    h2.on("session", (session: http2.ServerHttp2Session) => trackSession(session));
+  } else server = http.createServer(httpOptions);
   server.timeout = 0;
+  /**
+   * HTTPS: neither runtime applies headersTimeout or keepAliveTimeout to the
+   * HTTP/1.1 connections of an http2 server (measured), so the listener times
+   * them itself: headerTimeout for the first request head, keepAliveTimeout
+   * from the end of each response to the next request head (which bounds a
+   * later head too).
+   */
+  const ownTimers = !!o.tls;
+  const disarm = (s: TrackedSocket) => {
+    if (s[IDLE]) clearTimeout(s[IDLE]);
+    s[IDLE] = null;
+  };
+  const arm = (s: TrackedSocket, ms: number) => {
+    disarm(s);
+    s[IDLE] = setTimeout(() => s.destroy(), ms);
+  };
+  if (o.tls) {
+    server.headersTimeout = limits.headerTimeout;
+    server.keepAliveTimeout = limits.keepAliveTimeout;
+    // A failed handshake (a name without a certificate, a plain-HTTP client, a timeout): close it.
+    server.on("tlsClientError", (_e: Error, s: Socket) => s?.destroy());
+  }
 
-  server.on("connection", (socket: TrackedSocket) => {
+  /**
+   * An HTTP/2 session: counted and capped like a connection (its TLS socket is
+   * marked busy, so neither the cap nor shutdown() cuts it), closed with
+   * GOAWAY after keepAliveTimeout without a stream, and by shutdown() once its
+   * streams are done.
+   */
+  function trackSession(session: http2.ServerHttp2Session) {
+    sessions.add(session);
+    let streams = 0;
+    let idle: ReturnType<typeof setTimeout> | null = null;
+    const arm = (ms: number) => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => session.close(), ms);
+    };
+    arm(limits.headerTimeout);
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      streams++;
+      if (idle) clearTimeout(idle);
+      idle = null;
+      stream.once("close", () => {
+        if (--streams === 0 && !session.closed) arm(limits.keepAliveTimeout);
+      });
+    });
+    session.on("error", noop);
+    session.once("close", () => {
+      if (idle) clearTimeout(idle);
+      sessions.delete(session);
+    });
+    if (closing) session.close();
+  }
+
+  // Over TLS, the socket a request sees is the TLS socket: count and track that one.
+  server.on(o.tls ? "secureConnection" : "connection", (socket: TrackedSocket) => {
     socket[BUSY] = 0;
+    // HTTP/2: the session owns the connection (see trackSession).
+    if ((socket as unknown as tls.TLSSocket).alpnProtocol === "h2") {
+      socket[BUSY] = 1;
+      conns.add(socket);
+      socket.on("close", () => conns.delete(socket));
+      socket.on("error", noop);
+      return;
+    }
     if (conns.size >= cap) {
       for (const s of conns) {
         if (!s[BUSY]) {
@@ -118,11 +229,21 @@ export function listen(o: ListenOptions): Promise<Listener> {
     }
     conns.add(socket);
     socket.on("close", () => conns.delete(socket));
+    if (ownTimers) {
+      arm(socket, limits.headerTimeout);
+      socket.on("close", () => disarm(socket));
+    }
     socket.on("error", noop);
   });
 
   // CONNECT would turn holdup into a forward proxy: refuse it.
   server.on("connect", (_req, socket: Socket) => {
+    if (typeof (socket as unknown as http.ServerResponse).writeHead === "function") {
+      // HTTP/2's CONNECT arrives as a request and a response.
+      const res = socket as unknown as http.ServerResponse;
+      res.writeHead(405, ["content-type", "text/plain; charset=utf-8", "allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"]);
+      return void res.end("holdup: CONNECT is not supported\n");
+    }
     socket.on("error", noop);
     socket.end(plain(405, "Method Not Allowed", "holdup: CONNECT is not supported\n", ["allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"]));
   });
@@ -130,6 +251,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     socket.on("error", noop);
     // An upgraded connection is never idle: not closed to make room at the cap, nor by shutdown() (its owner closes it).
     socket[BUSY] = (socket[BUSY] ?? 0) + 1;
+    disarm(socket);
     const bad = originForm(req.url ?? "") === null ? BAD_TARGET : badHost(req);
     if (bad) return void socket.end(plain(400, "Bad Request", String(bad.body)));
     if (!o.upgrade || closing) {
@@ -139,21 +261,35 @@ export function listen(o: ListenOptions): Promise<Listener> {
   });
 
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const socket = req.socket as TrackedSocket;
+    const h2 = req.httpVersionMajor === 2;
+    // Under HTTP/2, req.socket stands for the stream: the session is tracked instead.
+    const socket = (h2 ? {} : req.socket) as TrackedSocket;
     socket[BUSY] = (socket[BUSY] ?? 0) + 1;
+    if (!h2) disarm(socket);
     requests++;
     req.on("error", noop);
     const target = originForm(req.url ?? "");
     const bad = target === null ? BAD_TARGET : badHost(req);
-    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout);
+    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme);
+    // HTTP/2: a stream the client reset ends with 'finish' and writableFinished on both runtimes
+    // (Deno, Bun): its 'aborted' event says so instead.
+    let aborted = false;
+    if (h2) {
+      req.once("aborted", () => {
+        aborted = true;
+        incoming.clientGone();
+      });
+    }
     res.on("close", () => {
       requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
-      if (!res.writableFinished) incoming.clientGone();
+      if (h2 ? aborted : !res.writableFinished) incoming.clientGone();
+      if (h2) return;
       if (closing && !socket[BUSY]) socket.destroy();
+      else if (ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, limits.keepAliveTimeout);
     });
-    if (closing) res.shouldKeepAlive = false;
-    if (bad) return void writeReply(res, bad, true);
+    if (closing && !h2) res.shouldKeepAlive = false;
+    if (bad) return void writeReply(res, bad, !h2);
     let reply;
     try {
       reply = o.handler(incoming);
@@ -184,6 +320,13 @@ export function listen(o: ListenOptions): Promise<Listener> {
       resolve({
         hostname: o.hostname,
         port,
+        scheme,
+        setCertificates(next) {
+          certs = next;
+          // For handshakes without SNI where the runtime does not ask SNICallback (Bun).
+          const t = server as unknown as tls.Server;
+          if (next.fallback && typeof t.setSecureContext === "function") t.setSecureContext(next.fallback.pem);
+        },
         get connections() {
           return conns.size;
         },
@@ -200,6 +343,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
           if (rearm) clearInterval(rearm);
           closing = true;
           return new Promise<void>((done) => {
+            for (const session of sessions) session.close();
             server.close(() => done());
             for (const s of conns) if (!s[BUSY]) s.destroy();
           });
@@ -230,7 +374,7 @@ function badHost(req: http.IncomingMessage): Reply | null {
     if (raw[i].length === 4 && raw[i].toLowerCase() === "host") hosts++;
   }
   if (hosts > 1) return own(400, "more than one Host header");
-  const host = req.headers.host;
+  const host = req.headers.host ?? (req.httpVersionMajor === 2 ? req.headers[":authority"] as string | undefined : undefined);
   if (host === undefined) {
     if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) return own(400, "HTTP/1.1 requests need a Host header");
   } else if (!validHost(host)) return own(400, "the Host header is not a valid host[:port]");
@@ -252,12 +396,11 @@ function plain(status: number, text: string, body: string, extra: string[] = [])
 
 class NodeIncoming implements Incoming {
   readonly method: string;
-  readonly scheme = "http" as const;
   private abort: AbortController | null = null;
   private gone = false;
   private _body: ReadableStream<Uint8Array> | null | undefined;
 
-  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number) {
+  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https") {
     this.method = req.method ?? "GET";
   }
 
@@ -266,13 +409,22 @@ class NodeIncoming implements Incoming {
   }
 
   header(name: string): string | null {
-    const v = this.req.headers[name];
+    let v = this.req.headers[name];
+    // HTTP/2 carries the host in :authority (a Host header, if sent, wins).
+    if (v === undefined && name === "host" && this.req.httpVersionMajor === 2) v = this.req.headers[":authority"];
     if (v === undefined) return null;
     return Array.isArray(v) ? v.join(", ") : v;
   }
 
   forEachHeader(fn: (name: string, value: string) => void): void {
     const raw = this.req.rawHeaders;
+    if (this.req.httpVersionMajor === 2) {
+      // No pseudo-headers upstream: :authority becomes Host (unless there is one).
+      const authority = this.req.headers[":authority"];
+      if (this.req.headers.host === undefined && typeof authority === "string") fn("host", authority);
+      for (let i = 0; i < raw.length; i += 2) if (raw[i][0] !== ":") fn(raw[i].toLowerCase(), raw[i + 1]);
+      return;
+    }
     for (let i = 0; i < raw.length; i += 2) fn(raw[i].toLowerCase(), raw[i + 1]);
   }
 
@@ -388,6 +540,8 @@ function bodyStream(req: http.IncomingMessage, timeoutMs: number): ReadableStrea
   }, { highWaterMark: 1 });
 }
 
+const H2_FORBIDDEN = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
+
 /** Writes a reply; `close` ends the connection after it (a request refused before its body was read). */
 function writeReply(res: http.ServerResponse, reply: Reply, close: boolean): void {
   if (res.destroyed) {
@@ -396,11 +550,14 @@ function writeReply(res: http.ServerResponse, reply: Reply, close: boolean): voi
     return;
   }
   const flat: string[] = [];
+  const h2 = res.req?.httpVersionMajor === 2;
   for (const [name, value] of reply.headers) {
     if (name === "date") res.sendDate = false;
+    // HTTP/2 forbids connection-specific headers (RFC 9113 8.2.2).
+    if (h2 && H2_FORBIDDEN.has(name)) continue;
     flat.push(name, value);
   }
-  if (close) res.shouldKeepAlive = false;
+  if (close && !h2) res.shouldKeepAlive = false;
   res.writeHead(reply.status, flat);
   const body = reply.body;
   if (!(body instanceof ReadableStream)) {

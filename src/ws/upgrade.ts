@@ -193,7 +193,7 @@ function basePath(u: Upstream): string {
 function handshakeHeaders(req: http.IncomingMessage): string {
   const raw = req.rawHeaders;
   const inc = {
-    scheme: "http",
+    scheme: (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http",
     clientIP: req.socket.remoteAddress ?? "",
     header(name: string) {
       const v = req.headers[name];
