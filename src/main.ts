@@ -95,6 +95,7 @@ export async function main(rt: Runtime): Promise<void> {
         tls,
         limits: limitsOf(h.control.effective.config),
         rearmAccept: rt.acceptStallsOnEmfile,
+        wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
       }));
   const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);

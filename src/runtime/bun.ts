@@ -7,6 +7,7 @@ type BunServer = ReturnType<typeof Bun.serve>;
 
 export const bunRuntime: Runtime = {
   name: "bun",
+  wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
   get version() {
     return Bun.version;

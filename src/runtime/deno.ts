@@ -35,6 +35,7 @@ function quietLegacyAbortWarning(): void {
 
 export const denoRuntime: Runtime = {
   name: "deno",
+  wholeBodyMax: 16 * 1024,
   acceptStallsOnEmfile: true,
   get version() {
     return Deno.version.deno;
