@@ -41,9 +41,7 @@ export class Upstream {
   private retired = false;
 
   constructor(readonly url: string, private env: UpstreamEnv) {
-    const u = new URL(url);
-    this.hostname = u.hostname.replace(/^\[|\]$/g, "");
-    this.port = Number(u.port) || (u.protocol === "https:" ? 443 : 80);
+    ({ hostname: this.hostname, port: this.port } = hostPort(new URL(url)));
   }
 
   /** Makes sure a probe is running or scheduled while the upstream is not ready. */
@@ -116,6 +114,11 @@ export class Upstream {
   }
 }
 
+/** The host to connect to (no IPv6 brackets) and the port, defaulted by scheme. */
+function hostPort(u: URL): { hostname: string; port: number } {
+  return { hostname: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port) || (u.protocol === "https:" ? 443 : 80) };
+}
+
 /** Why an attempt was aborted by a drain (see Upstream.cut). */
 export const CUT = "cut by a drain";
 
@@ -126,8 +129,8 @@ export const CUT = "cut by a drain";
 export async function probeOnce(runtime: Runtime, url: string, healthPath: string | null, timeout: number): Promise<string | null> {
   try {
     if (!healthPath) {
-      const u = new URL(url);
-      await runtime.tcpConnect(u.hostname.replace(/^\[|\]$/g, ""), Number(u.port) || (u.protocol === "https:" ? 443 : 80), timeout);
+      const { hostname, port } = hostPort(new URL(url));
+      await runtime.tcpConnect(hostname, port, timeout);
       return null;
     }
     const abort = new AbortController();
