@@ -255,14 +255,26 @@ export const echoHandler: UpstreamHandler = (req, res, body) => {
   res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodyLength: body.length }));
 };
 
-/** A loopback port that nothing listens on (free now; may be taken later by a test). */
+/**
+ * A loopback port that nothing listens on (free now; may be taken later by a
+ * test). Chosen below the kernel's ephemeral range (32768+ on Linux), where
+ * port 0 listeners and outgoing connections take theirs, so a busy machine's
+ * own traffic cannot grab it between this check and its use.
+ */
 export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  for (let i = 0; i < 50; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const s = net.createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      s.once("error", () => resolve(false));
+      s.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (ok) {
+      await new Promise<void>((r) => s.close(() => r()));
+      return port;
+    }
+  }
+  throw new Error("no free loopback port found in 20000-31999");
 }
 
 // ---------------------------------------------------------------- raw client
