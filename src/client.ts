@@ -36,7 +36,8 @@ export const CLIENT_HELP = `Command-line client (talks to a running holdup's adm
   holdup pause [APP]         hold new requests (every app without APP)
   holdup resume [APP]        release what is held; also ends a stop
   holdup stop [APP] [--message TEXT]   answer 503 with TEXT until resume
-  holdup status [APP] [--watch]        mode, held requests, upstreams (--watch: every second)
+  holdup status [APP] [--watch]        mode, held requests, upstreams (--watch: follow
+                                       events and changes as they happen)
   holdup reload [FILE]       re-read holdup's config file, or apply FILE's JSON over the config
   holdup restart [APP]       start a new instance of the app holdup runs, then switch to it
 Client options:
@@ -118,15 +119,12 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
         return 0;
       }
       case "status": {
-        for (;;) {
-          const r = await call("GET", `/status${q}`);
-          if (o.json) printJSON(say, r);
-          else if (r.status !== 200) return fail(err, "status failed", r);
-          else say(formatStatus(r.body as Status));
-          if (r.status !== 200) return 1;
-          if (!o.watch) return 0;
-          await new Promise((res) => setTimeout(res, 1000));
-        }
+        const r = await call("GET", `/status${q}`);
+        if (o.json) printJSON(say, r);
+        else if (r.status !== 200) return fail(err, "status failed", r);
+        else say(formatStatus(r.body as Status, app));
+        if (r.status !== 200) return 1;
+        return o.watch ? await watch(admin, token, app, !!o.json, say, err) : 0;
       }
       case "reload": {
         let body: unknown;
@@ -225,9 +223,61 @@ interface Status {
   apps?: Array<{ name: string; mode: string; held: number; deploying: { phase: string; upstreams: string[]; lastError: string | null } | null; upstreams: Status["upstreams"] }>;
 }
 
-function formatStatus(s: Status): string {
+/**
+ * `holdup status --watch`: follows GET /events (the dashboard's stream) and
+ * prints each event as it happens, and the status whenever it changes.
+ * Reconnects when holdup restarts; ends on Ctrl-C.
+ */
+async function watch(base: string, token: string | undefined, app: string | undefined, json: boolean, say: (t: string) => void, err: (t: string) => void): Promise<number> {
+  let last = "";
+  let gone = false;
+  for (;;) {
+    try {
+      const res = await fetch(`${base}/events`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+      if (res.status !== 200 || !res.body) {
+        err(`holdup status --watch: the event stream answered ${res.status}`);
+        return 1;
+      }
+      if (gone) say("reconnected");
+      gone = false;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (!event || !data) continue;
+          const d = JSON.parse(data);
+          if (json) {
+            say(JSON.stringify({ event, data: d }));
+            continue;
+          }
+          if (event === "log") {
+            const f = Object.entries(d.fields ?? {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+            say(`${String(d.time).slice(11, 19)} ${d.msg}${f ? ` (${f})` : ""}`);
+            continue;
+          }
+          const text = formatStatus((event === "hello" ? d.status : d) as Status, app);
+          if (text !== last) say(text);
+          last = text;
+        }
+      }
+    } catch { /* not reachable: wait and try again */ }
+    if (!gone) say("holdup went away; reconnecting…");
+    gone = true;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function formatStatus(s: Status, only?: string): string {
   const lines = [`config version ${s.configVersion}; ${s.held} request(s) held`];
-  for (const a of s.apps ?? []) {
+  for (const a of (s.apps ?? []).filter((x) => !only || x.name === only)) {
     lines.push(`${a.name}: ${a.mode}, ${a.held} held${a.deploying ? `, deploying (${a.deploying.phase})` : ""}`);
     for (const u of a.upstreams) {
       lines.push(`  ${u.url}  ${u.status === "up" ? "ready" : u.status}${u.inFlight ? `, ${u.inFlight} in flight` : ""}${u.lastError && u.status !== "up" ? ` (${u.lastError})` : ""}`);

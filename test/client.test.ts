@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, run, runtimeCommand, startProxy, startUpstream } from "./helpers.ts";
+import { spawn } from "node:child_process";
+import { freePort, ROOT, run, runtimeCommand, startProxy, startUpstream, until } from "./helpers.ts";
 
 const holdup = (args: string[], env: Record<string, string> = {}) => run(...runtimeCommand("src/proxy.ts", args), { env, timeoutMs: 30_000 });
 
@@ -90,5 +91,23 @@ test("holdup restart starts a new instance of the app holdup runs, and says whic
     assert.equal((await fetch(proxy.url + "/")).status, 200);
   } finally {
     await proxy.stop();
+  }
+});
+
+test("holdup status --watch prints events and changes as they happen, from the dashboard's stream", async () => {
+  const up = await startUpstream((_q, res) => res.end("ok"));
+  const proxy = await startProxy(["-u", up.url]);
+  const [cmd, args] = runtimeCommand("src/proxy.ts", ["status", "--watch", "--admin", `127.0.0.1:${proxy.adminPort}`]);
+  const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d) => out += d);
+  try {
+    await until("the first status", () => /default: running, 0 held/.test(out));
+    assert.equal((await proxy.admin("POST", "/pause")).status, 200);
+    await until("the pause event and the new mode", () => /paused: new requests are held/.test(out) && /default: paused/.test(out));
+  } finally {
+    child.kill("SIGKILL");
+    await proxy.stop();
+    await up.close();
   }
 });
