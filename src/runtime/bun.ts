@@ -3,6 +3,49 @@
 import type { Runtime, UpstreamInit } from "./types.ts";
 
 const noop = () => {};
+
+/**
+ * At most `limit` upstream fetches waiting for their response head at once;
+ * a slot frees when the head arrives, so a long streamed body holds none.
+ * Bun's fetch() pools 64 upstream connections per process (a compile-time
+ * constant): past 64 in flight it opens and closes extra connections,
+ * leaving thousands in TIME_WAIT. Measured (wrk -c256, 6 B, nginx origin):
+ * a bare passthrough went from 8.4k to 16.0k req/s with such a cap, holdup
+ * from 7.7k to 11.7k. A request that gives up while queued leaves the queue.
+ */
+class FetchGate {
+  private active = 0;
+  private queue: Array<{ go: () => void }> = [];
+
+  constructor(private limit: number) {}
+
+  async run<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) {
+      await new Promise<void>((resolve, reject) => {
+        const entry = {
+          go: () => {
+            signal.removeEventListener("abort", leave);
+            resolve();
+          },
+        };
+        const leave = () => {
+          this.queue = this.queue.filter((e) => e !== entry);
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", leave, { once: true });
+        this.queue.push(entry);
+      });
+    } else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next.go(); // the slot passes straight on
+      else this.active--;
+    }
+  }
+}
+const inFlight = new FetchGate(64);
 type BunServer = ReturnType<typeof Bun.serve>;
 
 export const bunRuntime: Runtime = {
@@ -31,7 +74,7 @@ export const bunRuntime: Runtime = {
     process.on(signal, fn);
   },
   fetchUpstream(url, init: UpstreamInit) {
-    return fetch(url, {
+    return inFlight.run(init.signal, () => fetch(url, {
       method: init.method,
       headers: init.headers,
       body: init.body,
@@ -42,7 +85,7 @@ export const bunRuntime: Runtime = {
       keepalive: !init.fresh,
       // @ts-ignore: duplex is needed for stream bodies
       duplex: "half",
-    });
+    }));
   },
   decodedBody: () => false,
   tcpConnect(hostname, port, timeoutMs) {
