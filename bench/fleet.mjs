@@ -8,19 +8,12 @@
 //         on the instance that got it and on the other two.
 // resume: the same with the three paused (the upstream up), then POST /resume to the first.
 import http from "node:http";
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { BIN, REPO_DIR, BENCH_DIR, freePort, waitPort, spawnGroup, installCleanup, percentile, log, table } from "./lib/util.mjs";
+import { BIN, REPO_DIR, BENCH_DIR, freePort, waitPort, spawnGroup, installCleanup, ensureFdLimit, percentile, log, table } from "./lib/util.mjs";
 
 const { values: o } = parseArgs({ options: { n: { type: "string" }, runs: { type: "string" } } });
 const N = Number(o.n ?? 1000), RUNS = Number(o.runs ?? 3);
-if (!process.env.HOLDUP_BENCH_REEXEC) {
-  const soft = Number(readFileSync("/proc/self/limits", "utf8").match(/Max open files\s+(\S+)/)?.[1]) || Infinity;
-  if (soft < N + 1024) {
-    const r = (await import("node:child_process")).spawnSync("bash", ["-c", `ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`, "bash", process.execPath, ...process.argv.slice(1)], { stdio: "inherit", env: { ...process.env, HOLDUP_BENCH_REEXEC: "1" } });
-    process.exit(r.status ?? 1);
-  }
-}
+ensureFdLimit(N + 1024);
 installCleanup();
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 

@@ -17,9 +17,8 @@
 // Writes bench/RESULTS.md (and bench/results.svg for steady).
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
-import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { log, installCleanup, ensureTools, killAllSync } from "./lib/util.mjs";
+import { log, installCleanup, ensureTools, killAllSync, ensureFdLimit } from "./lib/util.mjs";
 
 const { values: o, positionals } = parseArgs({
   allowPositionals: true,
@@ -41,17 +40,7 @@ const list = (s) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : und
 
 // The hold benchmark keeps N client sockets open in this process: make sure the fd
 // limit allows it, re-executing under a raised `ulimit -n` when the hard limit permits.
-if (mode !== "steady" && !process.env.HOLDUP_BENCH_REEXEC) {
-  const maxN = Math.max(...(list(o.n) ?? ["10000"]).map(Number));
-  const soft = Number(readFileSync("/proc/self/limits", "utf8").match(/Max open files\s+(\S+)/)?.[1]) || Infinity;
-  if (soft < maxN + 1024) {
-    log(`open files limit ${soft} < ${maxN + 1024}: re-running under a raised ulimit -n`);
-    const r = spawnSync("bash", ["-c", `ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`, "bash", process.execPath, ...process.argv.slice(1)], {
-      stdio: "inherit", env: { ...process.env, HOLDUP_BENCH_REEXEC: "1" },
-    });
-    process.exit(r.status ?? 1);
-  }
-}
+if (mode !== "steady") ensureFdLimit(Math.max(...(list(o.n) ?? ["10000"]).map(Number)) + 1024);
 
 installCleanup();
 const { runSteady, steadyTables, ratioTable } = await import("./lib/steady.mjs");

@@ -19,7 +19,6 @@
 // Writes bench/WS-RESULTS.md and prints the same markdown.
 import { parseArgs } from "node:util";
 import { readFileSync, writeFileSync } from "node:fs";
-import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -278,16 +277,8 @@ WebSocket, so ${idleWanted.toLocaleString("en-US")} cannot be held by any proxy 
 
   // This process holds up to `idleN` client sockets: re-exec under a raised ulimit -n when needed.
   const need = (parts.includes("idle") ? idleN : 0) + (parts.includes("reconnect") ? clientsN * 2 : 0) + 1024;
-  const soft = Number(readFileSync("/proc/self/limits", "utf8").match(/Max open files\s+(\S+)/)?.[1]) || Infinity;
-  if (soft < need && !process.env.HOLDUP_BENCH_REEXEC) {
-    process.stderr.write(`[bench] open files limit ${soft} < ${need}: re-running under a raised ulimit -n\n`);
-    const r = spawnSync("bash", ["-c", `ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`, "bash", process.execPath, ...process.argv.slice(1)], {
-      stdio: "inherit", env: { ...process.env, HOLDUP_BENCH_REEXEC: "1" },
-    });
-    process.exit(r.status ?? 1);
-  }
-
   const U = await import("./lib/util.mjs");
+  U.ensureFdLimit(need);
   const S = await import("./lib/servers.mjs");
   const { log, sleep, freePort, waitPort, spawnGroup, treeRssKB, percentile, median, table, fmtInt, fmtMs, fmtMB, installCleanup, ensureTools, killAllSync, httpRequest, machineInfo, toolVersions, BENCH_DIR } = U;
   installCleanup();

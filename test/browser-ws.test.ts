@@ -14,9 +14,8 @@ import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import net from "node:net";
 import process from "node:process";
-import { freePort, startProxy, until } from "./helpers.ts";
+import { canConnect, freePort, startProxy, until } from "./helpers.ts";
 
 interface Browser {
   child: ChildProcess;
@@ -98,18 +97,6 @@ class CDP {
   }
 }
 
-async function canConnect(port: number): Promise<boolean> {
-  const s = net.connect(port, "127.0.0.1");
-  s.on("error", () => {});
-  try {
-    await once(s, "connect");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    s.destroy();
-  }
-}
 
 test("Chromium: a page's WebSocket to a down upstream is held, opens once the upstream starts, and echoes", async () => {
   const upPort = await freePort();

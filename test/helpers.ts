@@ -187,8 +187,10 @@ export async function startProxy(args: string[], opts: {
   return p;
 }
 
-async function canConnect(port: number): Promise<boolean> {
+/** True when something accepts TCP connections on the loopback port. */
+export async function canConnect(port: number): Promise<boolean> {
   const s = net.connect(port, "127.0.0.1");
+  s.on("error", () => {});
   try {
     await once(s, "connect");
     return true;

@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import net from "node:net";
 import { Buffer } from "node:buffer";
-import { freePort, type Proxy, ROOT, run, startProxy, until } from "./helpers.ts";
+import { canConnect, freePort, type Proxy, ROOT, run, startProxy, until } from "./helpers.ts";
 
 // ---------------------------------------------------------------- upstream servers
 
@@ -23,18 +23,6 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function canConnect(port: number): Promise<boolean> {
-  const s = net.connect(port, "127.0.0.1");
-  s.on("error", () => {});
-  try {
-    await once(s, "connect");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    s.destroy();
-  }
-}
 
 function server(child: ChildProcess, port: number): Server {
   child.stdout?.resume();

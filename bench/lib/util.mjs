@@ -16,6 +16,22 @@ export const BIN = {
 };
 
 export const log = (...a) => process.stderr.write(`[bench] ${a.join(" ")}\n`);
+/**
+ * Makes sure this process may open `need` files: when the soft limit is lower,
+ * re-runs this same script under a raised `ulimit -n` (up to the hard limit)
+ * and exits with its status. Returns when no re-run was needed.
+ */
+export function ensureFdLimit(need) {
+  if (process.env.HOLDUP_BENCH_REEXEC) return;
+  const soft = Number(readFileSync("/proc/self/limits", "utf8").match(/Max open files\s+(\S+)/)?.[1]) || Infinity;
+  if (soft >= need) return;
+  log(`open files limit ${soft} < ${need}: re-running under a raised ulimit -n`);
+  const r = spawnSync("bash", ["-c", `ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`, "bash", process.execPath, ...process.argv.slice(1)], {
+    stdio: "inherit", env: { ...process.env, HOLDUP_BENCH_REEXEC: "1" },
+  });
+  process.exit(r.status ?? 1);
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const now = () => performance.timeOrigin + performance.now(); // wall clock, sub-ms
 
