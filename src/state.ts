@@ -13,11 +13,17 @@ import type { Config } from "./config/schema.ts";
 import type { Source } from "./config/layers.ts";
 import { Upstream, type UpstreamEnv } from "./upstream.ts";
 import { Deadlines } from "./forward/deadlines.ts";
+import { Gate } from "./gate.ts";
 import { WsRegistry } from "./ws/registry.ts";
 
 export type Mode = "running" | "paused" | "stopped";
 
-/** Released held requests in flight at once (see ReleaseGate). */
+/**
+ * Released held requests in flight at once: 10,000 requests released together
+ * go out in waves instead of opening 10,000 connections at the same moment
+ * (measured: Deno's RSS went from ~360 MB to ~850 MB in such a burst).
+ * Requests that were never held do not pass this gate.
+ */
 export const RELEASE_CONCURRENCY = 256;
 
 export interface Snapshot {
@@ -74,32 +80,6 @@ export class Waiters {
   }
 }
 
-/**
- * Caps how many released requests are in flight to upstreams at once, so that
- * 10,000 requests released together go out in waves instead of opening 10,000
- * connections at the same moment (measured: Deno's RSS went from ~360 MB to
- * ~850 MB in such a burst). Requests that were never held do not pass here.
- */
-export class ReleaseGate {
-  private queue: Array<() => void> = [];
-  private active = 0;
-
-  constructor(readonly limit: number) {}
-
-  acquire(): Promise<void> | null {
-    if (this.active < this.limit) {
-      this.active++;
-      return null;
-    }
-    return new Promise((resolve) => this.queue.push(resolve));
-  }
-
-  release(): void {
-    const next = this.queue.shift();
-    if (next) next(); // the slot passes straight to the next in line
-    else this.active--;
-  }
-}
 
 /** A config and where its values came from (an Effective has both). */
 export interface ConfigWithSources {
@@ -114,7 +94,7 @@ export interface StateEvents {
 export class State {
   current: Snapshot;
   readonly waiters = new Waiters();
-  readonly releaseGate = new ReleaseGate(RELEASE_CONCURRENCY);
+  readonly releaseGate = new Gate(RELEASE_CONCURRENCY);
   /** Requests held right now (waiting, not yet sent upstream). */
   held = 0;
   /** Buffered body bytes of the requests held right now (bounded by maxHeldBodyBytes). */

@@ -1,6 +1,7 @@
 /// <reference types="npm:bun-types" />
 /** The Bun adapter: the only file that touches the `Bun` global. */
 import type { Runtime, UpstreamInit } from "./types.ts";
+import { Gate } from "../gate.ts";
 
 const noop = () => {};
 
@@ -13,39 +14,18 @@ const noop = () => {};
  * a bare passthrough went from 8.4k to 16.0k req/s with such a cap, holdup
  * from 7.7k to 11.7k. A request that gives up while queued leaves the queue.
  */
-class FetchGate {
-  private active = 0;
-  private queue: Array<{ go: () => void }> = [];
+const inFlight = new Gate(64);
 
-  constructor(private limit: number) {}
-
-  async run<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) {
-      await new Promise<void>((resolve, reject) => {
-        const entry = {
-          go: () => {
-            signal.removeEventListener("abort", leave);
-            resolve();
-          },
-        };
-        const leave = () => {
-          this.queue = this.queue.filter((e) => e !== entry);
-          reject(signal.reason);
-        };
-        signal.addEventListener("abort", leave, { once: true });
-        this.queue.push(entry);
-      });
-    } else this.active++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.queue.shift();
-      if (next) next.go(); // the slot passes straight on
-      else this.active--;
-    }
+/** Runs `fn` holding one of the gate's slots; the slot frees when its promise settles (the response head). */
+async function gated<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  await inFlight.acquire(signal);
+  try {
+    return await fn();
+  } finally {
+    inFlight.release();
   }
 }
-const inFlight = new FetchGate(64);
+
 type BunServer = ReturnType<typeof Bun.serve>;
 
 export const bunRuntime: Runtime = {
@@ -74,7 +54,7 @@ export const bunRuntime: Runtime = {
     process.on(signal, fn);
   },
   fetchUpstream(url, init: UpstreamInit) {
-    return inFlight.run(init.signal, () => fetch(url, {
+    return gated(init.signal, () => fetch(url, {
       method: init.method,
       headers: init.headers,
       body: init.body,
