@@ -91,7 +91,7 @@ test("POST /reload moves held requests to the new upstream at once, not at the n
   }
 });
 
-test("SIGHUP re-reads the config file and moves held requests to the new upstream", { skip: process.platform === "win32" }, async () => {
+test("SIGHUP re-reads the config file and moves held requests to the new upstream", async () => {
   const dir = await mkdtemp(join(tmpdir(), "holdup-"));
   const file = join(dir, "holdup.json");
   const dead = await freePort();

@@ -277,8 +277,10 @@ test("SIGKILL to holdup: the app is gone within a second or two", async () => {
   console.log(`app gone ${Math.round(performance.now() - t0)} ms after holdup's SIGKILL`);
 });
 
-test("Deno without --allow-run: a one-line message naming the flag", { skip: RUNTIME !== "deno" }, async () => {
-  const r = await run(process.execPath, [
+// Runs on both runtimes: from Bun it starts the Deno that scripts/test.mjs uses (the npm package).
+test("Deno without --allow-run: a one-line message naming the flag", async () => {
+  const deno = RUNTIME === "deno" ? process.execPath : "node_modules/.bin/deno";
+  const r = await run(deno, [
     "run", "--allow-net", "--allow-read", "--allow-env", "src/proxy.ts", "--listen", "127.0.0.1:0", "--admin", "off", "--", "true",
   ]);
   assert.equal(r.code, 1);

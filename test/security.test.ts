@@ -409,16 +409,50 @@ test("a 502 tells the client what happened without the upstream's address or the
   }
 });
 
-test("pipelined requests are each answered, in order", async () => {
-  const up = await startUpstream((req, res) => res.end(`answer ${req.url}`));
+test("pipelined requests are each answered, in order, and reach the upstream one after another", async () => {
+  // /1 is answered slowly: a proxy that forwards the pipeline all at once lets /2 overtake it.
+  const order: string[] = [];
+  const up = await startUpstream((req, res) => {
+    order.push(`start ${req.url}`);
+    setTimeout(() => {
+      order.push(`end ${req.url}`);
+      res.end(`answer ${req.url}`);
+    }, req.url === "/1" ? 300 : 0);
+  });
   const proxy = await startProxy(["-u", up.url]);
   try {
     const { sock, state } = await rawConn(proxy.port);
-    sock.write("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    const post = (path: string, last = false) =>
+      `POST ${path} HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n${last ? "Connection: close\r\n" : ""}\r\nok`;
+    sock.write(post("/1") + post("/2") + post("/3", true));
     await until("the connection closed after the third answer", () => state.closed, 5000);
     const answers = [...state.data.matchAll(/answer (\/\d)/g)].map((m) => m[1]);
     assert.deepEqual(answers, ["/1", "/2", "/3"]);
-    assert.deepEqual(up.received.map((r) => r.url), ["/1", "/2", "/3"]);
+    assert.deepEqual(order, ["start /1", "end /1", "start /2", "end /2", "start /3", "end /3"]);
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("a client that leaves mid-pipeline: the requests still waiting in its pipeline never reach the upstream", async () => {
+  const order: string[] = [];
+  const up = await startUpstream((req, res) => {
+    order.push(`start ${req.url}`);
+    setTimeout(() => {
+      order.push(`end ${req.url}`);
+      res.end(`answer ${req.url}`);
+    }, req.url === "/1" ? 300 : 0);
+  });
+  const proxy = await startProxy(["-u", up.url]);
+  try {
+    const { sock } = await rawConn(proxy.port);
+    sock.write("POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nokPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok");
+    await until("the upstream got /1", () => order.length > 0, 5000);
+    sock.destroy();
+    await until("the upstream finished /1", () => order.includes("end /1"), 5000);
+    assert.equal((await (await fetch(proxy.url + "/3")).text()), "answer /3");
+    assert.deepEqual(order, ["start /1", "end /1", "start /3", "end /3"]);
   } finally {
     await proxy.stop();
     await up.close();

@@ -100,7 +100,14 @@ export interface Listener {
 
 const BUSY = Symbol("holdup.busy");
 const IDLE = Symbol("holdup.idle");
-type TrackedSocket = Socket & { [BUSY]?: number; [IDLE]?: ReturnType<typeof setTimeout> | null };
+/**
+ * Requests pipelined on one HTTP/1.1 connection wait here for the one before
+ * them to be answered: node:http emits them all at once, and forwarding them
+ * together could reorder two POSTs upstream (RFC 9112 9.3.2 allows parallel
+ * work only for safe methods). nginx also works through a pipeline in order.
+ */
+const QUEUE = Symbol("holdup.pipeline");
+type TrackedSocket = Socket & { [BUSY]?: number; [IDLE]?: ReturnType<typeof setTimeout> | null; [QUEUE]?: (() => void)[] };
 const noop = () => {};
 
 /** File descriptors kept back for upstream connections, the listener itself and files. */
@@ -283,25 +290,36 @@ export function listen(o: ListenOptions): Promise<Listener> {
         incoming.clientGone();
       });
     }
+    let started = false;
     res.on("close", () => {
       requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
       if (h2 ? aborted : !res.writableFinished) incoming.clientGone();
       if (h2) return;
+      const queue = socket[QUEUE];
+      if (queue?.length) {
+        if (!started) queue.splice(queue.indexOf(start), 1);
+        else if (!socket.destroyed) queue.shift()!();
+      }
       if (closing && !socket[BUSY]) socket.destroy();
       else if (ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, limits.keepAliveTimeout);
     });
     if (closing && !h2) res.shouldKeepAlive = false;
-    if (bad) return void writeReply(res, bad, !h2);
-    let reply;
-    try {
-      reply = o.handler(incoming);
-    } catch (e) {
-      return void writeReply(res, internalError(o, e), false);
-    }
-    if (reply instanceof Promise) {
-      reply.then((r) => writeReply(res, r, false), (e) => writeReply(res, internalError(o, e), false));
-    } else writeReply(res, reply, false);
+    const start = () => {
+      started = true;
+      if (bad) return void writeReply(res, bad, !h2);
+      let reply;
+      try {
+        reply = o.handler(incoming);
+      } catch (e) {
+        return void writeReply(res, internalError(o, e), false);
+      }
+      if (reply instanceof Promise) {
+        reply.then((r) => writeReply(res, r, false), (e) => writeReply(res, internalError(o, e), false));
+      } else writeReply(res, reply, false);
+    };
+    if (!h2 && socket[BUSY]! > 1) (socket[QUEUE] ??= []).push(start);
+    else start();
   });
 
   return new Promise((resolve, reject) => {
