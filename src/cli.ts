@@ -32,6 +32,7 @@ const OPTIONS = {
   admin: { type: "string" },
   "admin-host": { type: "string", multiple: true },
   state: { type: "string" },
+  workers: { type: "string", short: "w" },
   "admin-token": { type: "string" },
   log: { type: "string" },
   "idle-stop": { type: "string" },
@@ -61,6 +62,7 @@ const FLAG_FOR: Record<string, string> = {
   "admin.listen": "--admin",
   "admin.hosts": "--admin-host",
   state: "--state",
+  workers: "--workers",
   "admin.token": "--admin-token",
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
@@ -100,6 +102,7 @@ export function parseCli(argv: string[]): Cli {
   if (values["keep-alive-timeout"] !== undefined) raw.keepAliveTimeout = values["keep-alive-timeout"];
   if (values["max-connections"] !== undefined) raw.maxConnections = values["max-connections"];
   if (values.state !== undefined) raw.state = values.state;
+  if (values.workers !== undefined) raw.workers = values.workers;
   if (values.admin !== undefined || values["admin-token"] !== undefined || values["admin-host"] !== undefined) {
     raw.admin = {};
     if (values.admin !== undefined) raw.admin.listen = values.admin;
@@ -182,7 +185,14 @@ Fleet (several holdups acting as one):
       --state URL            [state] redis://host:6379 (also rediss://, :password@, /db):
                              pause, resume, stop, reload bodies and deploys reach every
                              holdup sharing it, and one's ready upstream releases all
-                             (default $HOLDUP_STATE; none: state is local)
+                             (default $HOLDUP_STATE; none: state is local). kv / kv:PATH
+                             (Deno KV) is for the edge entry only (deno serve --parallel)
+  -w, --workers N            [workers] N serving processes on the --listen port, kept in step
+                             through --state, or without it through this (parent) process;
+                             the parent restarts a worker that dies, passes SIGHUP to all,
+                             and worker 0 serves the admin API; pause, resume, stop, reload
+                             bodies and deploys sent to it reach every worker (default 1;
+                             on Deno add --allow-run)
 
 HTTPS (config key tls: {cert, key, redirectHttp}; per app apps[].tls: {cert, key},
 chosen by the name the client asks for, SNI). Certificate files are read again on

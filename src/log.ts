@@ -25,6 +25,8 @@ export class Logger {
   private scheduled = false;
   /** Sees every event (not the access log): the dashboard keeps the last ones. */
   onEvent: ((level: string, msg: string, fields: Record<string, unknown>) => void) | null = null;
+  /** With --workers: which worker wrote the line (`"worker": 1` in JSON, `[w1]` in text). */
+  worker: number | null = null;
 
   /**
    * @param format the access-log format; events use it too, except with "off",
@@ -47,6 +49,7 @@ export class Logger {
       this.push(JSON.stringify({
         time: new Date().toISOString(),
         level: "info",
+        ...(this.worker !== null ? { worker: this.worker } : {}),
         msg: "request",
         method: e.method,
         path: e.path,
@@ -61,7 +64,7 @@ export class Logger {
       const held = e.heldMs >= 1 ? ` held=${round(e.heldMs)}ms` : "";
       const why = e.reason ? ` (${e.reason})` : "";
       this.push(
-        `${time()} ${e.method} ${e.path} ${e.status} ${e.bytes ?? "-"}B ${round(e.durationMs)}ms${held}` +
+        `${time()}${this.worker !== null ? ` [w${this.worker}]` : ""} ${e.method} ${e.path} ${e.status} ${e.bytes ?? "-"}B ${round(e.durationMs)}ms${held}` +
           ` → ${e.upstream ?? "holdup"}${why}`,
       );
     }
@@ -99,12 +102,13 @@ export class Logger {
   private event(level: string, msg: string, fields: Record<string, unknown>): void {
     this.onEvent?.(level, msg, fields);
     if (this.eventFormat === "json") {
-      this.push(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
+      const w = this.worker !== null ? { worker: this.worker } : {};
+      this.push(JSON.stringify({ time: new Date().toISOString(), level, ...w, msg, ...fields }));
     } else {
       const extra = Object.entries(fields)
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
         .join(" ");
-      this.push(`${time()} ${level === "info" ? "" : `${level.toUpperCase()} `}${msg}${extra ? ` ${extra}` : ""}`);
+      this.push(`${time()}${this.worker !== null ? ` [w${this.worker}]` : ""} ${level === "info" ? "" : `${level.toUpperCase()} `}${msg}${extra ? ` ${extra}` : ""}`);
     }
   }
 

@@ -10,7 +10,10 @@ import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
 import { isClientCommand, runClient } from "./client.ts";
+import process from "node:process";
 import { Fleet } from "./fleet/shared.ts";
+import { Logger } from "./log.ts";
+import { askParentToReload, followParent, READY, runParent, workerRole } from "./fleet/workers.ts";
 import { type Listener, type ListenerLimits, listen, type ListenOptions } from "./serve/listener.ts";
 import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
@@ -35,6 +38,13 @@ export async function main(rt: Runtime): Promise<void> {
     if ("errors" in file) invalid(rt, file.errors);
     layers.push(file.layer);
   }
+  // A worker of --workers N: the parent's port (shared), admin on worker 0 only, the parent's channel.
+  const role = workerRole(rt);
+  if (role) {
+    const raw = { ...cli.flags?.raw, listen: role.listen, admin: { ...cli.flags?.raw.admin, listen: role.admin }, workers: 1 };
+    if (role.state) raw.state = role.state;
+    cli.flags = { source: "flag", label: "flags", raw };
+  }
   if (cli.flags) layers.push(cli.flags);
   const resolved = resolve(layers);
   if ("errors" in resolved) invalid(rt, resolved.errors);
@@ -52,11 +62,21 @@ export async function main(rt: Runtime): Promise<void> {
     startWarnings = loaded.warnings;
   }
 
+  if (config.state?.startsWith("kv")) {
+    fail(rt, 2, `holdup: state "${config.state}" (Deno KV) works in the edge entry only (deno serve --parallel src/edge.ts, or a Deno Deploy-style host): between separate processes Deno KV's watch never fires, so command-line holdups would not see each other's changes in time. For a fleet of command-line holdups, or --workers, use Redis: --state redis://host:6379`);
+  }
+  if (config.workers > 1) {
+    if (config.run) fail(rt, 2, "holdup: --workers cannot be combined with running the app (-- COMMAND, config run): each worker would start its own app; run one holdup per app, or proxy to an app you start yourself");
+    const log = new Logger(config.log, (t) => rt.writeStderr(t), rt.stderrIsTTY());
+    return await runParent({ rt, config, log, version: VERSION, configPath: cli.configPath, fail: (code, message) => fail(rt, code, message) });
+  }
+
   if (config.run) {
     const denied = rt.spawnDenied();
     if (denied) fail(rt, 1, `holdup: ${denied}`);
   }
 
+  if (role) followParent();
   const h = createHoldup({
     runtime: rt,
     effective,
@@ -67,6 +87,7 @@ export async function main(rt: Runtime): Promise<void> {
   // A fleet: read the shared state before serving (at most 3 s; without the engine, serve on local state).
   if (config.state) {
     const fleet = h.control.fleet = new Fleet(config.state, { control: h.control, apps: h.apps, log: h.log });
+    if (role) fleet.worker = { index: role.index, of: role.of, pid: process.pid, channel: role.state ? "parent" : "engine" };
     await fleet.ready(3000);
   }
 
@@ -97,6 +118,7 @@ export async function main(rt: Runtime): Promise<void> {
         rearmAccept: rt.acceptStallsOnEmfile,
         wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
+        reusePort: role !== null && what !== "admin API",
       }));
   const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
   const redirectServer = https && config.tls.redirectHttp
@@ -138,7 +160,18 @@ export async function main(rt: Runtime): Promise<void> {
     };
   };
 
-  h.log.info("holdup started", {
+  if (role) {
+    h.log.worker = role.index;
+    // POST /reload without a body re-reads the file here (worker 0): the parent has the others do it too.
+    const fromFile = h.control.reloadFromFile.bind(h.control);
+    h.control.reloadFromFile = async (trigger) => {
+      const r = await fromFile(trigger);
+      if (trigger !== "SIGHUP") askParentToReload(role);
+      return r;
+    };
+  }
+  h.log.info(role ? "holdup worker started" : "holdup started", {
+    ...(role ? { pid: process.pid, of: role.of } : {}),
     version: VERSION,
     runtime: `${rt.name} ${rt.version}`,
     listen: formatListen(proxyServer),
@@ -155,6 +188,7 @@ export async function main(rt: Runtime): Promise<void> {
   });
 
   for (const w of startWarnings) h.log.warn(`certificate: ${w}`);
+  if (role) rt.writeStdout(`${READY} ${JSON.stringify({ pid: process.pid })}\n`);
 
   rt.onSignal("SIGHUP", () => {
     if (!app) return void h.control.reloadFromFile("SIGHUP");

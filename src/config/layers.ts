@@ -64,6 +64,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       keepAliveTimeout: "75s",
       maxConnections: 10000,
       state: opts.state || null,
+      workers: 1,
       wsMaxBuffered: "16MiB",
       wsCloseSpread: "5s",
       drainTimeout: "30s",
@@ -216,6 +217,7 @@ export function toJSON(c: Config): Record<string, unknown> {
       ? { tls: { cert: c.tls.cert, key: c.tls.key, redirectHttp: c.tls.redirectHttp ? formatListen(c.tls.redirectHttp) : null } }
       : {}),
     log: c.log,
+    ...(c.workers > 1 ? { workers: c.workers } : {}),
     waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
     ...(c.run
       ? {

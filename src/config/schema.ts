@@ -74,8 +74,10 @@ export interface Config {
    * that answers every host.
    */
   apps: AppConfig[];
-  /** The shared state engine (redis://…), or null: state is local. */
+  /** The shared state engine (redis://…, or kv / kv:PATH at the edge), or null: state is local. */
   state: string | null;
+  /** Serving processes on the listen port (see fleet/workers.ts); 1: this process serves. */
+  workers: number;
   /** HTTPS on the proxy listener (see serve/tls.ts): the default certificate and the redirect listener. */
   tls: TlsConfig;
 }
@@ -202,10 +204,16 @@ export const partialSchema = z.strictObject({
         return { url: v };
       } catch { /* fall through */ }
     }
-    if (v === "kv" || v.startsWith("kv:")) return `"${t}": Deno KV is not supported yet; use redis://host:port`;
-    return `"${t}" is not a state engine URL; write redis://host:6379 (or rediss://, redis://:password@host:6379/0)`;
+    // Deno KV is for the edge entry (`deno serve --parallel`, Deno Deploy): there kv.watch reaches every
+    // isolate. Between separate processes watch never fires, so the command-line proxy refuses it (main.ts).
+    if (v === "kv" || (v.startsWith("kv:") && v.length > 3)) return { url: v };
+    return `"${t}" is not a state engine URL; write redis://host:6379 (or rediss://, redis://:password@host:6379/0), or kv / kv:PATH for Deno KV at the edge`;
   }), z.transform((s) => s.url)))),
   listen: z.optional(listen),
+  workers: z.optional(parsed((t) => {
+    const n = /^\d+$/.test(t.trim()) ? Number(t) : NaN;
+    return n >= 1 && n <= 64 ? n : `"${t}" is not a number of workers from 1 to 64`;
+  }, true)),
   upstreams: z.optional(
     z.array(upstream).check(z.minLength(1, "needs at least one upstream")),
   ),
@@ -340,7 +348,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
   "wsMaxBuffered", "wsCloseSpread", "tls", "cert", "key", "redirectHttp",
 ];
 

@@ -39,6 +39,8 @@ export class Fleet {
   private firstSync: Promise<void>;
   private markFirst!: () => void;
   private fromPeer = false;
+  /** With --workers: which worker this is, and whether the channel is the parent's or the engine. */
+  worker: { index: number; of: number; pid: number; channel: "parent" | "engine" } | null = null;
 
   constructor(
     readonly url: string,
@@ -114,7 +116,11 @@ export class Fleet {
   }
 
   status(): Record<string, unknown> {
-    return { engine: redact(this.url), instance: this.instance, connected: this.connected, version: this.version, lastError: this.lastError };
+    return {
+      engine: this.worker?.channel === "parent" ? "the parent's channel (--workers, no --state)" : redact(this.url),
+      instance: this.instance, connected: this.connected, version: this.version, lastError: this.lastError,
+      ...(this.worker ? { worker: this.worker } : {}),
+    };
   }
 
   close(): void {

@@ -93,5 +93,12 @@ export const bunRuntime: Runtime = {
     });
   },
   spawnDenied: () => null,
+  selfCommand() {
+    // A compiled binary (bun build --compile) runs its embedded entry from /$bunfs/: re-exec the binary alone.
+    const main = process.argv[1] ?? "";
+    const compiled = main.startsWith("/$bunfs/") || /^[A-Z]:[\\/]~BUN[\\/]/.test(main);
+    return [process.execPath, [...process.execArgv, ...(compiled ? [] : [main]), ...process.argv.slice(2)]];
+  },
+  workerEnv: (index) => ({ NODE_UNIQUE_ID: String(index + 1) }),
   clientIPFor: (req, arg) => (arg as BunServer | undefined)?.requestIP?.(req)?.address ?? "",
 };

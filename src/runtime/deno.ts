@@ -95,6 +95,19 @@ export const denoRuntime: Runtime = {
     if (Deno.permissions.querySync({ name: "run", command: "sh" }).state === "granted") return null;
     return "running an app needs Deno's --allow-run permission: deno run --allow-net --allow-read --allow-env --allow-run …";
   },
+  selfCommand() {
+    const granted = (name: "net" | "read" | "env" | "run" | "write" | "sys" | "ffi") =>
+      Deno.permissions.querySync({ name }).state === "granted";
+    if (Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state !== "granted") {
+      return "--workers needs Deno's --allow-run permission (the parent starts its workers): deno run --allow-net --allow-read --allow-env --allow-run …";
+    }
+    if (!granted("net") || !granted("read") || !granted("env")) {
+      return "--workers passes this process's permissions to its workers, and can pass only whole ones: run with --allow-net --allow-read --allow-env --allow-run (without =LIST)";
+    }
+    const flags = (["net", "read", "env", "run", "write", "sys", "ffi"] as const).filter(granted).map((n) => `--allow-${n}`);
+    return [Deno.execPath(), ["run", ...flags, Deno.mainModule, ...Deno.args]];
+  },
+  workerEnv: () => ({}),
   clientIPFor(_req, arg) {
     quietLegacyAbortWarning();
     return (arg as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr?.hostname ?? "";

@@ -28,7 +28,7 @@ export interface Runtime {
   writeStderr(text: string): void;
   writeStdout(text: string): void;
   exit(code: number): never;
-  onSignal(signal: "SIGHUP" | "SIGTERM" | "SIGINT", fn: () => void): void;
+  onSignal(signal: "SIGHUP" | "SIGTERM" | "SIGINT" | "SIGUSR2", fn: () => void): void;
   /**
    * fetch() to an upstream that keeps the client's Host header, never follows
    * redirects, and returns the body's bytes as the upstream encoded them where
@@ -60,6 +60,19 @@ export interface Runtime {
    * sentence naming the flag; null when it may.
    */
   spawnDenied(): string | null;
+  /**
+   * The command that runs this holdup again with the same entry, runtime
+   * flags (Deno's permissions) and arguments: from source, from the bundle
+   * and as a compiled binary. For `--workers`; a sentence when it cannot.
+   */
+  selfCommand(): [string, string[]] | string;
+  /**
+   * Environment a worker needs to share its listening port with its siblings.
+   * Bun 1.4's node:http ignores `reusePort` except in a node:cluster worker,
+   * which it recognises by NODE_UNIQUE_ID (measured: EADDRINUSE without it,
+   * an even spread with it); Deno's node:http honours `reusePort` as is.
+   */
+  workerEnv(index: number): Record<string, string>;
   /** The client's IP from the second argument a host gives `fetch(req, arg)` (edge entry). */
   clientIPFor(req: Request, arg: unknown): string;
 }

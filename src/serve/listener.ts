@@ -78,6 +78,8 @@ export interface ListenOptions {
   upgrade?: (req: http.IncomingMessage, socket: Socket, head: Uint8Array) => void;
   /** HTTPS (and HTTP/2) with these certificates (see above). */
   tls?: { certs: Certificates };
+  /** Share the port with the other `--workers` (SO_REUSEPORT; on Bun see Runtime.workerEnv). */
+  reusePort?: boolean;
   /** Events worth a log line (connection refused at the cap, …). */
   warn(message: string, fields?: Record<string, unknown>): void;
 }
@@ -324,7 +326,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
 
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ port: o.port, host: o.hostname, exclusive: true }, () => {
+    server.listen({ port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort }, () => {
       server.off("error", reject);
       server.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
       const addr = server.address();

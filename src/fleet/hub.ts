@@ -1,0 +1,137 @@
+/**
+ * The parent's channel for `--workers N` without `--state`: a loopback server
+ * speaking the few Redis commands fleet/shared.ts sends (AUTH, SELECT, GET,
+ * SET … NX, RPUSH, LRANGE, PUBLISH, SUBSCRIBE, PING), so each worker runs the
+ * same Fleet code as a fleet sharing a real Redis. State lives in the parent
+ * and dies with it (workers that outlive it, briefly, keep their last state).
+ * Only loopback, and only with the password the parent hands its workers in
+ * their environment.
+ */
+import { Buffer } from "node:buffer";
+import net from "node:net";
+
+export class Hub {
+  private lists = new Map<string, string[]>();
+  private keys = new Map<string, string>();
+  private subscribers = new Map<string, Set<net.Socket>>();
+  private sockets = new Set<net.Socket>();
+  readonly password = crypto.randomUUID();
+  private server = net.createServer((s) => this.accept(s));
+  port = 0;
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen({ port: 0, host: "127.0.0.1" }, () => resolve());
+    });
+    this.port = (this.server.address() as net.AddressInfo).port;
+    return `redis://:${this.password}@127.0.0.1:${this.port}`;
+  }
+
+  close(): void {
+    this.server.close();
+    for (const s of this.sockets) s.destroy();
+  }
+
+  private accept(sock: net.Socket): void {
+    this.sockets.add(sock);
+    sock.setNoDelay(true);
+    let buf: Buffer = Buffer.alloc(0);
+    let authed = false;
+    sock.on("error", () => {});
+    sock.on("close", () => {
+      this.sockets.delete(sock);
+      for (const set of this.subscribers.values()) set.delete(sock);
+    });
+    sock.on("data", (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      for (;;) {
+        const r = parseCommand(buf);
+        if (r === null) return;
+        if (r === "bad") return void sock.destroy();
+        buf = buf.subarray(r.end);
+        const [name, ...args] = r.args;
+        const cmd = name.toUpperCase();
+        if (cmd === "AUTH") {
+          authed = args[args.length - 1] === this.password;
+          sock.write(authed ? "+OK\r\n" : "-WRONGPASS invalid password\r\n");
+        } else if (!authed) sock.write("-NOAUTH Authentication required.\r\n");
+        else sock.write(this.run(sock, cmd, args));
+      }
+    });
+  }
+
+  private run(sock: net.Socket, cmd: string, a: string[]): string {
+    switch (cmd) {
+      case "PING":
+        return "+PONG\r\n";
+      case "SELECT":
+        return "+OK\r\n";
+      case "GET":
+        return bulk(this.keys.get(a[0]) ?? null);
+      case "SET": {
+        if (a.slice(2).some((o) => o.toUpperCase() === "NX") && this.keys.has(a[0])) return bulk(null);
+        this.keys.set(a[0], a[1]);
+        return "+OK\r\n";
+      }
+      case "RPUSH": {
+        const list = this.lists.get(a[0]) ?? [];
+        this.lists.set(a[0], list);
+        list.push(...a.slice(1));
+        return `:${list.length}\r\n`;
+      }
+      case "LRANGE": {
+        const list = this.lists.get(a[0]) ?? [];
+        const at = (i: number) => (i < 0 ? list.length + i : i);
+        const items = list.slice(Math.max(0, at(Number(a[1]))), at(Number(a[2])) + 1);
+        return `*${items.length}\r\n${items.map(bulk).join("")}`;
+      }
+      case "PUBLISH": {
+        const subs = this.subscribers.get(a[0]) ?? new Set();
+        const msg = `*3\r\n${bulk("message")}${bulk(a[0])}${bulk(a[1])}`;
+        for (const s of subs) s.write(msg);
+        return `:${subs.size}\r\n`;
+      }
+      case "SUBSCRIBE": {
+        let out = "";
+        a.forEach((ch, i) => {
+          const set = this.subscribers.get(ch) ?? new Set();
+          this.subscribers.set(ch, set);
+          set.add(sock);
+          out += `*3\r\n${bulk("subscribe")}${bulk(ch)}:${i + 1}\r\n`;
+        });
+        return out;
+      }
+      default:
+        return `-ERR unknown command '${cmd}' (holdup's worker channel serves only what holdup's fleet sends)\r\n`;
+    }
+  }
+}
+
+function bulk(s: string | null): string {
+  return s === null ? "$-1\r\n" : `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+}
+
+/** One command as a RESP array of bulk strings; null when more bytes are needed. */
+function parseCommand(b: Buffer): { args: string[]; end: number } | null | "bad" {
+  if (!b.length) return null;
+  if (b[0] !== 0x2a /* * */) return "bad";
+  let eol = b.indexOf("\r\n");
+  if (eol < 0) return null;
+  const n = Number(b.subarray(1, eol).toString());
+  if (!Number.isInteger(n) || n < 1 || n > 1024) return "bad";
+  let at = eol + 2;
+  const args: string[] = [];
+  for (let i = 0; i < n; i++) {
+    if (at >= b.length) return null;
+    if (b[at] !== 0x24 /* $ */) return "bad";
+    eol = b.indexOf("\r\n", at);
+    if (eol < 0) return null;
+    const len = Number(b.subarray(at + 1, eol).toString());
+    if (!Number.isInteger(len) || len < 0 || len > 64 * 1024 * 1024) return "bad";
+    if (b.length < eol + 2 + len + 2) return null;
+    args.push(b.subarray(eol + 2, eol + 2 + len).toString("utf8"));
+    at = eol + 2 + len + 2;
+  }
+  return { args, end: at };
+}

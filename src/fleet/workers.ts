@@ -1,0 +1,221 @@
+/**
+ * `--workers N`: N serving processes on one port, kept in step.
+ *
+ * The parent runs this holdup again N times (Runtime.selfCommand: the same
+ * runtime, entry, permissions and arguments; from source, the bundle or the
+ * binary) with HOLDUP_WORKER=i. Every worker listens on the same port
+ * (SO_REUSEPORT: the kernel spreads new connections) and joins the shared
+ * state: the `--state` engine when one is configured, else a small Redis-
+ * speaking channel the parent serves on loopback (fleet/hub.ts), so a worker
+ * runs the same Fleet code either way. Worker 0 alone serves the admin API;
+ * pause, resume, stop, reload bodies and deploys sent to it travel to every
+ * worker through the shared state.
+ *
+ * The parent serves no requests. It restarts a worker that exits (backoff
+ * 0.25 s doubling to 30 s while it keeps dying within 10 s of starting),
+ * passes SIGHUP to every worker (each re-reads the config file, as a single
+ * holdup does), and on SIGTERM/SIGINT passes SIGTERM to every worker, waits
+ * for them to drain and exits. A worker whose parent is gone (its stdin pipe
+ * closes, even after a SIGKILL) shuts down by itself: no orphans.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import net from "node:net";
+import process from "node:process";
+import { formatListen, type ListenAddress } from "../config/address.ts";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import type { Runtime } from "../runtime/types.ts";
+import { Hub } from "./hub.ts";
+import { redact } from "./shared.ts";
+
+/** What a worker is told by its parent (environment variables). */
+export interface WorkerRole {
+  index: number;
+  of: number;
+  /** The port every worker shares, and the admin listener ("off" except worker 0). */
+  listen: string;
+  admin: string;
+  /** The parent's channel, when no --state is configured. */
+  state: string | null;
+  parent: number;
+}
+
+export const READY = "holdup-worker-ready";
+
+export function workerRole(rt: Runtime): WorkerRole | null {
+  const i = rt.env("HOLDUP_WORKER");
+  if (i === undefined) return null;
+  return {
+    index: Number(i),
+    of: Number(rt.env("HOLDUP_WORKERS") ?? 1),
+    listen: rt.env("HOLDUP_WORKER_LISTEN") ?? "",
+    admin: rt.env("HOLDUP_WORKER_ADMIN") ?? "off",
+    state: rt.env("HOLDUP_WORKER_STATE") || null,
+    parent: Number(rt.env("HOLDUP_WORKER_PARENT") ?? 0),
+  };
+}
+
+/** In a worker: shut down when the parent is gone (its end of our stdin closes). */
+export function followParent(): void {
+  const gone = () => {
+    try {
+      process.kill(process.pid, "SIGTERM");
+    } catch { /* exiting anyway */ }
+  };
+  process.stdin.on("data", () => {});
+  process.stdin.on("end", gone);
+  process.stdin.on("error", gone);
+}
+
+/** In a worker: the admin API re-read the file here; have the parent pass SIGHUP to the other workers. */
+export function askParentToReload(role: WorkerRole): void {
+  if (role.parent && process.ppid === role.parent) process.kill(role.parent, "SIGUSR2");
+}
+
+/** A port 0 becomes a fixed one, so every worker (and a restarted one) binds the same port. */
+async function pin(a: ListenAddress): Promise<ListenAddress> {
+  if (a.port !== 0) return a;
+  const s = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once("error", reject);
+    s.listen({ port: 0, host: a.hostname || undefined }, () => resolve());
+  });
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return { ...a, port };
+}
+
+interface Worker {
+  index: number;
+  child: ChildProcess | null;
+  startedAt: number;
+  failures: number;
+  ready: boolean;
+}
+
+export async function runParent(o: {
+  rt: Runtime;
+  config: Config;
+  log: Logger;
+  version: string;
+  configPath: string | null;
+  fail(code: number, message: string): never;
+}): Promise<void> {
+  const { rt, config, log } = o;
+  const self = rt.selfCommand();
+  if (typeof self === "string") o.fail(1, `holdup: ${self}`);
+  const n = config.workers;
+  const listen = await pin(config.listen);
+  const admin = config.admin.listen ? await pin(config.admin.listen) : null;
+  let hub: Hub | null = null;
+  let channel: string | null = null;
+  if (!config.state) {
+    hub = new Hub();
+    channel = await hub.start();
+  }
+
+  let stopping = false;
+  const workers: Worker[] = Array.from({ length: n }, (_, index) => ({ index, child: null, startedAt: 0, failures: 0, ready: false }));
+  let allReady!: () => void;
+  const started = new Promise<void>((r) => allReady = r);
+
+  const start = (w: Worker) => {
+    if (stopping) return;
+    w.ready = false;
+    w.startedAt = Date.now();
+    const env: Record<string, string> = {
+      ...process.env as Record<string, string>,
+      ...rt.workerEnv(w.index),
+      HOLDUP_WORKER: String(w.index),
+      HOLDUP_WORKERS: String(n),
+      HOLDUP_WORKER_LISTEN: formatListen(listen),
+      HOLDUP_WORKER_ADMIN: w.index === 0 && admin ? formatListen(admin) : "off",
+      HOLDUP_WORKER_STATE: channel ?? "",
+      HOLDUP_WORKER_PARENT: String(process.pid),
+    };
+    const child = w.child = spawn(self[0], self[1], { env, stdio: ["pipe", "pipe", "inherit"] });
+    child.stdin!.on("error", () => {});
+    let out = "";
+    child.stdout!.setEncoding("utf8");
+    child.stdout!.on("data", (d: string) => {
+      out += d;
+      let i;
+      while ((i = out.indexOf("\n")) >= 0) {
+        const line = out.slice(0, i);
+        out = out.slice(i + 1);
+        if (!line.startsWith(READY)) continue;
+        w.ready = true;
+        if (w.failures) log.info("worker serving again", { worker: w.index, pid: child.pid });
+        if (workers.every((x) => x.ready)) allReady();
+      }
+    });
+    child.on("error", (e) => log.error("worker could not start", { worker: w.index, error: String(e.message) }));
+    child.on("close", (code, signal) => {
+      if (w.child !== child) return;
+      w.child = null;
+      w.ready = false;
+      if (stopping) return;
+      const lived = Date.now() - w.startedAt;
+      w.failures = lived < 10_000 ? w.failures + 1 : 1;
+      const wait = Math.min(250 * 2 ** (w.failures - 1), 30_000);
+      log.warn("worker exited; restarting it", { worker: w.index, pid: child.pid, code, signal, restartInMs: wait });
+      setTimeout(() => start(w), wait);
+    });
+  };
+  for (const w of workers) start(w);
+
+  const pids = () => workers.map((w) => w.child?.pid ?? null);
+  const each = (sig: NodeJS.Signals, skip = -1) => {
+    for (const w of workers) {
+      if (w.index === skip || !w.child?.pid) continue;
+      try {
+        process.kill(w.child.pid, sig);
+      } catch { /* already gone: it is restarted */ }
+    }
+  };
+
+  rt.onSignal("SIGHUP", () => {
+    log.info("SIGHUP: passed to every worker (each re-reads the config file)", { workers: pids() });
+    each("SIGHUP");
+  });
+  // Worker 0's admin API re-read the file (POST /reload without a body): the others do too.
+  rt.onSignal("SIGUSR2", () => each("SIGHUP", 0));
+
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      log.warn(`${signal} again: killing the workers and exiting now`);
+      each("SIGKILL");
+      log.flush();
+      rt.exit(1);
+    }
+    stopping = true;
+    log.info("shutting down: passing SIGTERM to every worker", { signal, workers: pids() });
+    const exits = workers.map((w) => w.child && w.child.exitCode === null && w.child.signalCode === null
+      ? new Promise<void>((r) => w.child!.once("close", () => r()))
+      : Promise.resolve());
+    each("SIGTERM");
+    // The workers' own grace is 30 s; past it (and 5 s more) they are killed.
+    const timer = setTimeout(() => each("SIGKILL"), 35_000);
+    await Promise.all(exits);
+    clearTimeout(timer);
+    hub?.close();
+    log.info("stopped");
+    log.flush();
+    rt.exit(0);
+  };
+  rt.onSignal("SIGTERM", () => void shutdown("SIGTERM"));
+  rt.onSignal("SIGINT", () => void shutdown("SIGINT"));
+
+  await started;
+  if (stopping) return;
+  log.info("holdup started", {
+    version: o.version,
+    runtime: `${rt.name} ${rt.version}`,
+    listen: formatListen(listen),
+    admin: admin ? formatListen(admin) : "off",
+    workers: n,
+    pids: pids(),
+    state: config.state ? redact(config.state) : "the parent's channel (local to this machine)",
+    ...(o.configPath ? { config: o.configPath } : {}),
+  });
+}
