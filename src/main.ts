@@ -87,7 +87,10 @@ export async function main(rt: Runtime): Promise<void> {
   // A fleet: read the shared state before serving (at most 3 s; without the engine, serve on local state).
   if (config.state) {
     const fleet = h.control.fleet = new Fleet(config.state, { control: h.control, apps: h.apps, log: h.log });
-    if (role) fleet.worker = { index: role.index, of: role.of, pid: process.pid, channel: role.state ? "parent" : "engine" };
+    if (role) {
+      fleet.worker = { index: role.index, of: role.of, pid: process.pid, channel: role.state ? "parent" : "engine" };
+      fleet.reportWorkers(role.group);
+    }
     await fleet.ready(3000);
   }
 

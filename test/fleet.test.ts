@@ -5,32 +5,10 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { freePort, type Proxy, ROOT, startProxy, startUpstream, until } from "./helpers.ts";
+import { freePort, type Proxy, ROOT, startProxy, startRedis, startUpstream, until } from "./helpers.ts";
 
 const BIN = { deno: `${ROOT}node_modules/.bin/deno`, bun: `${ROOT}node_modules/.bin/bun` };
 const PERMS = ["--allow-net", "--allow-read", "--allow-env"];
-
-/** redis-server from Debian on a free loopback port, no persistence. */
-async function startRedis(port?: number): Promise<{ port: number; url: string; child: ChildProcess; stop(): Promise<void> }> {
-  port ??= await freePort();
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout!.on("data", (d) => out += d);
-  const closed = once(child, "close");
-  await until("redis-server ready", () => /Ready to accept connections/.test(out) || child.exitCode !== null, 10_000);
-  assert.equal(child.exitCode, null, `redis-server exited:\n${out}`);
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    child,
-    stop: async () => {
-      child.kill("SIGKILL");
-      await closed;
-    },
-  };
-}
 
 /** Three instances: one Deno, two Bun, all with `args`. */
 async function fleet(args: (i: number) => string[]): Promise<Proxy[]> {

@@ -8,6 +8,7 @@ import http from "node:http";
 import net from "node:net";
 import process from "node:process";
 import { once } from "node:events";
+import assert from "node:assert/strict";
 
 export const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
 export const RUNTIME: "deno" | "bun" = "Deno" in globalThis ? "deno" : "bun";
@@ -199,6 +200,28 @@ export async function canConnect(port: number): Promise<boolean> {
   } finally {
     s.destroy();
   }
+}
+
+// ---------------------------------------------------------------- redis
+
+/** redis-server from Debian on a free loopback port, no persistence. */
+export async function startRedis(port?: number): Promise<{ port: number; url: string; child: ChildProcess; stop(): Promise<void> }> {
+  port ??= await freePort();
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d) => out += d);
+  const closed = once(child, "close");
+  await until("redis-server ready", () => /Ready to accept connections/.test(out) || child.exitCode !== null, 10_000);
+  assert.equal(child.exitCode, null, `redis-server exited:\n${out}`);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    child,
+    stop: async () => {
+      child.kill("SIGKILL");
+      await closed;
+    },
+  };
 }
 
 // ---------------------------------------------------------------- upstreams

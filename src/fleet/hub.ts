@@ -12,7 +12,7 @@ import net from "node:net";
 
 export class Hub {
   private lists = new Map<string, string[]>();
-  private keys = new Map<string, string>();
+  private keys = new Map<string, { value: string; until: number }>();
   private subscribers = new Map<string, Set<net.Socket>>();
   private sockets = new Set<net.Socket>();
   readonly password = crypto.randomUUID();
@@ -31,6 +31,12 @@ export class Hub {
   close(): void {
     this.server.close();
     for (const s of this.sockets) s.destroy();
+  }
+
+  private get(key: string): string | null {
+    const v = this.keys.get(key);
+    if (v && v.until <= Date.now()) this.keys.delete(key);
+    return v && v.until > Date.now() ? v.value : null;
   }
 
   private accept(sock: net.Socket): void {
@@ -68,10 +74,13 @@ export class Hub {
       case "SELECT":
         return "+OK\r\n";
       case "GET":
-        return bulk(this.keys.get(a[0]) ?? null);
+        return bulk(this.get(a[0]));
       case "SET": {
-        if (a.slice(2).some((o) => o.toUpperCase() === "NX") && this.keys.has(a[0])) return bulk(null);
-        this.keys.set(a[0], a[1]);
+        // SET key value [NX] [PX ms]
+        const opts = a.slice(2).map((o) => o.toUpperCase());
+        if (opts.includes("NX") && this.get(a[0]) !== null) return bulk(null);
+        const px = opts.indexOf("PX");
+        this.keys.set(a[0], { value: a[1], until: px >= 0 ? Date.now() + Number(a[px + 3]) : Infinity });
         return "+OK\r\n";
       }
       case "RPUSH": {

@@ -115,11 +115,54 @@ export class Fleet {
     this.redis.command("PUBLISH", CHANNEL, `ready ${JSON.stringify({ app, url, by: this.instance })}`).catch(() => {});
   }
 
+  /**
+   * With --workers: every worker writes what it holds to `holdup:worker:GROUP:I` (expiring after 5 s)
+   * every 250 ms, and worker 0, which serves the admin API, reads them all for /status.
+   */
+  private workers: Array<Record<string, unknown>> = [];
+  reportWorkers(group: string): void {
+    const w = this.worker;
+    if (!w) return;
+    const key = (i: number) => `holdup:worker:${group}:${i}`;
+    let busy = false;
+    const tick = async () => {
+      if (busy || !this.redis.connected) return;
+      busy = true;
+      try {
+        const apps = this.d.apps.list;
+        const modes = new Set(apps.map((a) => a.state.current.mode));
+        const me = {
+          index: w.index,
+          pid: w.pid,
+          mode: modes.size === 1 ? [...modes][0] : "mixed",
+          held: apps.reduce((n, a) => n + a.state.held, 0),
+          configVersion: this.d.control.configVersion,
+          version: this.version,
+          at: Date.now(),
+        };
+        await this.redis.command("SET", key(w.index), JSON.stringify(me), "PX", "5000");
+        if (w.index !== 0) return;
+        const all = await Promise.all(Array.from({ length: w.of }, (_, i) => this.redis.command("GET", key(i))));
+        this.workers = all.map((r, i) => {
+          if (typeof r !== "string") return { index: i, reporting: false };
+          const v = JSON.parse(r);
+          return { ...v, reporting: true, ageMs: Date.now() - v.at, at: undefined };
+        });
+      } catch { /* the engine is away: /status says so */ } finally {
+        busy = false;
+      }
+    };
+    const timer = setInterval(tick, 250);
+    (timer as { unref?: () => void }).unref?.();
+    void tick();
+  }
+
   status(): Record<string, unknown> {
     return {
       engine: this.worker?.channel === "parent" ? "the parent's channel (--workers, no --state)" : redact(this.url),
       instance: this.instance, connected: this.connected, version: this.version, lastError: this.lastError,
       ...(this.worker ? { worker: this.worker } : {}),
+      ...(this.worker?.index === 0 ? { workers: this.workers } : {}),
     };
   }
 

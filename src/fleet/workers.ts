@@ -38,6 +38,8 @@ export interface WorkerRole {
   /** The parent's channel, when no --state is configured. */
   state: string | null;
   parent: number;
+  /** This parent's workers, among others sharing one engine. */
+  group: string;
 }
 
 export const READY = "holdup-worker-ready";
@@ -52,6 +54,7 @@ export function workerRole(rt: Runtime): WorkerRole | null {
     admin: rt.env("HOLDUP_WORKER_ADMIN") ?? "off",
     state: rt.env("HOLDUP_WORKER_STATE") || null,
     parent: Number(rt.env("HOLDUP_WORKER_PARENT") ?? 0),
+    group: rt.env("HOLDUP_WORKER_GROUP") ?? "0",
   };
 }
 
@@ -114,6 +117,7 @@ export async function runParent(o: {
     channel = await hub.start();
   }
 
+  const group = crypto.randomUUID().slice(0, 8);
   let stopping = false;
   const workers: Worker[] = Array.from({ length: n }, (_, index) => ({ index, child: null, startedAt: 0, failures: 0, ready: false }));
   let allReady!: () => void;
@@ -132,6 +136,7 @@ export async function runParent(o: {
       HOLDUP_WORKER_ADMIN: w.index === 0 && admin ? formatListen(admin) : "off",
       HOLDUP_WORKER_STATE: channel ?? "",
       HOLDUP_WORKER_PARENT: String(process.pid),
+      HOLDUP_WORKER_GROUP: group,
     };
     const child = w.child = spawn(self[0], self[1], { env, stdio: ["pipe", "pipe", "inherit"] });
     child.stdin!.on("error", () => {});

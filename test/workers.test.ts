@@ -1,0 +1,208 @@
+/**
+ * `--workers 2`: two serving processes on one port under a parent, kept in
+ * step through the parent's channel (or a real redis-server with --state).
+ * Requests are spread by the kernel (SO_REUSEPORT) over fresh connections;
+ * every log line says which worker wrote it, and worker 0's /status shows
+ * what each worker holds.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { freePort, nodeGet, type Proxy, startProxy, startRedis, startUpstream, until } from "./helpers.ts";
+
+/** Enough fresh connections that both workers get some (all on one worker: 1 in 2^15). */
+const N = 16;
+
+interface WorkerReport {
+  index: number;
+  pid: number;
+  mode: string;
+  held: number;
+  configVersion: number;
+  reporting: boolean;
+}
+
+async function workers(p: Proxy): Promise<WorkerReport[]> {
+  const s = await p.status();
+  return (s.state as { workers: WorkerReport[] }).workers;
+}
+
+/** Both workers report, and each holds at least one of `n` requests held in all. */
+async function heldInBoth(p: Proxy, n: number): Promise<WorkerReport[]> {
+  return (await until(`${n} requests held, in both workers`, async () => {
+    const ws = await workers(p);
+    return ws.length === 2 && ws.every((w) => w.reporting && w.held >= 1) && ws[0].held + ws[1].held === n ? ws : null;
+  }, 15_000))!;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
+/** Each request on a connection of its own, so the kernel spreads them over the workers. */
+function send(p: Proxy, n: number, path: string) {
+  return Promise.all(Array.from({ length: n }, (_, i) => nodeGet(`${p.url}${path}${i}`).then((r) => ({ status: r.status, body: r.body.toString(), held: Number(r.headers["x-holdup-held-ms"] ?? 0) }))));
+}
+
+/** The access-log lines for `path…` answered by each worker. */
+function answeredBy(p: Proxy, path: string): Map<number, number> {
+  const by = new Map<number, number>();
+  for (const l of p.accessLines()) {
+    if (String(l.path).startsWith(path)) by.set(l.worker as number, (by.get(l.worker as number) ?? 0) + 1);
+  }
+  return by;
+}
+
+test("--workers 2: both workers serve, and a SIGHUP to the parent moves the requests held in both to the file's new upstream", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "holdup-workers-"));
+  const file = join(dir, "holdup.json");
+  const dead = await freePort();
+  const up = await startUpstream((req, res) => res.end(`new ${req.url}`));
+  await writeFile(file, JSON.stringify({ upstreams: [`:${dead}`], tryInterval: "60s", tryDuration: "50s" }));
+  const p = await startProxy(["--workers", "2", "-c", file]);
+  try {
+    const answers = send(p, N, "/hup");
+    const ws = await heldInBoth(p, N);
+    assert.notEqual(ws[0].pid, ws[1].pid);
+    await writeFile(file, JSON.stringify({ upstreams: [up.url], tryInterval: "60s", tryDuration: "50s" }));
+    p.signal("SIGHUP");
+    const got = await answers;
+    for (const [i, r] of got.entries()) {
+      assert.deepEqual([r.status, r.body], [200, `new /hup${i}`]);
+      assert.ok(r.held > 0, `/hup${i} was held`);
+    }
+    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/hup")).length === N);
+    const by = answeredBy(p, "/hup");
+    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+    assert.equal((by.get(0) ?? 0) + (by.get(1) ?? 0), N);
+    // Each worker re-read the file itself.
+    assert.equal(p.lines.filter((l) => l.msg === "reloaded" && l.trigger === "SIGHUP").length, 2);
+  } finally {
+    await p.stop();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--workers 2: a pause sent to the admin API (worker 0) holds requests in both workers; a resume releases them", async () => {
+  const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+  const p = await startProxy(["--workers", "2", "-u", up.url]);
+  try {
+    assert.equal((await p.admin("POST", "/pause")).status, 200);
+    await until("paused in both workers", async () => {
+      const ws = await workers(p);
+      return ws.length === 2 && ws.every((w) => w.reporting && w.mode === "paused");
+    });
+    const answers = send(p, N, "/paused");
+    await heldInBoth(p, N);
+    assert.equal(up.received.length, 0, "nothing reached the upstream while paused");
+    assert.equal((await p.admin("POST", "/resume")).status, 200);
+    const got = await answers;
+    for (const [i, r] of got.entries()) assert.deepEqual([r.status, r.body], [200, `ok /paused${i}`]);
+    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/paused")).length === N);
+    const by = answeredBy(p, "/paused");
+    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+  } finally {
+    await p.stop();
+    await up.close();
+  }
+});
+
+test("--workers 2: a killed worker is restarted and serves again; SIGTERM to the parent leaves no worker behind", async () => {
+  const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+  const p = await startProxy(["--workers", "2", "-u", up.url]);
+  const pids: number[] = [];
+  try {
+    const first = (await until("both workers report", async () => {
+      const ws = await workers(p);
+      return ws.length === 2 && ws.every((w) => w.reporting) ? ws : null;
+    }))!;
+    pids.push(...first.map((w) => w.pid));
+    // Worker 1 killed: the parent starts another, which serves.
+    const from = p.lines.length;
+    process.kill(first[1].pid, "SIGKILL");
+    const again = await p.waitForLine("worker 1 restarted", (l) => l.msg === "worker serving again" && l.worker === 1, 15_000, from);
+    assert.notEqual(again.pid, first[1].pid);
+    pids.push(again.pid as number);
+    assert.ok(p.lines.slice(from).some((l) => l.msg === "worker exited; restarting it" && l.worker === 1 && l.signal === "SIGKILL"));
+    await until("the new worker 1 answers a request", async () => {
+      await send(p, 4, "/again");
+      return p.accessLines().some((l) => String(l.path).startsWith("/again") && l.worker === 1);
+    }, 15_000, 50);
+    // Worker 0 (the admin API) killed: it comes back on the same admin port.
+    process.kill(first[0].pid, "SIGKILL");
+    const zero = await p.waitForLine("worker 0 restarted", (l) => l.msg === "worker serving again" && l.worker === 0, 15_000, from);
+    pids.push(zero.pid as number);
+    const ws = (await until("both workers report again", async () => {
+      try {
+        const w = await workers(p);
+        return w.length === 2 && w.every((x) => x.reporting && x.pid !== first[0].pid) ? w : null;
+      } catch {
+        return null;
+      }
+    }))!;
+    assert.deepEqual(ws.map((w) => w.pid), [zero.pid, again.pid]);
+    // SIGTERM to the parent: every worker drains and exits, then the parent, with 0.
+    p.signal("SIGTERM");
+    assert.equal(await p.exited, 0);
+    await until("no worker left", () => pids.every((pid) => !alive(pid)), 5_000);
+  } finally {
+    await p.stop();
+    for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+    await up.close();
+  }
+});
+
+test("--workers 2: workers whose parent was killed (SIGKILL) exit by themselves", async () => {
+  const up = await startUpstream((_q, res) => res.end("ok"));
+  const p = await startProxy(["--workers", "2", "-u", up.url]);
+  const started = p.lines.find((l) => l.msg === "holdup started")!;
+  const pids = started.pids as number[];
+  try {
+    assert.equal(pids.length, 2);
+    assert.ok(pids.every(alive));
+    p.child.kill("SIGKILL");
+    await p.exited;
+    await until("both workers exited", () => pids.every((pid) => !alive(pid)), 10_000);
+  } finally {
+    for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+    await up.close();
+  }
+});
+
+test("--workers 2 --state redis://…: a reload body sent to the admin API moves the requests held in both workers", async () => {
+  const redis = await startRedis();
+  const dead = await freePort();
+  const up = await startUpstream((req, res) => res.end(`new ${req.url}`));
+  const p = await startProxy(["--workers", "2", "-u", `:${dead}`, "--try-interval", "60s", "--state", redis.url]);
+  try {
+    const s = await p.status();
+    assert.match((s.state as { engine: string }).engine, new RegExp(`^redis://127\\.0\\.0\\.1:${redis.port}`), "the workers share the engine, not the parent's channel");
+    const answers = send(p, N, "/redis");
+    await heldInBoth(p, N);
+    assert.equal((await p.admin("POST", "/reload", { upstreams: [up.url] })).status, 200);
+    const got = await answers;
+    for (const [i, r] of got.entries()) assert.deepEqual([r.status, r.body], [200, `new /redis${i}`]);
+    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/redis")).length === N);
+    const by = answeredBy(p, "/redis");
+    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+    // Both workers applied the same shared version.
+    const ws = (await until("both workers on the new config", async () => {
+      const w = await workers(p);
+      return w.length === 2 && w.every((x) => x.reporting && x.configVersion === 2) ? w : null;
+    }))!;
+    assert.equal(ws.length, 2);
+  } finally {
+    await p.stop();
+    await up.close();
+    await redis.stop();
+  }
+});
