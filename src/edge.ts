@@ -12,6 +12,12 @@
  * The edge entry does not run the app (`-- COMMAND`, config `run`): such hosts
  * start and stop processes themselves. A config with `run` is refused.
  *
+ * Shared state (HOLDUP_STATE): `kv` or `kv:PATH` is Deno KV (Deno only,
+ * with --unstable-kv): under `deno serve --parallel` or on a Deno Deploy-style
+ * host, a pause, reload body or deploy sent to one isolate reaches the
+ * requests held in every other through kv.watch (see fleet/kv.ts). `redis://…`
+ * works here too, as for the command-line proxy.
+ *
  * Nor does it terminate TLS: the host in front of it does (X-Forwarded-Proto
  * is the scheme of the URL the host hands over). A config with `tls` or
  * `apps[].tls` is refused.
@@ -19,12 +25,14 @@
 import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
+import { Fleet, redact } from "./fleet/shared.ts";
+import { KvEngine } from "./fleet/kv.ts";
 import { runtime } from "./runtime/index.ts";
 import { fromRequest, toResponse } from "./serve/web.ts";
 
 const ADMIN_PREFIX = "/_holdup";
 
-function build() {
+async function build() {
   const env = runtime.envWithPrefix("HOLDUP_");
   const fromEnv = envLayers(env);
   if ("errors" in fromEnv) throw new Error(`holdup: invalid configuration:\n${formatErrors(fromEnv.errors)}`);
@@ -33,8 +41,9 @@ function build() {
   defaults.raw.admin = { listen: "off", token: null };
   const resolved = resolve([defaults, ...fromEnv.layers]);
   if ("errors" in resolved) throw new Error(`holdup: invalid configuration:\n${formatErrors(resolved.errors)}`);
-  if (resolved.effective.config.state) {
-    throw new Error("holdup: the edge entry does not share state yet (HOLDUP_STATE / state): Deno KV at the edge is not built; use the command-line proxy with --state redis://…");
+  const state = resolved.effective.config.state;
+  if (state?.startsWith("kv") && runtime.name !== "deno") {
+    throw new Error(`holdup: HOLDUP_STATE=${state} is Deno KV, and Bun has no Deno KV; on Bun share state through Redis: HOLDUP_STATE=redis://host:6379`);
   }
   if (resolved.effective.config.run) {
     throw new Error("holdup: the edge entry cannot run an app (config key run); use the command-line proxy: holdup [options] -- COMMAND");
@@ -49,6 +58,19 @@ function build() {
     base: { defaults, configPath: null, overrides: null },
     adminTokenRequired: true,
   });
+  // A fleet of isolates: read the shared state before serving (at most 3 s; without the engine, serve on local state).
+  let fleet: Fleet | null = null;
+  if (state) {
+    const kvPath = state === "kv" ? null : state.startsWith("kv:") ? state.slice(3) : undefined;
+    fleet = h.control.fleet = new Fleet(
+      state,
+      { control: h.control, apps: h.apps, log: h.log },
+      undefined,
+      kvPath === undefined ? undefined : (events) => new KvEngine(() => runtime.openKv(kvPath), events),
+    );
+    await fleet.ready(3000);
+    if (fleet.lastError && state.startsWith("kv")) throw new Error(`holdup: cannot open Deno KV (HOLDUP_STATE=${state}): ${fleet.lastError}`);
+  }
   const token = resolved.effective.config.admin.token;
   h.log.info("holdup started (edge)", {
     version: VERSION,
@@ -56,11 +78,12 @@ function build() {
     upstreams: resolved.effective.config.upstreams,
     admin: token ? `${ADMIN_PREFIX}/` : "off (set HOLDUP_ADMIN_TOKEN to mount it)",
     ...(fromEnv.ignored.length ? { ignored: fromEnv.ignored } : {}),
+    ...(fleet ? { state: state!.startsWith("kv") ? state : redact(state!), instance: fleet.instance } : {}),
   });
   return { h, adminMounted: Boolean(token) };
 }
 
-const { h, adminMounted } = build();
+const { h, adminMounted } = await build();
 
 const badRequest = () =>
   new Response("holdup: the Host header is not a valid host[:port], or the request-target is not a path\n", {

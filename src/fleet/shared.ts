@@ -1,5 +1,6 @@
 /**
- * A fleet of holdups that acts as one, through Redis (`--state redis://…`).
+ * A fleet of holdups that acts as one, through Redis (`--state redis://…`),
+ * or at the edge through Deno KV (`HOLDUP_STATE=kv`, see fleet/kv.ts).
  *
  * What travels: every operator change that is not a file — pause, resume,
  * stop (with its message), POST /reload bodies, and deploys — as one ordered
@@ -24,6 +25,63 @@ const OPS = "holdup:ops";
 const CHANNEL = "holdup:events";
 const EPOCH = "holdup:epoch";
 
+/** What the Fleet needs from a shared state engine: an ordered list, a channel, an id for its history. */
+export interface Engine {
+  readonly connected: boolean;
+  /** Appends one operation; resolves with the list's new length (its version). */
+  append(item: string): Promise<number>;
+  /** The operations from index `from` (0-based) to the end. */
+  range(from: number): Promise<string[]>;
+  /** Tells every instance (including this one). */
+  publish(message: string): Promise<void>;
+  /** The id of the engine's history (set once, by whoever comes first). */
+  epoch(): Promise<string>;
+  /** A value that expires (worker reports); null when the engine cannot (Deno KV: not needed there). */
+  setExpiring(key: string, value: string, ms: number): Promise<void>;
+  get(key: string): Promise<string | null>;
+  close(): void;
+}
+
+export interface EngineEvents {
+  onMessage(payload: string): void;
+  onReady(): void;
+  onDown(error: string): void;
+}
+
+class RedisEngine implements Engine {
+  private redis: Redis;
+  constructor(url: string, events: EngineEvents) {
+    this.redis = new Redis({ url, ...events }, CHANNEL);
+  }
+  get connected() {
+    return this.redis.connected;
+  }
+  async append(item: string) {
+    return Number(await this.redis.command("RPUSH", OPS, item));
+  }
+  async range(from: number) {
+    const list = await this.redis.command("LRANGE", OPS, String(from), "-1");
+    return Array.isArray(list) ? list.map(String) : [];
+  }
+  async publish(message: string) {
+    await this.redis.command("PUBLISH", CHANNEL, message);
+  }
+  async epoch() {
+    await this.redis.command("SET", EPOCH, crypto.randomUUID(), "NX");
+    return String(await this.redis.command("GET", EPOCH));
+  }
+  async setExpiring(key: string, value: string, ms: number) {
+    await this.redis.command("SET", key, value, "PX", String(ms));
+  }
+  async get(key: string) {
+    const r = await this.redis.command("GET", key);
+    return typeof r === "string" ? r : null;
+  }
+  close() {
+    this.redis.close();
+  }
+}
+
 export type Op =
   | { kind: "mode"; by: string; app: string | null; mode: "paused" | "running" | "stopped"; message?: string }
   | { kind: "patch"; by: string; body: unknown }
@@ -33,7 +91,7 @@ export class Fleet {
   /** The number of operations applied from the shared list (its version). */
   version = 0;
   lastError: string | null = null;
-  private redis: Redis;
+  private engine: Engine;
   private syncing: Promise<void> = Promise.resolve();
   private waiters: Array<{ v: number; resolve: () => void }> = [];
   private firstSync: Promise<void>;
@@ -46,10 +104,10 @@ export class Fleet {
     readonly url: string,
     private d: { control: Control; apps: Apps; log: Logger },
     readonly instance = crypto.randomUUID().slice(0, 8),
+    engine?: (events: EngineEvents) => Engine,
   ) {
     this.firstSync = new Promise((r) => this.markFirst = r);
-    this.redis = new Redis({
-      url,
+    const events: EngineEvents = {
       onMessage: (m) => this.onMessage(m),
       onReady: () => {
         if (this.lastError) d.log.info("shared state: reconnected; resynchronising", { engine: redact(url) });
@@ -63,11 +121,12 @@ export class Fleet {
         this.lastError = error;
         this.markFirst();
       },
-    }, CHANNEL);
+    };
+    this.engine = engine ? engine(events) : new RedisEngine(url, events);
   }
 
   get connected(): boolean {
-    return this.redis.connected;
+    return this.engine.connected;
   }
 
   /**
@@ -78,8 +137,7 @@ export class Fleet {
    */
   private epoch: string | null = null;
   private async checkEpoch(): Promise<void> {
-    await this.redis.command("SET", EPOCH, crypto.randomUUID(), "NX");
-    const now = String(await this.redis.command("GET", EPOCH));
+    const now = await this.engine.epoch();
     if (this.epoch !== null && now !== this.epoch) {
       this.d.log.warn("shared state: the engine lost its history (restarted without persistence); keeping the current state", { engine: redact(this.url) });
       this.version = 0;
@@ -99,8 +157,8 @@ export class Fleet {
   async submit(op: Op): Promise<string | null> {
     let v: number;
     try {
-      v = Number(await this.redis.command("RPUSH", OPS, JSON.stringify(op)));
-      await this.redis.command("PUBLISH", CHANNEL, `op ${v}`);
+      v = await this.engine.append(JSON.stringify(op));
+      await this.engine.publish(`op ${v}`);
     } catch (e) {
       return `the shared state engine is unreachable (${(e as Error).message}); nothing was changed, on this instance or any other`;
     }
@@ -111,8 +169,8 @@ export class Fleet {
 
   /** An upstream became ready here (a probe or a deploy): tell the others, unless they told us. */
   upstreamReady(app: string, url: string): void {
-    if (this.fromPeer || !this.redis.connected) return;
-    this.redis.command("PUBLISH", CHANNEL, `ready ${JSON.stringify({ app, url, by: this.instance })}`).catch(() => {});
+    if (this.fromPeer || !this.engine.connected) return;
+    this.engine.publish(`ready ${JSON.stringify({ app, url, by: this.instance })}`).catch(() => {});
   }
 
   /**
@@ -126,7 +184,7 @@ export class Fleet {
     const key = (i: number) => `holdup:worker:${group}:${i}`;
     let busy = false;
     const tick = async () => {
-      if (busy || !this.redis.connected) return;
+      if (busy || !this.engine.connected) return;
       busy = true;
       try {
         const apps = this.d.apps.list;
@@ -140,9 +198,9 @@ export class Fleet {
           version: this.version,
           at: Date.now(),
         };
-        await this.redis.command("SET", key(w.index), JSON.stringify(me), "PX", "5000");
+        await this.engine.setExpiring(key(w.index), JSON.stringify(me), 5000);
         if (w.index !== 0) return;
-        const all = await Promise.all(Array.from({ length: w.of }, (_, i) => this.redis.command("GET", key(i))));
+        const all = await Promise.all(Array.from({ length: w.of }, (_, i) => this.engine.get(key(i))));
         this.workers = all.map((r, i) => {
           if (typeof r !== "string") return { index: i, reporting: false };
           const v = JSON.parse(r);
@@ -167,7 +225,7 @@ export class Fleet {
   }
 
   close(): void {
-    this.redis.close();
+    this.engine.close();
   }
 
   private onMessage(m: string): void {
@@ -201,13 +259,13 @@ export class Fleet {
   }
 
   private async pull(): Promise<void> {
-    if (!this.redis.connected) return;
-    const list = await this.redis.command("LRANGE", OPS, String(this.version), "-1");
-    if (!Array.isArray(list) || list.length === 0) return this.release();
+    if (!this.engine.connected) return;
+    const list = await this.engine.range(this.version);
+    if (list.length === 0) return this.release();
     const ops: Op[] = [];
     for (const item of list) {
       try {
-        ops.push(JSON.parse(String(item)));
+        ops.push(JSON.parse(item));
       } catch {
         ops.push({ kind: "patch", by: "?", body: {} });
       }

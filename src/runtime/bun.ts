@@ -99,6 +99,8 @@ export const bunRuntime: Runtime = {
     const compiled = main.startsWith("/$bunfs/") || /^[A-Z]:[\\/]~BUN[\\/]/.test(main);
     return [process.execPath, [...process.execArgv, ...(compiled ? [] : [main]), ...process.argv.slice(2)]];
   },
+  openKv: () =>
+    Promise.reject(new Error("Deno KV (state kv) exists only on Deno: Bun has no Deno KV. On Bun share state through Redis: HOLDUP_STATE=redis://host:6379")),
   workerEnv: (index) => ({ NODE_UNIQUE_ID: String(index + 1) }),
   clientIPFor: (req, arg) => (arg as BunServer | undefined)?.requestIP?.(req)?.address ?? "",
 };

@@ -1,5 +1,5 @@
 /** The Deno adapter: the only file that touches the `Deno` global. */
-import type { Runtime, UpstreamInit } from "./types.ts";
+import type { KvLike, Runtime, UpstreamInit } from "./types.ts";
 
 
 // Deno's fetch ignores a Host header unless the client allows it. One pooled
@@ -108,6 +108,14 @@ export const denoRuntime: Runtime = {
     return [Deno.execPath(), ["run", ...flags, Deno.mainModule, ...Deno.args]];
   },
   workerEnv: () => ({}),
+  async openKv(path) {
+    // deno-lint-ignore no-explicit-any
+    const open = (Deno as any).openKv as ((path?: string) => Promise<KvLike>) | undefined;
+    if (typeof open !== "function") {
+      throw new Error("Deno KV needs Deno's --unstable-kv flag: deno serve --unstable-kv --parallel … (or set it in deno.json \"unstable\": [\"kv\"])");
+    }
+    return await open(path ?? undefined);
+  },
   clientIPFor(_req, arg) {
     quietLegacyAbortWarning();
     return (arg as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr?.hostname ?? "";

@@ -17,6 +17,26 @@ export interface UpstreamInit {
   fresh: boolean;
 }
 
+/** The part of Deno KV the edge's shared state uses (fleet/kv.ts). */
+export interface KvEntry {
+  key: unknown[];
+  value: unknown;
+  versionstamp: string | null;
+}
+export interface KvLike {
+  get(key: unknown[]): Promise<KvEntry>;
+  set(key: unknown[], value: unknown, options?: { expireIn?: number }): Promise<unknown>;
+  list(selector: { start: unknown[]; end: unknown[] }): AsyncIterable<KvEntry>;
+  atomic(): KvAtomic;
+  watch(keys: unknown[][]): AsyncIterable<KvEntry[]>;
+  close(): void;
+}
+export interface KvAtomic {
+  check(...checks: Array<{ key: unknown[]; versionstamp: string | null }>): KvAtomic;
+  set(key: unknown[], value: unknown): KvAtomic;
+  commit(): Promise<{ ok: boolean }>;
+}
+
 export interface Runtime {
   readonly name: "deno" | "bun";
   readonly version: string;
@@ -73,6 +93,8 @@ export interface Runtime {
    * an even spread with it); Deno's node:http honours `reusePort` as is.
    */
   workerEnv(index: number): Record<string, string>;
+  /** Opens Deno KV (the platform's, or the file at `path`); rejects with what to do where there is none. */
+  openKv(path: string | null): Promise<KvLike>;
   /** The client's IP from the second argument a host gives `fetch(req, arg)` (edge entry). */
   clientIPFor(req: Request, arg: unknown): string;
 }

@@ -1,0 +1,104 @@
+/**
+ * Deno KV as the shared state engine at the edge (`HOLDUP_STATE=kv` or
+ * `kv:PATH`), for the edge entry under `deno serve --parallel` or on a Deno
+ * Deploy-style host: the same ordered list of operations as with Redis
+ * (fleet/shared.ts), kept as `["holdup","ops",n]` entries written atomically
+ * with their count `["holdup","ops-len"]`; `kv.watch` on the count (and on
+ * the last "upstream ready" event) tells every isolate to read what is new.
+ *
+ * Measured: inside `deno serve --parallel` a write in one worker fires
+ * `watch` in every worker (p50 ~3 ms); between separate processes on one
+ * local KV path `watch` never fires, which is why the command-line proxy
+ * refuses `--state kv` (use Redis there). "Upstream ready" events are one
+ * key: two in quick succession may reach a watcher as the last one only
+ * (each instance still probes on its own). A value is at most 64 KiB (a
+ * larger reload body is refused by KV).
+ */
+import type { KvLike } from "../runtime/types.ts";
+import type { Engine, EngineEvents } from "./shared.ts";
+
+const LEN = ["holdup", "ops-len"];
+const OP = (n: number) => ["holdup", "ops", n];
+const EVENT = ["holdup", "event"];
+const EPOCH = ["holdup", "epoch"];
+
+export class KvEngine implements Engine {
+  connected = false;
+  private kv: KvLike | null = null;
+  private closed = false;
+
+  constructor(open: () => Promise<KvLike>, private ev: EngineEvents) {
+    open().then((kv) => {
+      this.kv = kv;
+      this.connected = true;
+      ev.onReady();
+      void this.follow(kv);
+    }, (e) => ev.onDown(String((e as Error)?.message ?? e)));
+  }
+
+  private async follow(kv: KvLike): Promise<void> {
+    let len: string | null | undefined, event: string | null | undefined;
+    try {
+      for await (const [l, e] of kv.watch([LEN, EVENT])) {
+        // The first values are the current ones: nothing happened yet.
+        if (len !== undefined && l.versionstamp !== len) this.ev.onMessage("op");
+        if (event !== undefined && e.versionstamp !== event && typeof e.value === "string") this.ev.onMessage(e.value);
+        len = l.versionstamp;
+        event = e.versionstamp;
+      }
+    } catch (err) {
+      if (this.closed) return;
+      this.connected = false;
+      this.ev.onDown(`Deno KV watch ended: ${(err as Error)?.message ?? err}`);
+    }
+  }
+
+  private get db(): KvLike {
+    if (!this.kv || !this.connected) throw new Error("Deno KV is not open");
+    return this.kv;
+  }
+
+  async append(item: string): Promise<number> {
+    for (let i = 0; i < 100; i++) {
+      const cur = await this.db.get(LEN);
+      const n = Number(cur.value ?? 0);
+      const r = await this.db.atomic().check(cur).set(LEN, n + 1).set(OP(n), item).commit();
+      if (r.ok) return n + 1;
+    }
+    throw new Error("Deno KV: could not append the operation (too many concurrent writers)");
+  }
+
+  async range(from: number): Promise<string[]> {
+    const len = Number((await this.db.get(LEN)).value ?? 0);
+    const out: string[] = [];
+    if (len <= from) return out;
+    for await (const e of this.db.list({ start: OP(from), end: OP(len) })) out.push(String(e.value));
+    return out;
+  }
+
+  async publish(message: string): Promise<void> {
+    // An operation is announced by its own write (watch on the count); other messages by the event key.
+    if (message.startsWith("op ")) return;
+    await this.db.set(EVENT, message);
+  }
+
+  async epoch(): Promise<string> {
+    await this.db.atomic().check({ key: EPOCH, versionstamp: null }).set(EPOCH, crypto.randomUUID()).commit();
+    return String((await this.db.get(EPOCH)).value);
+  }
+
+  async setExpiring(key: string, value: string, ms: number): Promise<void> {
+    await this.db.set(["holdup", key], value, { expireIn: ms });
+  }
+
+  async get(key: string): Promise<string | null> {
+    const v = (await this.db.get(["holdup", key])).value;
+    return typeof v === "string" ? v : null;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.connected = false;
+    this.kv?.close();
+  }
+}
