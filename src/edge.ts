@@ -68,6 +68,8 @@ async function build() {
       undefined,
       kvPath === undefined ? undefined : (events) => new KvEngine(() => runtime.openKv(kvPath), events),
     );
+    // Every log line says which isolate wrote it (the instance id /_holdup/status shows too).
+    h.log.worker = fleet.instance;
     await fleet.ready(3000);
     if (fleet.lastError && state.startsWith("kv")) throw new Error(`holdup: cannot open Deno KV (HOLDUP_STATE=${state}): ${fleet.lastError}`);
   }

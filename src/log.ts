@@ -25,8 +25,11 @@ export class Logger {
   private scheduled = false;
   /** Sees every event (not the access log): the dashboard keeps the last ones. */
   onEvent: ((level: string, msg: string, fields: Record<string, unknown>) => void) | null = null;
-  /** With --workers: which worker wrote the line (`"worker": 1` in JSON, `[w1]` in text). */
-  worker: number | null = null;
+  /**
+   * Which process wrote the line: with --workers the worker's index (`"worker": 1` in JSON,
+   * `[w1]` in text); at the edge with shared state, the isolate's instance id.
+   */
+  worker: number | string | null = null;
 
   /**
    * @param format the access-log format; events use it too, except with "off",
