@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { freePort, nodeGet, type Proxy, startProxy, startRedis, startUpstream, until } from "./helpers.ts";
+import { freePort, nodeGet, type Proxy, ROOT, RUNTIME, startProxy, startRedis, startUpstream, until } from "./helpers.ts";
 
 /** Enough fresh connections that both workers get some (all on one worker: 1 in 2^15). */
 const N = 16;
@@ -206,3 +206,26 @@ test("--workers 2 --state redis://…: a reload body sent to the admin API moves
     await redis.stop();
   }
 });
+
+for (const artifact of ["dist/proxy.js", "dist/holdup"]) {
+  test(`--workers 2 from ${artifact === "dist/holdup" ? "the compiled binary dist/holdup" : `the bundle dist/proxy.js on ${RUNTIME}`}: both workers serve and follow a pause`, async () => {
+    const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+    const command: [string, string[]] | undefined = artifact === "dist/holdup" ? [join(ROOT, "dist/holdup"), []] : undefined;
+    const p = await startProxy(["--workers", "2", "-u", up.url], command ? { command } : { entry: artifact });
+    try {
+      const got = await send(p, N, "/art");
+      assert.ok(got.every((r) => r.status === 200));
+      await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/art")).length === N);
+      const by = answeredBy(p, "/art");
+      assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+      assert.equal((await p.admin("POST", "/pause")).status, 200);
+      await until("paused in both workers", async () => {
+        const ws = await workers(p);
+        return ws.length === 2 && ws.every((w) => w.reporting && w.mode === "paused");
+      });
+    } finally {
+      await p.stop();
+      await up.close();
+    }
+  });
+}
