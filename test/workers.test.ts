@@ -85,6 +85,17 @@ test("--workers 2: both workers serve, and a SIGHUP to the parent moves the requ
     assert.equal((by.get(0) ?? 0) + (by.get(1) ?? 0), N);
     // Each worker re-read the file itself.
     assert.equal(p.lines.filter((l) => l.msg === "reloaded" && l.trigger === "SIGHUP").length, 2);
+    // POST /reload without a body (worker 0's admin API) re-reads the file in both workers too.
+    await writeFile(file, JSON.stringify({ upstreams: [up.url], tryInterval: "60s", tryDuration: "40s" }));
+    const from = p.lines.length;
+    assert.equal((await p.admin("POST", "/reload")).status, 200);
+    await until("both workers re-read the file", async () => {
+      const ws = await workers(p);
+      return ws.length === 2 && ws.every((w) => w.reporting && w.configVersion === 3);
+    });
+    await until("both reload lines", () => p.lines.slice(from).filter((l) => l.msg === "reloaded").length === 2);
+    const reloaded = p.lines.slice(from).filter((l) => l.msg === "reloaded").map((l) => [l.worker, l.trigger]);
+    assert.deepEqual(reloaded.sort(), [[0, "POST /reload"], [1, "SIGHUP"]]);
   } finally {
     await p.stop();
     await up.close();
