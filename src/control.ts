@@ -438,7 +438,9 @@ function keepRestartOnly(next: Config, running: Config): string[] {
   if (fmt(next.admin.listen) !== fmt(running.admin.listen)) {
     notes.push(`admin.listen ${fmt(next.admin.listen)} takes effect on restart; admin API still on ${fmt(running.admin.listen)}`);
   }
+  if (next.workers !== running.workers) notes.push(`workers ${next.workers} takes effect on restart; still ${running.workers}`);
   next.listen = running.listen;
   next.admin.listen = running.admin.listen;
+  next.workers = running.workers;
   return notes;
 }

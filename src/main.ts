@@ -84,6 +84,7 @@ export async function main(rt: Runtime): Promise<void> {
     adminCheckHost: true,
   });
 
+  if (role) h.log.worker = role.index;
   // A fleet: read the shared state before serving (at most 3 s; without the engine, serve on local state).
   if (config.state) {
     const fleet = h.control.fleet = new Fleet(config.state, { control: h.control, apps: h.apps, log: h.log });
@@ -164,7 +165,6 @@ export async function main(rt: Runtime): Promise<void> {
   };
 
   if (role) {
-    h.log.worker = role.index;
     // POST /reload without a body re-reads the file here (worker 0): the parent has the others do it too.
     const fromFile = h.control.reloadFromFile.bind(h.control);
     h.control.reloadFromFile = async (trigger) => {

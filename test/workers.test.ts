@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { freePort, nodeGet, type Proxy, ROOT, RUNTIME, startProxy, startRedis, startUpstream, until } from "./helpers.ts";
+import { freePort, nodeGet, type Proxy, ROOT, run, RUNTIME, runtimeCommand, startProxy, startRedis, startUpstream, until } from "./helpers.ts";
 
 /** Enough fresh connections that both workers get some (all on one worker: 1 in 2^15). */
 const N = 16;
@@ -215,6 +215,20 @@ test("--workers 2 --state redis://…: a reload body sent to the admin API moves
     await p.stop();
     await up.close();
     await redis.stop();
+  }
+});
+
+test("--workers 2 on a port another holdup --workers already serves is refused, not silently shared (SO_REUSEPORT)", async () => {
+  const up = await startUpstream((_q, res) => res.end("ok"));
+  const p = await startProxy(["--workers", "2", "-u", up.url]);
+  try {
+    const [cmd, args] = runtimeCommand("src/proxy.ts", ["--workers", "2", "-l", `127.0.0.1:${p.port}`, "--admin", "off", "-u", up.url]);
+    const second = await run(cmd, args);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${p.port} for the proxy: address already in use`));
+  } finally {
+    await p.stop();
+    await up.close();
   }
 });
 

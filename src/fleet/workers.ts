@@ -75,14 +75,23 @@ export function askParentToReload(role: WorkerRole): void {
   if (role.parent && process.ppid === role.parent) process.kill(role.parent, "SIGUSR2");
 }
 
-/** A port 0 becomes a fixed one, so every worker (and a restarted one) binds the same port. */
-async function pin(a: ListenAddress): Promise<ListenAddress> {
-  if (a.port !== 0) return a;
+/**
+ * Binds the address once, without SO_REUSEPORT, and lets it go: a port 0
+ * becomes a fixed one, so every worker (and a restarted one) binds the same
+ * port, and a port another process holds is reported here. The workers bind
+ * with SO_REUSEPORT, which would otherwise let them share a port with another
+ * holdup --workers of the same user without a word.
+ */
+async function pin(a: ListenAddress, what: string, flag: string): Promise<ListenAddress | string> {
   const s = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
-    s.listen({ port: 0, host: a.hostname || undefined }, () => resolve());
+  const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    s.once("error", resolve);
+    s.listen({ port: a.port, host: a.hostname || undefined, exclusive: true }, () => resolve(null));
   });
+  if (err) {
+    const why = err.code === "EADDRINUSE" ? `address already in use (choose another with ${flag})` : err.message;
+    return `cannot listen on ${formatListen(a)} for the ${what}: ${why}`;
+  }
   const port = (s.address() as net.AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return { ...a, port };
@@ -108,8 +117,10 @@ export async function runParent(o: {
   const self = rt.selfCommand();
   if (typeof self === "string") o.fail(1, `holdup: ${self}`);
   const n = config.workers;
-  const listen = await pin(config.listen);
-  const admin = config.admin.listen ? await pin(config.admin.listen) : null;
+  const listen = await pin(config.listen, "proxy", "--listen");
+  if (typeof listen === "string") o.fail(1, `holdup: ${listen}`);
+  const admin = config.admin.listen ? await pin(config.admin.listen, "admin API", "--admin") : null;
+  if (typeof admin === "string") o.fail(1, `holdup: ${admin}`);
   let hub: Hub | null = null;
   let channel: string | null = null;
   if (!config.state) {
@@ -122,6 +133,8 @@ export async function runParent(o: {
   const workers: Worker[] = Array.from({ length: n }, (_, index) => ({ index, child: null, startedAt: 0, failures: 0, ready: false }));
   let allReady!: () => void;
   const started = new Promise<void>((r) => allReady = r);
+  /** Every worker served once: from then on, a worker that exits is restarted. */
+  let serving = false;
 
   const start = (w: Worker) => {
     if (stopping) return;
@@ -151,7 +164,10 @@ export async function runParent(o: {
         if (!line.startsWith(READY)) continue;
         w.ready = true;
         if (w.failures) log.info("worker serving again", { worker: w.index, pid: child.pid });
-        if (workers.every((x) => x.ready)) allReady();
+        if (workers.every((x) => x.ready)) {
+          serving = true;
+          allReady();
+        }
       }
     });
     child.on("error", (e) => log.error("worker could not start", { worker: w.index, error: String(e.message) }));
@@ -160,6 +176,12 @@ export async function runParent(o: {
       w.child = null;
       w.ready = false;
       if (stopping) return;
+      if (!serving) {
+        // Never served (a port in use, a bad file): restarting would not help. Its error is above.
+        o.log.error("a worker exited before holdup started serving; stopping", { worker: w.index, code, signal });
+        void shutdown("start-up failure", typeof code === "number" && code > 0 ? code : 1);
+        return;
+      }
       const lived = Date.now() - w.startedAt;
       w.failures = lived < 10_000 ? w.failures + 1 : 1;
       const wait = Math.min(250 * 2 ** (w.failures - 1), 30_000);
@@ -186,7 +208,8 @@ export async function runParent(o: {
   // Worker 0's admin API re-read the file (POST /reload without a body): the others do too.
   rt.onSignal("SIGUSR2", () => each("SIGHUP", 0));
 
-  const shutdown = async (signal: string) => {
+  const shutdown = async (signal: string, exitCode = 0) => {
+    if (stopping && exitCode) return;
     if (stopping) {
       log.warn(`${signal} again: killing the workers and exiting now`);
       each("SIGKILL");
@@ -194,7 +217,7 @@ export async function runParent(o: {
       rt.exit(1);
     }
     stopping = true;
-    log.info("shutting down: passing SIGTERM to every worker", { signal, workers: pids() });
+    if (!exitCode) log.info("shutting down: passing SIGTERM to every worker", { signal, workers: pids() });
     const exits = workers.map((w) => w.child && w.child.exitCode === null && w.child.signalCode === null
       ? new Promise<void>((r) => w.child!.once("close", () => r()))
       : Promise.resolve());
@@ -204,9 +227,9 @@ export async function runParent(o: {
     await Promise.all(exits);
     clearTimeout(timer);
     hub?.close();
-    log.info("stopped");
+    if (!exitCode) log.info("stopped");
     log.flush();
-    rt.exit(0);
+    rt.exit(exitCode);
   };
   rt.onSignal("SIGTERM", () => void shutdown("SIGTERM"));
   rt.onSignal("SIGINT", () => void shutdown("SIGINT"));
