@@ -7,7 +7,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import https from "node:https";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -229,6 +230,35 @@ test("--workers 2 on a port another holdup --workers already serves is refused, 
   } finally {
     await p.stop();
     await up.close();
+  }
+});
+
+test("--workers 2 with --tls-cert: both workers serve HTTPS on the shared port", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "holdup-workers-tls-"));
+  const cert = join(dir, "c.pem"), key = join(dir, "k.pem");
+  const made = await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]);
+  assert.equal(made.code, 0, made.stderr);
+  const ca = await readFile(cert, "utf8");
+  const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+  const p = await startProxy(["--workers", "2", "-u", up.url, "--tls-cert", cert, "--tls-key", key]);
+  try {
+    const get = (i: number) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      https.get({ host: "127.0.0.1", port: p.port, path: `/tls${i}`, ca, servername: "localhost", agent: false }, (res) => {
+        let body = "";
+        res.on("data", (d) => body += d);
+        res.on("end", () => resolve({ status: res.statusCode!, body }));
+      }).on("error", reject);
+    });
+    const got = await Promise.all(Array.from({ length: N }, (_, i) => get(i)));
+    for (const [i, r] of got.entries()) assert.deepEqual([r.status, r.body], [200, `ok /tls${i}`]);
+    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/tls")).length === N);
+    const by = answeredBy(p, "/tls");
+    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+  } finally {
+    await p.stop();
+    await up.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });
 
