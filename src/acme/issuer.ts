@@ -14,12 +14,21 @@ import https from "node:https";
 import type { AcmeStore } from "./store.ts";
 import type { Challenges } from "./challenges.ts";
 
-type AcmeModule = typeof import("acme-client");
+type AcmeModule = Pick<typeof import("acme-client"), "Client" | "crypto" | "axios">;
 
+/**
+ * The three parts of acme-client holdup uses, imported by path: its index also
+ * loads node-forge (365 KiB in the bundle) for an API holdup does not call.
+ * CommonJS: the namespace's default is module.exports.
+ */
 let loaded: Promise<AcmeModule> | null = null;
 function loadAcmeClient(): Promise<AcmeModule> {
-  // CommonJS: the namespace's default is module.exports (Deno); Bun also gives named exports.
-  loaded ??= import("acme-client").then((m) => ((m as { default?: AcmeModule }).default ?? m) as AcmeModule);
+  const cjs = (m: unknown) => (m as { default: unknown }).default;
+  loaded ??= Promise.all([
+    import("acme-client/src/client.js"),
+    import("acme-client/src/crypto/index.js"),
+    import("acme-client/src/axios.js"),
+  ]).then(([client, crypto, axios]) => ({ Client: cjs(client), crypto: cjs(crypto), axios: cjs(axios) }) as AcmeModule);
   return loaded;
 }
 
