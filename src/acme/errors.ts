@@ -20,6 +20,9 @@ export function describeAcmeError(e: unknown, directory: string): string {
   const err = e as { code?: string; message?: string; response?: { status?: number } };
   const code = typeof err?.code === "string" ? err.code : "";
   const message = oneLine(String(err?.message ?? e));
+  if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number|InvalidContentType/i.test(message)) {
+    return `cannot reach the ACME directory ${directory}: it does not speak HTTPS (${code || message})`;
+  }
   if (UNREACHABLE[code]) return `cannot reach the ACME directory ${directory}: ${UNREACHABLE[code]} (${code})`;
   if (/CERT|SIGNATURE|SELF_SIGNED|ISSUER/.test(code) || (/certificate|UnknownIssuer/i.test(message) && !err.response)) {
     return `the ACME directory ${directory} presents a TLS certificate this machine does not trust (${code || message}); ` +

@@ -35,6 +35,25 @@ function loadAcmeClient(): Promise<AcmeModule> {
 /** How long one request to the ACME server may take. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
+/**
+ * acme-client's response interceptor cannot handle an error without a
+ * response (connection refused, no such host, timeout) once its retries are
+ * spent: it throws "Cannot read properties of undefined (reading 'config')"
+ * and the cause is lost. Such errors skip it, unchanged; errors with a
+ * response (an HTTP status, an ACME problem) still go through it.
+ */
+function passNetworkErrorsThrough(axios: AcmeModule["axios"]): void {
+  type Handler = { rejected?: (e: unknown) => unknown; [PATCHED]?: true };
+  const handlers = (axios.interceptors.response as unknown as { handlers?: Array<Handler | null> }).handlers;
+  for (const h of Array.isArray(handlers) ? handlers : []) {
+    if (!h?.rejected || h[PATCHED]) continue;
+    const rejected = h.rejected;
+    h.rejected = (e) => (e as { response?: unknown })?.response ? rejected(e) : Promise.reject(e);
+    h[PATCHED] = true;
+  }
+}
+const PATCHED = Symbol("holdup.patched");
+
 export interface IssuerOptions {
   directory: string;
   email: string;
@@ -51,6 +70,7 @@ export class Issuer {
   static async create(o: IssuerOptions): Promise<Issuer> {
     const acme = await loadAcmeClient();
     (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = 0;
+    passNetworkErrorsThrough(acme.axios);
     acme.axios.defaults.timeout = REQUEST_TIMEOUT_MS;
     // Only the given CA (tls.rootCertificates would need --allow-sys on Deno): a private CA's directory.
     if (o.ca) acme.axios.defaults.httpsAgent = new https.Agent({ ca: o.ca });

@@ -37,7 +37,7 @@ export class AcmeStore {
       const deno = err.name === "NotCapable" || err.name === "PermissionDenied" || /--allow-write/.test(String(e));
       return {
         problem: `cannot write the ACME state directory ${stateDir}${code ? ` (${code})` : ""}` +
-          (deno ? ": run deno with --allow-write (or --allow-write=" + stateDir + ")" : ": choose another with --acme-state-dir DIR (config tls.acme.stateDir)"),
+          (deno ? ": Deno's permissions do not allow writing there: run deno with --allow-write (or --allow-write=" + stateDir + ")" : ": choose another with --acme-state-dir DIR (config tls.acme.stateDir)"),
       };
     }
     return new AcmeStore(dir);
