@@ -225,7 +225,9 @@ served to new connections without a restart:
                              HTTPS instead of the system's (a private CA; or NODE_EXTRA_CA_CERTS=FILE,
                              which adds to the system's)
       --acme-state-dir DIR   [tls.acme.stateDir] account key and certificates, keys mode 0600;
-                             reused on restart (default ./.holdup; Deno needs --allow-write)
+                             reused on restart (default ./.holdup)
+  On Deno, --acme needs --allow-write (the state directory) and --allow-sys (the system's
+  CA certificates, for the directory's HTTPS; not needed with --acme-ca).
 
 Admin API:
       --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)

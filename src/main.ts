@@ -141,8 +141,9 @@ export async function main(rt: Runtime): Promise<void> {
     if (trigger.startsWith("deploy") && sameCertFiles(next, h.control.effective.config)) return none;
     const loaded = loadCertificates(next);
     if ("errors" in loaded) return { errors: loaded.errors.map((e) => ({ ...e, where: "certificate files" })) };
+    const acmeRest = (c: Config) => JSON.stringify({ ...c.tls.acme, hosts: undefined });
     return {
-      notes: [],
+      notes: acme && acmeRest(next) !== acmeRest(h.control.effective.config) ? ["tls.acme takes effect on restart, except its hosts"] : [],
       commit() {
         const before = JSON.stringify(certs!.describe());
         fileCerts = loaded.certs;

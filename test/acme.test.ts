@@ -254,7 +254,7 @@ test("the challenge path answers only the exact pending token, with its key auth
   assert.equal(get(`/.well-known/acme-challenge/${token}`).status, 404);
 });
 
-test("bad ACME input: one line naming the flag, exit 2", async () => {
+test("bad ACME input: one line naming the flag (exit 2) or the missing Deno permission", async () => {
   const base = ["--listen", "127.0.0.1:0", "--admin", "off", "--log", "json"];
   await writeFile(join(dir, "a-file"), "not a directory");
   const cases: Array<[string[], RegExp]> = [
@@ -271,6 +271,17 @@ test("bad ACME input: one line naming the flag, exit 2", async () => {
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, expected, args.join(" "));
     assert.equal(r.stderr.split("\n").filter((l) => expected.test(l)).length, 1, r.stderr);
+  }
+  // No --acme-ca: the system's CA certificates are used; on Deno that needs --allow-sys, and the line says so.
+  const nowhere = `https://127.0.0.1:${await freePort()}/dir`;
+  const p = await startProxy(["--acme", "ops@holdup.test", "--acme-host", HOST, "--redirect-http", "127.0.0.1:0", "--acme-directory", nowhere, "--acme-state-dir", join(dir, "system-cas")], { command: COMMAND });
+  try {
+    const line = await p.waitForLine("the first try", (l) => String(l.msg).startsWith(`acme: cannot get a certificate for ${HOST}:`), 30_000);
+    assert.equal(String(line.msg), RUNTIME === "deno"
+      ? `acme: cannot get a certificate for ${HOST}: cannot check the TLS certificate of the ACME directory ${nowhere}: Deno needs --allow-sys to read the system's CA certificates (or give --acme-ca FILE to trust that CA only); retrying in 10s`
+      : `acme: cannot get a certificate for ${HOST}: cannot reach the ACME directory ${nowhere}: connection refused (ECONNREFUSED); retrying in 10s`);
+  } finally {
+    await p.stop();
   }
   if (RUNTIME === "deno") {
     // Deno without --allow-write: the line says which permission.
@@ -325,5 +336,32 @@ test("an ACME directory that refuses or is unreachable: one log line with the re
   } finally {
     await t.close(p);
     await gone.close(q);
+  }
+});
+
+test("a reload that adds an app host gets a certificate for it without a restart; other tls.acme changes are noted as taking effect on restart", async () => {
+  const t = await setup();
+  const p = await t.start();
+  try {
+    const first = await p.waitForLine("first certificate", issued(HOST), 30_000);
+    const TWO = "two.holdup.test";
+    const r = await p.admin("POST", "/reload", { apps: [{ name: "two", hosts: [TWO], upstreams: [t.up.url] }] });
+    assert.equal(r.status, 200, await r.clone().text());
+    await p.waitForLine("the new host's certificate", issued(TWO), 30_000);
+    const root = await rootFile(t.pebble, t.base);
+    const two = await curl(p.port, "/two", root.path, [], TWO);
+    assert.equal(two.code, 0, two.err);
+    assert.equal(two.body, `upstream saw ${TWO}:${p.port} /two https`);
+    // The first name keeps its certificate: no second order for it.
+    assert.equal(p.lines.filter(issued(HOST)).length, 1);
+    const s = await connect(p.port, HOST, root.pem);
+    assert.equal(s.getPeerCertificate().fingerprint256.slice(0, 23), first.fingerprint);
+    s.destroy();
+
+    const changed = await p.admin("POST", "/reload", { tls: { acme: { email: "someone-else@holdup.test" } } });
+    assert.equal(changed.status, 200);
+    assert.match(await changed.text(), /tls\.acme takes effect on restart, except its hosts/);
+  } finally {
+    await t.close(p);
   }
 });

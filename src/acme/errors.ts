@@ -20,6 +20,11 @@ export function describeAcmeError(e: unknown, directory: string): string {
   const err = e as { code?: string; message?: string; response?: { status?: number } };
   const code = typeof err?.code === "string" ? err.code : "";
   const message = oneLine(String(err?.message ?? e));
+  // Deno's node:https reads the system's CA certificates only with --allow-sys (there is no narrower grant).
+  if (/Requires sys access/.test(message)) {
+    return `cannot check the TLS certificate of the ACME directory ${directory}: Deno needs --allow-sys to read the system's CA certificates ` +
+      "(or give --acme-ca FILE to trust that CA only)";
+  }
   if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number|InvalidContentType/i.test(message)) {
     return `cannot reach the ACME directory ${directory}: it does not speak HTTPS (${code || message})`;
   }
