@@ -128,7 +128,8 @@ export class AcmeManager {
     const t = setTimeout(() => {
       this.timers.delete(host);
       if (wait > MAX_TIMER_MS) return this.schedule(host, due - Date.now());
-      this.queue = this.queue.then(() => this.obtain(host));
+      // obtain() catches its own failures; the catch keeps one surprise from stopping every later order.
+      this.queue = this.queue.then(() => this.obtain(host)).catch((e) => this.o.log.warn(`acme: ${String((e as Error)?.message ?? e).split("\n")[0]}`, { host }));
     }, Math.min(wait, MAX_TIMER_MS));
     this.timers.set(host, t);
   }
