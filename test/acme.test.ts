@@ -258,7 +258,7 @@ test("bad ACME input: one line naming the flag (exit 2) or the missing Deno perm
   const base = ["--listen", "127.0.0.1:0", "--admin", "off", "--log", "json"];
   await writeFile(join(dir, "a-file"), "not a directory");
   const cases: Array<[string[], RegExp]> = [
-    [["--acme", "nope", "--acme-host", HOST, "--redirect-http", "127.0.0.1:0"], /^  --acme: must be an email address, e\.g\. you@example\.com$/m],
+    [["--acme", "nope", "--acme-host", HOST, "--redirect-http", "127.0.0.1:0"], /^ {2}--acme: must be an email address, e\.g\. you@example\.com$/m],
     [["--acme", "ops@holdup.test", "--acme-host", HOST], /--acme: needs the redirect listener, .*add --redirect-http :80/],
     [["--acme", "ops@holdup.test", "--acme-host", "*.holdup.test", "--redirect-http", "127.0.0.1:0"], /--acme-host: must be an exact host name: HTTP-01 cannot get a certificate for \*\.domain/],
     [["--acme", "ops@holdup.test", "--acme-host", HOST, "--acme-directory", "http://127.0.0.1/dir", "--redirect-http", "127.0.0.1:0"], /--acme-directory: must be the https:\/\/ URL of an ACME directory/],
