@@ -179,7 +179,7 @@ test("a restart reuses the stored certificate: no new order, the same certificat
   }
 });
 
-test("renewal: a short-lived certificate is renewed without a restart; new connections get the new one, an open connection and its in-flight request survive; with the CA gone, the renewal error is one line and the current certificate stays", async () => {
+test("renewal: a short-lived certificate is renewed without a restart; new connections get the new one, an open connection, its in-flight request and a held request survive; with the CA gone, the renewal error is one line and the current certificate stays", async () => {
   const validity = 12;
   const t = await setup({ validitySeconds: validity });
   const p = await t.start();
@@ -192,10 +192,20 @@ test("renewal: a short-lived certificate is renewed without a restart; new conne
     // A request in flight across the renewal: the upstream answers it only after the swap.
     const slow = request(open, "/slow");
     await until("the slow request to reach the upstream", () => t.up.received.some((r) => r.url === "/slow"));
+    // And a request held by holdup (paused) on another connection.
+    assert.equal((await p.admin("POST", "/pause")).status, 200);
+    const heldConn = await connect(p.port, HOST, root.pem);
+    const held = request(heldConn, "/held");
+    await until("1 held", async () => (await p.status()).held === 1);
 
     const firstAt = p.lines.indexOf(first);
     const renewed = await p.waitForLine("renewal", (l) => issued(HOST)(l) && l.fingerprint !== first.fingerprint, validity * 1000 + 20_000, firstAt + 1);
     assert.ok(index(p, (l) => l.msg === "acme: renewing the certificate" && l.host === HOST) > firstAt, p.stderr);
+    // The held request is still held across the swap, and answered on resume.
+    assert.equal((await p.status()).held, 1);
+    assert.equal((await p.admin("POST", "/resume")).status, 200);
+    assert.deepEqual(await held, { status: 200, body: `upstream saw ${HOST} /held https` });
+    heldConn.destroy();
     const fresh = await connect(p.port, HOST, root.pem);
     try {
       assert.equal(fresh.getPeerCertificate().fingerprint256.slice(0, 23), renewed.fingerprint);
@@ -205,6 +215,7 @@ test("renewal: a short-lived certificate is renewed without a restart; new conne
     }
     t.slowRelease();
     assert.deepEqual(await slow, { status: 200, body: "slow answer" });
+
     assert.deepEqual(await request(open, "/still"), { status: 200, body: `upstream saw ${HOST} /still https` });
     assert.equal(open.getPeerCertificate().fingerprint256.slice(0, 23), first.fingerprint, "the open connection kept its certificate");
     open.destroy();
