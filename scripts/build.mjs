@@ -6,12 +6,20 @@
 // Whitespace and syntax are minified, names are kept, so stack traces stay readable.
 import { build } from "esbuild";
 import { readFile, stat } from "node:fs/promises";
+import { builtinModules } from "node:module";
 
 const root = new URL("..", import.meta.url).pathname;
 const pkg = JSON.parse(await readFile(`${root}package.json`, "utf8"));
 const banner = `// holdup ${pkg.version} — a reverse proxy for zero-downtime deploys (${pkg.license}).
 // Built from src/ by \`npm run build\` (esbuild); source: ${pkg.repository?.url ?? "the holdup repository"}.
 // Runs unchanged on Deno and Bun. Do not edit: change src/ and rebuild.`;
+
+// acme-client (CommonJS, loaded by dynamic import only when ACME is configured) calls
+// require("crypto") and friends: node's built-ins stay outside the bundle, and proxy.js
+// gets a real `require` (esbuild's ESM stub throws "Dynamic require of "crypto" is not
+// supported" on Deno).
+const cjsRequire = `import { createRequire as __holdupCreateRequire } from "node:module";
+const require = __holdupCreateRequire(import.meta.url);`;
 
 for (const [entry, out] of [["src/proxy.ts", "dist/proxy.js"], ["src/edge.ts", "dist/edge.js"]]) {
   await build({
@@ -23,11 +31,11 @@ for (const [entry, out] of [["src/proxy.ts", "dist/proxy.js"], ["src/edge.ts", "
     platform: "neutral",
     target: "es2022",
     mainFields: ["module", "main"],
-    external: ["node:*"],
+    external: ["node:*", ...builtinModules],
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: "none",
-    banner: { js: banner },
+    banner: { js: out === "dist/proxy.js" ? `${banner}\n${cjsRequire}` : banner },
     logLevel: "warning",
   });
   const { size } = await stat(`${root}${out}`);

@@ -40,6 +40,11 @@ const OPTIONS = {
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "redirect-http": { type: "string" },
+  acme: { type: "string" },
+  "acme-host": { type: "string", multiple: true },
+  "acme-directory": { type: "string" },
+  "acme-ca": { type: "string" },
+  "acme-state-dir": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 } as const;
@@ -70,6 +75,12 @@ const FLAG_FOR: Record<string, string> = {
   "tls.cert": "--tls-cert",
   "tls.key": "--tls-key",
   "tls.redirectHttp": "--redirect-http",
+  "tls.acme": "--acme",
+  "tls.acme.email": "--acme",
+  "tls.acme.hosts": "--acme-host",
+  "tls.acme.directory": "--acme-directory",
+  "tls.acme.ca": "--acme-ca",
+  "tls.acme.stateDir": "--acme-state-dir",
   "run.command": "-- COMMAND",
 };
 
@@ -116,6 +127,11 @@ export function parseCli(argv: string[]): Cli {
     if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
     if (values["tls-key"] !== undefined) raw.tls.key = values["tls-key"];
     if (values["redirect-http"] !== undefined) raw.tls.redirectHttp = values["redirect-http"];
+  }
+  const acme = { email: values.acme, hosts: values["acme-host"], directory: values["acme-directory"], ca: values["acme-ca"], stateDir: values["acme-state-dir"] };
+  if (Object.values(acme).some((v) => v !== undefined)) {
+    raw.tls ??= {};
+    raw.tls.acme = Object.fromEntries(Object.entries(acme).filter(([, v]) => v !== undefined));
   }
   if (command || values["idle-stop"] !== undefined) {
     raw.run = {};
@@ -194,7 +210,7 @@ Fleet (several holdups acting as one):
                              bodies and deploys sent to it reach every worker (default 1;
                              on Deno add --allow-run)
 
-HTTPS (config key tls: {cert, key, redirectHttp}; per app apps[].tls: {cert, key},
+HTTPS (config key tls: {cert, key, redirectHttp, acme}; per app apps[].tls: {cert, key},
 chosen by the name the client asks for, SNI). Certificate files are read again on
 SIGHUP and POST /reload; a pair that cannot be read or does not match is refused
 whole and the old one stays:
@@ -202,6 +218,26 @@ whole and the old one stays:
       --tls-key FILE         [tls.key] its PEM private key
       --redirect-http ADDR   [tls.redirectHttp] plain-HTTP listener that answers 308
                              to the same URL on https, e.g. :80        (default off)
+
+Automatic certificates (ACME, HTTP-01; config key tls.acme: {email, directory,
+hosts, stateDir, ca}). Needs --redirect-http on port 80 as the world sees it:
+  holdup --acme you@example.com --acme-host example.com --redirect-http :80 --listen :443 -u :3000
+A name with no certificate yet fails the TLS handshake (never another name's
+certificate); certificates are renewed with a third of their lifetime left and
+served to new connections without a restart:
+      --acme EMAIL           [tls.acme.email] get certificates from an ACME CA, account contact
+      --acme-host NAME       [tls.acme.hosts] a name to get a certificate for; repeat for several
+                             (default: every exact host of the apps without their own tls)
+      --acme-directory URL   [tls.acme.directory] the CA's ACME directory
+                             (default Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory;
+                             staging: https://acme-staging-v02.api.letsencrypt.org/directory)
+      --acme-ca FILE         [tls.acme.ca] PEM CA certificate(s) to trust for the directory's
+                             HTTPS instead of the system's (a private CA; or NODE_EXTRA_CA_CERTS=FILE,
+                             which adds to the system's)
+      --acme-state-dir DIR   [tls.acme.stateDir] account key and certificates, keys mode 0600;
+                             reused on restart (default ./.holdup)
+  On Deno, --acme needs --allow-write (the state directory) and --allow-sys (the system's
+  CA certificates, for the directory's HTTPS; not needed with --acme-ca).
 
 Admin API:
       --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)

@@ -49,7 +49,7 @@ async function build() {
     throw new Error("holdup: the edge entry cannot run an app (config key run); use the command-line proxy: holdup [options] -- COMMAND");
   }
   const c = resolved.effective.config;
-  if (c.tls.cert || c.tls.redirectHttp || c.apps.some((a) => a.tls)) {
+  if (c.tls.cert || c.tls.redirectHttp || c.tls.acme || c.apps.some((a) => a.tls)) {
     throw new Error("holdup: the edge entry does not terminate TLS (config key tls, apps[].tls): the platform in front of it does; for HTTPS in holdup use the command-line proxy: holdup --tls-cert FILE --tls-key FILE");
   }
   const h = createHoldup({

@@ -73,7 +73,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     if (u) {
       const input = {
         // A request that was never held skips watching its client: the hot path stays lean.
-        target, method: req.method, headers, client: req, body, fresh, signal: wasHeld ? req.signal : null,
+        target, method: req.method, headers, body, fresh, signal: wasHeld ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;
@@ -88,7 +88,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       } else out = await attempt(d.runtime, u, input);
       if (out.kind === "response") {
         const res = out.response;
-        const h = clientHeaders(res, out.decoded, Math.round(heldMs));
+        const h = clientHeaders(res, Math.round(heldMs));
         if ("error" in h) {
           res.body?.cancel().catch(() => {});
           return done(502, "the upstream sent a response that cannot be relayed", heldMs, `upstream ${u.url}: ${h.error}`);

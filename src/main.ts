@@ -20,6 +20,8 @@ import type { Config } from "./config/schema.ts";
 import { Supervisor } from "./run/supervisor.ts";
 import { type Certificates, loadCertificates, tlsWanted } from "./serve/tls.ts";
 import { redirectHandler } from "./serve/redirect.ts";
+import { startAcme } from "./acme/start.ts";
+import { acmeHosts } from "./acme/hosts.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
@@ -67,6 +69,7 @@ export async function main(rt: Runtime): Promise<void> {
   }
   if (config.workers > 1) {
     if (config.run) fail(rt, 2, "holdup: --workers cannot be combined with running the app (-- COMMAND, config run): each worker would start its own app; run one holdup per app, or proxy to an app you start yourself");
+    if (config.tls.acme) fail(rt, 2, "holdup: --workers cannot be combined with automatic certificates (tls.acme) yet: each worker would order its own, and an ACME challenge could reach a worker that did not order it; use certificate files (--tls-cert, --tls-key) with --workers, or one process with tls.acme");
     const log = new Logger(config.log, (t) => rt.writeStderr(t), rt.stderrIsTTY());
     return await runParent({ rt, config, log, version: VERSION, configPath: cli.configPath, fail: (code, message) => fail(rt, code, message) });
   }
@@ -85,6 +88,14 @@ export async function main(rt: Runtime): Promise<void> {
   });
 
   if (role) h.log.worker = role.index;
+  // ACME: stored certificates are read now; orders start once the redirect listener answers.
+  const fileCerts0 = certs;
+  const started = config.tls.acme ? startAcme(config, h.log) : null;
+  if (started && "problem" in started) fail(rt, 2, `holdup: cannot serve HTTPS: ${started.problem}`);
+  const acme = started;
+  let fileCerts = fileCerts0;
+  if (acme) certs = certs!.withManaged(acme.manager.managed);
+
   // A fleet: read the shared state before serving (at most 3 s; without the engine, serve on local state).
   if (config.state) {
     const fleet = h.control.fleet = new Fleet(config.state, { control: h.control, apps: h.apps, log: h.log });
@@ -126,8 +137,14 @@ export async function main(rt: Runtime): Promise<void> {
       }));
   const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
   const redirectServer = https && config.tls.redirectHttp
-    ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port))
+    ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined))
     : null;
+  if (acme) {
+    acme.manager.onChange = () => {
+      certs = fileCerts!.withManaged(acme.manager.managed);
+      proxyServer.setCertificates(certs);
+    };
+  }
   let adminServer: Listener | null = null;
   if (config.admin.listen) {
     const a = config.admin.listen;
@@ -151,12 +168,15 @@ export async function main(rt: Runtime): Promise<void> {
     if (trigger.startsWith("deploy") && sameCertFiles(next, h.control.effective.config)) return none;
     const loaded = loadCertificates(next);
     if ("errors" in loaded) return { errors: loaded.errors.map((e) => ({ ...e, where: "certificate files" })) };
+    const acmeRest = (c: Config) => JSON.stringify({ ...c.tls.acme, hosts: undefined });
     return {
-      notes: [],
+      notes: acme && acmeRest(next) !== acmeRest(h.control.effective.config) ? ["tls.acme takes effect on restart, except its hosts"] : [],
       commit() {
         const before = JSON.stringify(certs!.describe());
-        certs = loaded.certs;
-        proxyServer.setCertificates(loaded.certs);
+        fileCerts = loaded.certs;
+        if (acme) acme.manager.want(acmeHosts(next));
+        certs = acme ? loaded.certs.withManaged(acme.manager.managed) : loaded.certs;
+        proxyServer.setCertificates(certs);
         const after = certs.describe();
         if (JSON.stringify(after) !== before) h.log.info("certificates reloaded: new connections get them", { trigger, certificates: after });
         for (const w of loaded.warnings) h.log.warn(`certificate: ${w}`);
@@ -179,6 +199,7 @@ export async function main(rt: Runtime): Promise<void> {
     runtime: `${rt.name} ${rt.version}`,
     listen: formatListen(proxyServer),
     ...(certs ? { scheme: "https", certificates: certs.describe() } : {}),
+    ...(acme ? { acme: [...acme.manager.managed.keys()] } : {}),
     ...(redirectServer ? { redirectHttp: formatListen(redirectServer) } : {}),
     ...(config.run ? { app: config.run.command } : { upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])) }),
     admin: adminServer ? formatListen(adminServer) : "off",
@@ -192,6 +213,7 @@ export async function main(rt: Runtime): Promise<void> {
 
   for (const w of startWarnings) h.log.warn(`certificate: ${w}`);
   if (role) rt.writeStdout(`${READY} ${JSON.stringify({ pid: process.pid })}\n`);
+  acme?.manager.start();
 
   rt.onSignal("SIGHUP", () => {
     if (!app) return void h.control.reloadFromFile("SIGHUP");
@@ -211,6 +233,7 @@ export async function main(rt: Runtime): Promise<void> {
       rt.exit(1);
     }
     stopping = true;
+    acme?.manager.stop();
     const held = h.apps.list.reduce((n, a) => n + a.state.held, 0);
     h.log.info("shutting down: no new connections; in-flight requests may finish", {
       signal, held, graceSeconds: SHUTDOWN_GRACE_MS / 1000,
@@ -246,7 +269,7 @@ export async function main(rt: Runtime): Promise<void> {
 }
 
 function sameCertFiles(a: Config, b: Config): boolean {
-  const files = (c: Config) => JSON.stringify([c.tls.cert, c.tls.key, c.apps.map((x) => [x.name, x.hosts, x.tls])]);
+  const files = (c: Config) => JSON.stringify([c.tls.cert, c.tls.key, c.apps.map((x) => [x.name, x.hosts, x.tls]), c.tls.acme?.hosts]);
   return files(a) === files(b);
 }
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { freePort, type Proxy, ROOT, run, RUNTIME, startProxy, startUpstream, until } from "./helpers.ts";
+import { startPebble } from "./pebble.ts";
 
 let dir = "";
 before(async () => {
@@ -128,6 +129,45 @@ test("the compiled binary (bun build --compile) behaves the same, SIGHUP include
     assert.deepEqual(await held, [200, "after sighup"]);
   } finally {
     await proxy.stop();
+    await up.close();
+  }
+});
+
+test(`ACME from the artifacts: dist/proxy.js alone on ${RUNTIME} and the compiled binary get a certificate from Pebble and serve it`, async () => {
+  const binary = join(ROOT, "dist/holdup");
+  if (!(await stat(binary).then(() => true, () => false))) {
+    const built = await run(join(ROOT, "node_modules/.bin/bun"), ["run", "compile"], { timeoutMs: 120_000 });
+    assert.equal(built.code, 0, built.stderr);
+  }
+  const script: [string, string[]] = RUNTIME === "deno"
+    ? [process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-write", "proxy.js"]]
+    : [process.execPath, ["proxy.js"]];
+  const up = await startUpstream((req, res) => res.end(`upstream saw ${req.url}`));
+  try {
+    for (const [label, command] of [["dist/proxy.js", script], ["dist/holdup", [binary, []]]] as const) {
+      const redirectPort = await freePort();
+      const home = join(dir, label.replace("/", "-"));
+      await run("mkdir", ["-p", home]);
+      const pebble = await startPebble(home, { httpPort: redirectPort });
+      const config = join(home, "holdup.json");
+      await writeFile(config, JSON.stringify({
+        apps: [{ name: "web", hosts: ["app.holdup.test"], upstreams: [up.url] }],
+        tls: { redirectHttp: `127.0.0.1:${redirectPort}`, acme: { email: "ops@holdup.test", directory: pebble.directory, ca: pebble.tlsCert, stateDir: join(home, "state") } },
+      }));
+      const proxy = await startProxy(["-c", config], { command: command as [string, string[]], cwd: dir });
+      try {
+        await proxy.waitForLine(`${label}: certificate issued`, (l) => l.msg === "acme: certificate issued: new connections get it", 30_000);
+        const root = join(home, "root.pem");
+        await writeFile(root, await pebble.root());
+        const r = await run("curl", ["-sS", "--cacert", root, "--resolve", `app.holdup.test:${proxy.port}:127.0.0.1`, `https://app.holdup.test:${proxy.port}/artifact`]);
+        assert.equal(r.code, 0, `${label}: ${r.stderr}`);
+        assert.equal(r.stdout, "upstream saw /artifact", label);
+      } finally {
+        await proxy.stop();
+        await pebble.stop();
+      }
+    }
+  } finally {
     await up.close();
   }
 });

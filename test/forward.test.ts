@@ -339,6 +339,24 @@ test("a client asking for identity still gets a body that matches its Content-En
   }
 });
 
+test("compressed responses pass through as the upstream sent them: same bytes, same Content-Length", async () => {
+  for (const [encoding, bytes] of [["gzip", GZIPPED], ["br", BROTLI]] as const) {
+    const wire = await nodeGet(`${proxy.url}/${encoding}`, { "accept-encoding": "gzip, br" });
+    assert.equal(wire.status, 200);
+    assert.equal(wire.headers["content-encoding"], encoding);
+    assert.equal(wire.headers["content-length"], String(bytes.length), `${encoding}: Content-Length kept`);
+    assert.ok(wire.body.equals(bytes), `${encoding}: ${wire.body.length} bytes on the wire, the upstream sent ${bytes.length}`);
+  }
+});
+
+test("Accept-Encoding reaches the upstream as the client sent it, and is not added when it sent none", async () => {
+  const from = up.received.length;
+  await nodeGet(`${proxy.url}/ae-none`);
+  await nodeGet(`${proxy.url}/ae-some`, { "accept-encoding": "br;q=1, gzip;q=0.5" });
+  assert.equal(receivedFor(up, "/ae-none", from)[0].headers["accept-encoding"], undefined);
+  assert.equal(receivedFor(up, "/ae-some", from)[0].headers["accept-encoding"], "br;q=1, gzip;q=0.5");
+});
+
 // ------------------------------------------------------------------ streaming
 
 test("server-sent events: the first event reaches the client while the upstream still holds the response open", async () => {

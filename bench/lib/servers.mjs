@@ -79,6 +79,12 @@ export async function startTarget(name, up, opts = {}) {
     const [cmd, args] = runtimeCmd(rt, join(BENCH_DIR, "passthrough.ts"));
     log(`starting ${name} on :${port}`);
     proc = spawnGroup(name, cmd, args, { env: { PORT: String(port), UPSTREAM: `http://127.0.0.1:${up}` } });
+  } else if (name.startsWith("ladder-")) {
+    // "ladder-bun-listener": a step of bench/ladder.ts (holdup's own modules, one layer at a time).
+    const [, rt, step] = name.split("-");
+    const [cmd, args] = runtimeCmd(rt, join(BENCH_DIR, "ladder.ts"));
+    log(`starting ${name} on :${port}`);
+    proc = spawnGroup(name, cmd, args, { env: { PORT: String(port), UPSTREAM: `http://127.0.0.1:${up}`, STEP: step } });
   } else if (name === "caddy") {
     const dir = tempDir("caddy");
     const file = join(dir, "Caddyfile");

@@ -6,6 +6,7 @@
  * each key, for GET /status and the start-up log.
  */
 import {
+  ACME_DEFAULTS,
   APP_KEYS,
   type AppConfig,
   type Config,
@@ -117,10 +118,20 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   delete config["admin.listen"];
   delete config["admin.token"];
   delete config["admin.hosts"];
-  config.tls = { cert: merged["tls.cert"] ?? null, key: merged["tls.key"] ?? null, redirectHttp: merged["tls.redirectHttp"] ?? null } as Config["tls"];
+  config.tls = { cert: merged["tls.cert"] ?? null, key: merged["tls.key"] ?? null, redirectHttp: merged["tls.redirectHttp"] ?? null, acme: null } as Config["tls"];
   delete config["tls.cert"];
   delete config["tls.key"];
   delete config["tls.redirectHttp"];
+  // tls.acme.* keys merge one by one (a flag's --acme EMAIL keeps the file's tls.acme.directory).
+  const acmeKeys = Object.keys(merged).filter((k) => k.startsWith("tls.acme."));
+  if (acmeKeys.length) {
+    const acme: Record<string, unknown> = { ...ACME_DEFAULTS, hosts: [], ca: null };
+    for (const k of acmeKeys) {
+      acme[k.slice(9)] = merged[k];
+      delete config[k];
+    }
+    config.tls.acme = acme as unknown as Config["tls"]["acme"];
+  }
   // run.* keys merge one by one too (a flag's --idle-stop keeps the file's run.command).
   const runKeys = Object.keys(merged).filter((k) => k.startsWith("run."));
   if (runKeys.length) {
@@ -165,7 +176,11 @@ function appConfig(top: Config, a: ParsedApp): AppConfig {
 function* flatten(obj: Record<string, unknown>): Generator<[string, unknown]> {
   for (const [k, v] of Object.entries(obj)) {
     if ((k === "admin" || k === "run" || k === "tls") && v && typeof v === "object") {
-      for (const [k2, v2] of Object.entries(v)) yield [`${k}.${k2}`, v2];
+      for (const [k2, v2] of Object.entries(v)) {
+        if (k === "tls" && k2 === "acme" && v2 && typeof v2 === "object") {
+          for (const [k3, v3] of Object.entries(v2)) yield [`tls.acme.${k3}`, v3];
+        } else yield [`${k}.${k2}`, v2];
+      }
     } else yield [k, v];
   }
 }
@@ -213,8 +228,15 @@ export function toJSON(c: Config): Record<string, unknown> {
       maxBodyBuffer: a.maxBodyBuffer,
       ...(a.tls ? { tls: a.tls } : {}),
     })),
-    ...(c.tls.cert || c.tls.redirectHttp
-      ? { tls: { cert: c.tls.cert, key: c.tls.key, redirectHttp: c.tls.redirectHttp ? formatListen(c.tls.redirectHttp) : null } }
+    ...(c.tls.cert || c.tls.redirectHttp || c.tls.acme
+      ? {
+        tls: {
+          cert: c.tls.cert,
+          key: c.tls.key,
+          redirectHttp: c.tls.redirectHttp ? formatListen(c.tls.redirectHttp) : null,
+          ...(c.tls.acme ? { acme: c.tls.acme } : {}),
+        },
+      }
       : {}),
     log: c.log,
     ...(c.workers > 1 ? { workers: c.workers } : {}),

@@ -94,7 +94,27 @@ export interface TlsConfig {
   key: string | null;
   /** A plain-HTTP listener answering 308 to https (and ACME HTTP-01 challenges); null: none. */
   redirectHttp: ListenAddress | null;
+  /** Automatic certificates (see src/acme/); null: none. */
+  acme: AcmeConfig | null;
 }
+
+export interface AcmeConfig {
+  /** The ACME account's contact. */
+  email: string;
+  /** The ACME directory URL (default: Let's Encrypt production). */
+  directory: string;
+  /** Names to get certificates for; empty: every exact host of the apps without their own certificate. */
+  hosts: string[];
+  /** Where the account key and certificates are kept. */
+  stateDir: string;
+  /** A PEM file of CA certificates trusted for the directory's HTTPS, besides the system's (a private CA). */
+  ca: string | null;
+}
+
+export const ACME_DEFAULTS = {
+  directory: "https://acme-v02.api.letsencrypt.org/directory",
+  stateDir: "./.holdup",
+} as const;
 
 /** The keys an app may set for itself; top-level values are their defaults. */
 export const APP_KEYS = [
@@ -251,6 +271,19 @@ export const partialSchema = z.strictObject({
       cert: z.optional(z.nullable(filePath)),
       key: z.optional(z.nullable(filePath)),
       redirectHttp: z.optional(z.nullable(listen)),
+      acme: z.optional(z.strictObject({
+        email: z.optional(z.string().check(z.refine((e) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(e), "must be an email address, e.g. you@example.com"))),
+        directory: z.optional(z.string().check(z.refine((d) => {
+          try {
+            return new URL(d).protocol === "https:";
+          } catch {
+            return false;
+          }
+        }, "must be the https:// URL of an ACME directory, e.g. https://acme-staging-v02.api.letsencrypt.org/directory"))),
+        hosts: z.optional(z.array(hostPattern.check(z.refine((h) => !h.startsWith("*."), "must be an exact host name: HTTP-01 cannot get a certificate for *.domain")))),
+        stateDir: z.optional(filePath),
+        ca: z.optional(z.nullable(filePath)),
+      })),
     }),
   ),
   waitingPageAfter: z.optional(z.nullable(duration(0))),
@@ -304,14 +337,37 @@ export function validateWhole(c: Config): FieldError[] {
       errors.push({ field: `apps.${a.name}.tls`, problem: "needs the app's hosts: its certificate is chosen by the name a client asks for (use top-level tls for every other name)" });
     }
   }
-  if (c.tls.redirectHttp && !c.tls.cert && !c.apps.some((a) => a.tls)) {
-    errors.push({ field: "tls.redirectHttp", problem: "redirects to https, but no certificate is configured (--tls-cert and --tls-key)" });
+  if (c.tls.redirectHttp && !c.tls.cert && !c.apps.some((a) => a.tls) && !c.tls.acme) {
+    errors.push({ field: "tls.redirectHttp", problem: "redirects to https, but no certificate is configured (--tls-cert and --tls-key, or --acme EMAIL)" });
   }
+  errors.push(...validateAcme(c));
   if (c.admin.listen && !c.admin.token && !isLoopback(c.admin.listen.hostname)) {
     errors.push({
       field: "admin.token",
       problem: `the admin API would listen on ${c.admin.listen.hostname}, beyond loopback, without a token; ` +
         "set --admin-token (or HOLDUP_ADMIN_TOKEN), or listen on 127.0.0.1",
+    });
+  }
+  return errors;
+}
+
+/** ACME: needs an email, the redirect listener (HTTP-01 is answered there) and at least one name. */
+function validateAcme(c: Config): FieldError[] {
+  const a = c.tls.acme;
+  if (!a) return [];
+  if (!a.email) return [{ field: "tls.acme.email", problem: "is missing: ACME needs a contact address (--acme you@example.com)" }];
+  const errors: FieldError[] = [];
+  if (!c.tls.redirectHttp) {
+    errors.push({
+      field: "tls.acme",
+      problem: "needs the redirect listener, where the ACME server's HTTP-01 challenge is answered: add --redirect-http :80 (config tls.redirectHttp); the ACME server connects to port 80 of each name",
+    });
+  }
+  const exact = c.apps.some((x) => !x.tls && x.hosts.some((h) => !h.startsWith("*.")));
+  if (!a.hosts.length && !exact) {
+    errors.push({
+      field: "tls.acme.hosts",
+      problem: "no name to get a certificate for: give one with --acme-host example.com (config tls.acme.hosts), or apps with exact hosts",
     });
   }
   return errors;
@@ -349,7 +405,7 @@ const KNOWN = [
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
-  "wsMaxBuffered", "wsCloseSpread", "tls", "cert", "key", "redirectHttp",
+  "wsMaxBuffered", "wsCloseSpread", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 
 function suggest(key: string): string {

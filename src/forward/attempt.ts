@@ -4,15 +4,13 @@
  * terms the hold loop can act on; the retry policy lives there, not here.
  */
 import type { Runtime } from "../runtime/types.ts";
-import type { Incoming } from "../serve/types.ts";
 import { CUT, type Upstream } from "../upstream.ts";
 import { type Body, bodyInit } from "./body.ts";
 import { Deadlines } from "./deadlines.ts";
 import { classifyFailure, describeFailure, type FailureKind } from "./errors.ts";
 
 export type Outcome =
-  /** decoded: see Runtime.decodedBody (null: cannot tell, so the response cannot be relayed). */
-  | { kind: "response"; response: Response; decoded: boolean | null }
+  | { kind: "response"; response: Response }
   | { kind: "failed"; failure: FailureKind; error: string }
   | { kind: "timeout" }
   | { kind: "client-gone" };
@@ -26,8 +24,6 @@ export interface AttemptInput {
   target: string;
   method: string;
   headers: [string, string][];
-  /** The client's request: its Accept-Encoding is read only when a response comes back encoded. */
-  client: Incoming;
   body: Body;
   /** See UpstreamInit.fresh. */
   fresh: boolean;
@@ -54,9 +50,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
       signal: abort.signal,
       fresh: a.fresh,
     });
-    const encoding = response.headers.get("content-encoding");
-    const decoded = encoding === null ? false : runtime.decodedBody(encoding, a.client.header("accept-encoding"));
-    return { kind: "response", response, decoded };
+    return { kind: "response", response };
   } catch (error) {
     if (abort.signal.aborted) {
       const why = abort.signal.reason;

@@ -62,20 +62,16 @@ export function upstreamHeaders(req: Incoming): HeaderList {
 
 /**
  * The headers sent to the client: the upstream's, less hop-by-hop, plus
- * X-Holdup-Held-Ms, and the declared body length to hold the body to.
- * When the runtime's fetch() already decoded the body (Deno decodes gzip and
- * br and has no opt-out), Content-Encoding and the stale Content-Length go
- * too, so the header always matches the bytes. A response whose framing is
- * ambiguous (Content-Length with Transfer-Encoding, conflicting lengths, a
- * coding list the runtime may have half decoded) is an error: the caller
- * answers 502 rather than relay bytes under the wrong label.
+ * X-Holdup-Held-Ms, and the declared body length to hold the body to. The
+ * body arrives as the upstream encoded it (see Runtime.fetchUpstream), so
+ * Content-Encoding and Content-Length pass on unchanged. A response whose
+ * framing is ambiguous (Content-Length with Transfer-Encoding, an invalid
+ * length) is an error: the caller answers 502 rather than relay it.
  */
 export function clientHeaders(
   res: Response,
-  decoded: boolean | null,
   heldMs: number,
 ): { headers: HeaderList; length: number | null } | { error: string } {
-  if (decoded === null) return { error: `Content-Encoding "${res.headers.get("content-encoding")}" cannot be relayed as decoded` };
   const src = res.headers;
   const lengthHeader = src.get("content-length");
   let length: number | null = null;
@@ -88,9 +84,8 @@ export function clientHeaders(
   const out: HeaderList = [];
   src.forEach((value, name) => {
     if (HOP_SET.has(name) || named?.has(name)) return;
-    if (decoded && (name === "content-encoding" || name === "content-length")) return;
     out.push([name, value]);
   });
   out.push(["x-holdup-held-ms", String(heldMs)]);
-  return { headers: out, length: decoded ? null : length };
+  return { headers: out, length };
 }

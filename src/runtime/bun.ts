@@ -67,7 +67,6 @@ export const bunRuntime: Runtime = {
       duplex: "half",
     }));
   },
-  decodedBody: () => false,
   tcpConnect(hostname, port, timeoutMs) {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`connect to ${hostname}:${port} timed out`)), timeoutMs);

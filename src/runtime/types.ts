@@ -51,16 +51,10 @@ export interface Runtime {
   onSignal(signal: "SIGHUP" | "SIGTERM" | "SIGINT" | "SIGUSR2", fn: () => void): void;
   /**
    * fetch() to an upstream that keeps the client's Host header, never follows
-   * redirects, and returns the body's bytes as the upstream encoded them where
-   * the runtime allows; `decodedBody` tells whether it could not.
+   * redirects, and returns the body's bytes as the upstream encoded them (never
+   * decoded: Bun's fetch() with decompress: false, node:http on Deno).
    */
   fetchUpstream(url: string, init: UpstreamInit): Promise<Response>;
-  /**
-   * True when this runtime's fetch() decoded a response body sent with
-   * `contentEncoding`, given the Accept-Encoding the request carried; null
-   * when it cannot be told (a list of codings it may have partly decoded).
-   */
-  decodedBody(contentEncoding: string, acceptEncoding: string | null): boolean | null;
   /**
    * Deno 2.9's node:http accept loop stops for good after an EMFILE; the
    * listener re-arms it on a timer where this is true (see serve/listener.ts).

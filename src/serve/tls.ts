@@ -12,6 +12,10 @@
  * "*.domain" wildcards, as routing does); the top-level certificate for every
  * other name and for clients that send no SNI; with no top-level certificate,
  * such a handshake fails — never another app's certificate.
+ *
+ * Certificates from ACME (src/acme/) lie on top, by exact name: a name ACME
+ * manages gets its ACME certificate, and until there is one its handshake
+ * fails — it never falls back to a file's certificate for other names.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
@@ -39,12 +43,20 @@ export class Certificates {
     readonly fallback: LoadedCert | null,
     private exact: Map<string, LoadedCert>,
     private wildcards: Array<[suffix: string, cert: LoadedCert]>,
+    /** Names managed by ACME: their certificate, or null while there is none yet (the handshake fails). */
+    private managed: ReadonlyMap<string, LoadedCert | null> = new Map(),
   ) {}
+
+  /** These certificates with ACME's on top (replacing the ACME ones these had). */
+  withManaged(managed: ReadonlyMap<string, LoadedCert | null>): Certificates {
+    return new Certificates(this.fallback, this.exact, this.wildcards, managed);
+  }
 
   /** The certificate for a server name ("" or null: the client sent none); null fails the handshake. */
   select(servername: string | null | undefined): LoadedCert | null {
     const name = (servername ?? "").toLowerCase().replace(/\.$/, "");
     if (name) {
+      if (this.managed.has(name)) return this.managed.get(name) ?? null;
       const hit = this.exact.get(name);
       if (hit) return hit;
       for (const [suffix, cert] of this.wildcards) {
@@ -56,14 +68,14 @@ export class Certificates {
 
   /** Every distinct pair in use, for GET /status. */
   status(): Array<{ cert: string; key: string; fingerprint: string; validTo: string }> {
-    const all = new Set([this.fallback, ...this.exact.values(), ...this.wildcards.map(([, c]) => c)]);
+    const all = new Set([this.fallback, ...this.exact.values(), ...this.wildcards.map(([, c]) => c), ...this.managed.values()]);
     return [...all].filter((c) => c !== null).map((c) => ({ cert: c!.files.cert, key: c!.files.key, fingerprint: c!.fingerprint, validTo: c!.validTo }));
   }
 
   /** Every distinct pair in use, for logs: file → fingerprint. */
   describe(): Record<string, string> {
     const out: Record<string, string> = {};
-    const all = [this.fallback, ...this.exact.values(), ...this.wildcards.map(([, c]) => c)];
+    const all = [this.fallback, ...this.exact.values(), ...this.wildcards.map(([, c]) => c), ...this.managed.values()];
     for (const c of all) if (c) out[c.files.cert] = c.fingerprint.slice(0, 23);
     return out;
   }
@@ -71,7 +83,7 @@ export class Certificates {
 
 /** True when this config asks for HTTPS on the proxy listener. */
 export function tlsWanted(c: Config): boolean {
-  return !!c.tls.cert || c.apps.some((a) => a.tls);
+  return !!c.tls.cert || c.apps.some((a) => a.tls) || !!c.tls.acme;
 }
 
 /**
