@@ -9,9 +9,12 @@
  *   faster (2.6-3.5k against 0.6-0.8k req/s), small ones no slower.
  *
  * Aborting: the signal destroys the request at any stage, and the promise
- * rejects at once. Requests never wait in the Agent's queue (maxSockets is
- * unbounded), because on Deno a request destroyed while queued there never
- * settles.
+ * rejects at once. The pool has no per-host socket cap (maxSockets is
+ * unbounded): a socket stays busy until its response body ends, so with a cap
+ * a few hundred open event streams would make every other request to that
+ * upstream wait for one of them to end. Measured with 1,000 held requests
+ * released at once: about 390 connections opened (a cap of 256 cut the
+ * release by ~15 %, not worth that risk).
  */
 import http from "node:http";
 import https from "node:https";
