@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import tls from "node:tls";
-import { freePort, type LogLine, type Proxy, rawRequest, run, RUNTIME, startProxy, startUpstream, until } from "./helpers.ts";
+import { freePort, type LogLine, type Proxy, rawRequest, run, RUNTIME, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
 import { type Pebble, startPebble } from "./pebble.ts";
 import { Challenges } from "../src/acme/challenges.ts";
 import { redirectHandler } from "../src/serve/redirect.ts";
@@ -71,29 +71,6 @@ async function connect(port: number, servername: string, ca: string): Promise<tl
     s.once("error", reject);
   });
   return s;
-}
-
-/** One HTTP/1.1 request on an open keep-alive TLS connection (the response has a Content-Length). */
-async function request(s: tls.TLSSocket, path: string, host = HOST): Promise<{ status: number; body: string }> {
-  let buf = Buffer.alloc(0);
-  const done = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const onData = (c: Buffer) => {
-      buf = Buffer.concat([buf, c]);
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      const head = buf.subarray(0, end).toString("latin1");
-      const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
-      if (buf.length < end + 4 + len) return;
-      s.off("data", onData);
-      s.off("close", onClose);
-      resolve({ status: Number(head.split(" ")[1]), body: buf.subarray(end + 4, end + 4 + len).toString() });
-    };
-    const onClose = () => reject(new Error(`connection closed before a response; got ${JSON.stringify(buf.toString())}`));
-    s.on("data", onData);
-    s.once("close", onClose);
-  });
-  s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
-  return await done;
 }
 
 /** curl trusting `caFile` only, with `host` resolved to loopback. */
@@ -168,7 +145,7 @@ test("a restart reuses the stored certificate: no new order, the same certificat
     const s = await connect(p2.port, HOST, root.pem);
     try {
       assert.equal(s.getPeerCertificate().fingerprint256.slice(0, 23), first.fingerprint);
-      assert.deepEqual(await request(s, "/again"), { status: 200, body: `upstream saw ${HOST} /again https` });
+      assert.deepEqual(await tlsRequest(s, "/again", HOST), { status: 200, body: `upstream saw ${HOST} /again https` });
     } finally {
       s.destroy();
     }
@@ -188,14 +165,14 @@ test("renewal: a short-lived certificate is renewed without a restart; new conne
     const root = await rootFile(t.pebble, t.base);
     const open = await connect(p.port, HOST, root.pem);
     assert.equal(open.getPeerCertificate().fingerprint256.slice(0, 23), first.fingerprint);
-    assert.equal((await request(open, "/before")).status, 200);
+    assert.equal((await tlsRequest(open, "/before", HOST)).status, 200);
     // A request in flight across the renewal: the upstream answers it only after the swap.
-    const slow = request(open, "/slow");
+    const slow = tlsRequest(open, "/slow", HOST);
     await until("the slow request to reach the upstream", () => t.up.received.some((r) => r.url === "/slow"));
     // And a request held by holdup (paused) on another connection.
     assert.equal((await p.admin("POST", "/pause")).status, 200);
     const heldConn = await connect(p.port, HOST, root.pem);
-    const held = request(heldConn, "/held");
+    const held = tlsRequest(heldConn, "/held", HOST);
     await until("1 held", async () => (await p.status()).held === 1);
 
     const firstAt = p.lines.indexOf(first);
@@ -209,14 +186,14 @@ test("renewal: a short-lived certificate is renewed without a restart; new conne
     const fresh = await connect(p.port, HOST, root.pem);
     try {
       assert.equal(fresh.getPeerCertificate().fingerprint256.slice(0, 23), renewed.fingerprint);
-      assert.deepEqual(await request(fresh, "/after"), { status: 200, body: `upstream saw ${HOST} /after https` });
+      assert.deepEqual(await tlsRequest(fresh, "/after", HOST), { status: 200, body: `upstream saw ${HOST} /after https` });
     } finally {
       fresh.destroy();
     }
     t.slowRelease();
     assert.deepEqual(await slow, { status: 200, body: "slow answer" });
 
-    assert.deepEqual(await request(open, "/still"), { status: 200, body: `upstream saw ${HOST} /still https` });
+    assert.deepEqual(await tlsRequest(open, "/still", HOST), { status: 200, body: `upstream saw ${HOST} /still https` });
     assert.equal(open.getPeerCertificate().fingerprint256.slice(0, 23), first.fingerprint, "the open connection kept its certificate");
     open.destroy();
 

@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
+import type tls from "node:tls";
 import process from "node:process";
 import { once } from "node:events";
 import assert from "node:assert/strict";
@@ -365,4 +366,37 @@ export function nodeGet(url: string, headers: Record<string, string> = {}, metho
     req.on("error", reject);
     req.end();
   });
+}
+
+/** One HTTP/1.1 request on an open (keep-alive) TLS connection; reads one response with a Content-Length. */
+export async function tlsRequest(s: tls.TLSSocket, path: string, host = "localhost"): Promise<{ status: number; body: string }> {
+  let buf = Buffer.alloc(0);
+  const done = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buf.subarray(0, end).toString("latin1");
+      const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+      if (buf.length < end + 4 + len) return;
+      s.off("data", onData);
+      s.off("close", onClose);
+      resolve({ status: Number(head.split(" ")[1]), body: buf.subarray(end + 4, end + 4 + len).toString() });
+    };
+    const onClose = () => reject(new Error(`connection closed before a response; got ${JSON.stringify(buf.toString())}`));
+    s.on("data", onData);
+    s.once("close", onClose);
+  });
+  s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  return await done;
+}
+
+/** True while a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
 }

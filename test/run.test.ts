@@ -12,19 +12,10 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseCli } from "../src/cli.ts";
 import { defaultLayer, resolve } from "../src/config/layers.ts";
-import { type LogLine, type Proxy, ROOT, run, RUNTIME, startProxy, until } from "./helpers.ts";
+import { type LogLine, type Proxy, ROOT, run, RUNTIME, startProxy, until, alive } from "./helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/app.py");
 
-/** True while a process with this pid exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
 
 async function appStatus(p: Proxy): Promise<Record<string, any>> {
   return (await p.status()).app as Record<string, any>;

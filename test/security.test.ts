@@ -409,8 +409,11 @@ test("a 502 tells the client what happened without the upstream's address or the
   }
 });
 
-test("pipelined requests are each answered, in order, and reach the upstream one after another", async () => {
-  // /1 is answered slowly: a proxy that forwards the pipeline all at once lets /2 overtake it.
+/**
+ * An upstream that records when each request starts and ends; /1 is answered
+ * slowly, so a proxy that forwards a pipeline all at once lets /2 overtake it.
+ */
+async function orderedUpstream() {
   const order: string[] = [];
   const up = await startUpstream((req, res) => {
     order.push(`start ${req.url}`);
@@ -419,6 +422,11 @@ test("pipelined requests are each answered, in order, and reach the upstream one
       res.end(`answer ${req.url}`);
     }, req.url === "/1" ? 300 : 0);
   });
+  return { order, up };
+}
+
+test("pipelined requests are each answered, in order, and reach the upstream one after another", async () => {
+  const { order, up } = await orderedUpstream();
   const proxy = await startProxy(["-u", up.url]);
   try {
     const { sock, state } = await rawConn(proxy.port);
@@ -436,14 +444,7 @@ test("pipelined requests are each answered, in order, and reach the upstream one
 });
 
 test("a client that leaves mid-pipeline: the requests still waiting in its pipeline never reach the upstream", async () => {
-  const order: string[] = [];
-  const up = await startUpstream((req, res) => {
-    order.push(`start ${req.url}`);
-    setTimeout(() => {
-      order.push(`end ${req.url}`);
-      res.end(`answer ${req.url}`);
-    }, req.url === "/1" ? 300 : 0);
-  });
+  const { order, up } = await orderedUpstream();
   const proxy = await startProxy(["-u", up.url]);
   try {
     const { sock } = await rawConn(proxy.port);

@@ -9,7 +9,7 @@ import { X509Certificate } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import { freePort, type Proxy, ROOT, run, runtimeCommand, startProxy, startUpstream, until } from "./helpers.ts";
+import { freePort, type Proxy, ROOT, run, runtimeCommand, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "holdup-tls-"));
 /** A self-signed EC certificate for `names` (DNS) and 127.0.0.1; its files and PEM text. */
@@ -43,29 +43,6 @@ async function connect(port: number, opts: { servername?: string; ca?: string[] 
     s.once("error", reject);
   });
   return s;
-}
-
-/** One HTTP/1.1 request on an open (keep-alive) TLS connection; reads one response with a Content-Length. */
-async function request(s: tls.TLSSocket, path: string, host = "localhost"): Promise<{ status: number; body: string }> {
-  let buf = Buffer.alloc(0);
-  const done = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const onData = (c: Buffer) => {
-      buf = Buffer.concat([buf, c]);
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      const head = buf.subarray(0, end).toString("latin1");
-      const len = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
-      if (buf.length < end + 4 + len) return;
-      s.off("data", onData);
-      s.off("close", onClose);
-      resolve({ status: Number(head.split(" ")[1]), body: buf.subarray(end + 4, end + 4 + len).toString() });
-    };
-    const onClose = () => reject(new Error(`connection closed before a response; got ${JSON.stringify(buf.toString())}`));
-    s.on("data", onData);
-    s.once("close", onClose);
-  });
-  s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
-  return await done;
 }
 
 const fingerprint = (s: tls.TLSSocket) => s.getPeerCertificate().fingerprint256;
@@ -122,7 +99,7 @@ test("a request held over HTTPS is moved by a reload to the new upstream", async
   const up = await startUpstream((_req, res) => res.end("from the new upstream"));
   try {
     const s = await connect(proxy.port);
-    const answer = request(s, "/held");
+    const answer = tlsRequest(s, "/held");
     await until("1 held", async () => (await proxy.status()).held === 1);
     const res = await proxy.admin("POST", "/reload", { upstreams: [up.url] });
     assert.equal(res.status, 200, await res.clone().text());
@@ -144,11 +121,11 @@ test("certificate rotation: replaced files and SIGHUP; new connections get the n
   try {
     const old = await connect(proxy.port);
     assert.equal(fingerprint(old), A.fp);
-    assert.deepEqual(await request(old, "/1"), { status: 200, body: "ok /1" });
+    assert.deepEqual(await tlsRequest(old, "/1"), { status: 200, body: "ok /1" });
     // Hold a request on a second connection.
     assert.equal((await proxy.admin("POST", "/pause")).status, 200);
     const holder = await connect(proxy.port);
-    const held = request(holder, "/held");
+    const held = tlsRequest(holder, "/held");
     await until("1 held", async () => (await proxy.status()).held === 1);
 
     await copyFile(B.cert, cert);
@@ -162,8 +139,8 @@ test("certificate rotation: replaced files and SIGHUP; new connections get the n
     assert.deepEqual((await proxy.status()).certificates, [{ cert, key, fingerprint: B.fp, validTo: new X509Certificate(B.pem).validTo }]);
     assert.equal((await proxy.admin("POST", "/resume")).status, 200);
     assert.deepEqual(await held, { status: 200, body: "ok /held" });
-    assert.deepEqual(await request(old, "/2"), { status: 200, body: "ok /2" }, "the open connection still serves");
-    assert.deepEqual(await request(fresh, "/3"), { status: 200, body: "ok /3" });
+    assert.deepEqual(await tlsRequest(old, "/2"), { status: 200, body: "ok /2" }, "the open connection still serves");
+    assert.deepEqual(await tlsRequest(fresh, "/3"), { status: 200, body: "ok /3" });
     for (const s of [old, holder, fresh]) s.destroy();
   } finally {
     await proxy.stop();
@@ -186,7 +163,7 @@ test("a bad certificate pair on reload is refused whole, naming the file; the ol
     assert.match(text, new RegExp(`the key in ${key} does not match the certificate in ${cert}`));
     let s = await connect(proxy.port);
     assert.equal(fingerprint(s), A.fp, "the old certificate stays");
-    assert.deepEqual(await request(s, "/"), { status: 200, body: "ok" });
+    assert.deepEqual(await tlsRequest(s, "/"), { status: 200, body: "ok" });
     s.destroy();
     // An unreadable key file.
     await copyFile(A.cert, cert);
@@ -241,10 +218,10 @@ test("two apps with two certificates, chosen by SNI; a name without a certificat
     assert.ok(!proxy.lines.some((l) => String(l.msg).includes("(app a)")));
     const a = await connect(proxy.port, { servername: "a.localhost" });
     assert.equal(fingerprint(a), A.fp);
-    assert.deepEqual(await request(a, "/", "a.localhost"), { status: 200, body: "app a" });
+    assert.deepEqual(await tlsRequest(a, "/", "a.localhost"), { status: 200, body: "app a" });
     const b = await connect(proxy.port, { servername: "x.b.localhost" });
     assert.equal(fingerprint(b), B.fp);
-    assert.deepEqual(await request(b, "/", "x.b.localhost"), { status: 200, body: "app b" });
+    assert.deepEqual(await tlsRequest(b, "/", "x.b.localhost"), { status: 200, body: "app b" });
     a.destroy();
     b.destroy();
     // No top-level certificate: a name no app covers (or none at all) gets no certificate.
@@ -275,7 +252,7 @@ test("over HTTPS, a request head that never ends and an idle keep-alive connecti
     slow.write("GET / HTTP/1.1\r\nHost: localhost\r\n");
     const idle = await connect(proxy.port);
     idle.on("close", () => idle.destroy());
-    assert.deepEqual(await request(idle, "/"), { status: 200, body: "ok" });
+    assert.deepEqual(await tlsRequest(idle, "/"), { status: 200, body: "ok" });
     assert.ok(await closedWithin(slow, 5000) < 5000);
     assert.ok(await closedWithin(idle, 5000) < 5000);
   } finally {

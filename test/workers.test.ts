@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { freePort, nodeGet, type Proxy, ROOT, run, RUNTIME, runtimeCommand, startProxy, startRedis, startUpstream, until } from "./helpers.ts";
+import { freePort, nodeGet, type Proxy, ROOT, run, RUNTIME, runtimeCommand, startProxy, startRedis, startUpstream, until, alive } from "./helpers.ts";
 
 /** Enough fresh connections that both workers get some (all on one worker: 1 in 2^15). */
 const N = 16;
@@ -39,14 +39,6 @@ async function heldInBoth(p: Proxy, n: number): Promise<WorkerReport[]> {
   }, 15_000))!;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
 
 /** Each request on a connection of its own, so the kernel spreads them over the workers. */
 function send(p: Proxy, n: number, path: string) {
