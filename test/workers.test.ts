@@ -8,6 +8,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import https from "node:https";
+import net from "node:net";
+import { once } from "node:events";
+import { Hub } from "../src/fleet/hub.ts";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -276,3 +279,32 @@ for (const artifact of ["dist/proxy.js", "dist/holdup"]) {
     }
   });
 }
+
+test("the parent's worker channel: a connection without the password gets nothing and cannot make it buffer", async () => {
+  const hub = new Hub();
+  const url = new URL(await hub.start());
+  const talk = async (bytes: string) => {
+    const s = net.connect(Number(url.port), "127.0.0.1");
+    await once(s, "connect");
+    let got = "", closed = false;
+    s.on("data", (d) => got += d);
+    s.on("error", () => {});
+    s.on("close", () => closed = true);
+    s.write(bytes);
+    return { s, got: () => got, closed: () => closed };
+  };
+  try {
+    const stranger = await talk("*2\r\n$3\r\nGET\r\n$10\r\nholdup:ops\r\n");
+    await until("a NOAUTH answer", () => stranger.got().startsWith("-NOAUTH"), 5000);
+    stranger.s.destroy();
+    // A huge declared argument before AUTH: closed once 4 KiB have arrived, not buffered up to 64 MiB.
+    const flood = await talk(`*1\r\n$60000000\r\n${"x".repeat(8192)}`);
+    await until("the flooding connection closed by the channel", flood.closed, 5000);
+    assert.equal(flood.got(), "");
+    const friend = await talk(`*2\r\n$4\r\nAUTH\r\n$${hub.password.length}\r\n${hub.password}\r\n*1\r\n$4\r\nPING\r\n`);
+    await until("+OK then +PONG", () => friend.got() === "+OK\r\n+PONG\r\n", 5000);
+    friend.s.destroy();
+  } finally {
+    hub.close();
+  }
+});

@@ -10,6 +10,9 @@
 import { Buffer } from "node:buffer";
 import net from "node:net";
 
+/** Bytes an unauthenticated connection may send before its AUTH is complete. */
+const PRE_AUTH_MAX = 4096;
+
 export class Hub {
   private lists = new Map<string, string[]>();
   private keys = new Map<string, { value: string; until: number }>();
@@ -51,6 +54,8 @@ export class Hub {
     });
     sock.on("data", (d: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, d]) : d;
+      // Before AUTH only a short command can be legitimate: a local stranger cannot make the parent buffer more.
+      if (!authed && buf.length > PRE_AUTH_MAX) return void sock.destroy();
       for (;;) {
         const r = parseCommand(buf);
         if (r === null) return;
