@@ -18,6 +18,7 @@
  */
 import http from "node:http";
 import https from "node:https";
+import { drained } from "../drain.ts";
 import type { UpstreamInit } from "./types.ts";
 
 const agentOptions = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: "lifo" as const };
@@ -121,17 +122,7 @@ function sendBody(req: http.ClientRequest, body: Uint8Array | string | ReadableS
         const { done, value } = await reader.read();
         if (done) break;
         if (req.destroyed) throw new Error("upstream request gone");
-        if (!req.write(value)) {
-          await new Promise<void>((r) => {
-            const go = () => {
-              req.off("drain", go);
-              req.off("close", go);
-              r();
-            };
-            req.on("drain", go);
-            req.on("close", go);
-          });
-        }
+        if (!req.write(value)) await drained(req);
       }
       req.end();
     } catch (e) {

@@ -47,6 +47,7 @@ import http2 from "node:http2";
 import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
+import { drained } from "../drain.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
 
@@ -300,7 +301,10 @@ export function listen(o: ListenOptions): Promise<Listener> {
       if (h2) return;
       const queue = socket[QUEUE];
       if (queue?.length) {
-        if (!started) queue.splice(queue.indexOf(start), 1);
+        if (!started) {
+          const i = queue.indexOf(start);
+          if (i >= 0) queue.splice(i, 1);
+        }
         else if (!socket.destroyed) queue.shift()!();
       }
       if (closing && !socket[BUSY]) socket.destroy();
@@ -640,17 +644,7 @@ async function pump(
       if (done) break;
       bytes += value.byteLength;
       if (declared !== null && bytes > declared) throw new Error("the upstream sent more than its Content-Length");
-      if (!res.write(value)) {
-        await new Promise<void>((r) => {
-          const go = () => {
-            res.off("drain", go);
-            res.off("close", go);
-            r();
-          };
-          res.on("drain", go);
-          res.on("close", go);
-        });
-      }
+      if (!res.write(value)) await drained(res);
       if (res.destroyed) throw new Error("client disconnected");
     }
     if (declared !== null && bytes !== declared) throw new Error("the upstream body ended before its Content-Length");

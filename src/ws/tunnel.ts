@@ -12,6 +12,7 @@
  * passed on to the upstream, so the app sees an orderly close too.
  */
 import type { Socket } from "node:net";
+import { onDrain } from "../drain.ts";
 import type { Upstream } from "../upstream.ts";
 import { clientClose, FrameTracker, serverClose } from "./frames.ts";
 
@@ -175,14 +176,10 @@ export class Tunnel {
     if (!dst.write(data) && !this.paused[dir]) {
       this.paused[dir] = true;
       src.pause();
-      const go = () => {
-        dst.off("drain", go);
-        dst.off("close", go);
+      onDrain(dst, () => {
         this.paused[dir] = false;
         if (!src.destroyed) src.resume();
-      };
-      dst.on("drain", go);
-      dst.on("close", go);
+      });
     }
     if (dst.writableLength > this.host.maxBuffered()) this.overflow(toUpstream);
   }
