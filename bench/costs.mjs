@@ -8,9 +8,9 @@
 //   node bench/costs.mjs [--rounds N] [--seconds S] [--runtimes bun,deno] [--scenarios small,64k]
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BENCH_DIR, ensureFdLimit, ensureTools, fmtInt, fmtMs, installCleanup, log, machineInfo, median, spawnGroup, table, toolVersions } from "./lib/util.mjs";
+import { BENCH_DIR, ensureFdLimit, ensureTools, fmtInt, fmtMs, installCleanup, log, machineInfo, median, table, toolVersions } from "./lib/util.mjs";
 import { BODY_64K, checkTarget, startNginxOrigin, startTarget } from "./lib/servers.mjs";
-import { parseWrk } from "./lib/steady.mjs";
+import { wrk } from "./lib/steady.mjs";
 
 ensureFdLimit(20000);
 installCleanup();
@@ -33,13 +33,7 @@ const STEPS = [
   { id: "holdup", what: "+ the rest of holdup: per-attempt deadline and abort, upstream accounting, app routing, metrics, body preparation", target: (rt) => `holdup-${rt}` },
 ];
 
-async function wrk(port, path) {
-  const p = spawnGroup("wrk", "wrk", ["-t2", "-c64", `-d${seconds}s`, "--latency", "--timeout", "5s", `http://127.0.0.1:${port}${path}`]);
-  await p.exitPromise;
-  const r = parseWrk(p.output());
-  if (!Number.isFinite(r.rps)) throw new Error(`wrk failed: ${p.tail(200)}`);
-  return r;
-}
+const load = (port, path) => wrk(`http://127.0.0.1:${port}${path}`, { c: 64, seconds });
 
 const origin = await startNginxOrigin();
 const results = {}; // rt -> scen -> step -> [rps]
@@ -59,8 +53,8 @@ for (const rt of runtimes) {
       try {
         for (const s of SCEN) {
           await checkTarget(t.port, s.path, s.bytes);
-          await wrk(t.port, s.path).catch(() => {}); // warm-up
-          const w = await wrk(t.port, s.path);
+          await load(t.port, s.path).catch(() => {}); // warm-up
+          const w = await load(t.port, s.path);
           results[rt][s.id][st.id].push(w.rps);
           p99s[rt][s.id][st.id].push(w.p99);
           log(`${rt} ${s.id} ${st.id} round ${r + 1}: ${fmtInt(w.rps)} req/s, p99 ${fmtMs(w.p99)}`);

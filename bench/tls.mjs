@@ -15,7 +15,7 @@ import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { BIN, log, tempDir, freePort, spawnGroup, waitPort, installCleanup, median, table, fmtInt, fmtMs, ensureFdLimit, sleep } from "./lib/util.mjs";
 import { startNginxOrigin } from "./lib/servers.mjs";
-import { parseWrk } from "./lib/steady.mjs";
+import { wrk } from "./lib/steady.mjs";
 
 ensureFdLimit(4096);
 installCleanup();
@@ -66,10 +66,7 @@ async function startTarget(name, up) {
 
 async function load(kind, port) {
   if (kind === "h1") {
-    const p = spawnGroup("wrk", "wrk", ["-t2", `-c${CONNS}`, `-d${SECONDS}s`, "--latency", "--timeout", "5s", `https://127.0.0.1:${port}/`]);
-    await p.exitPromise;
-    const r = parseWrk(p.output());
-    if (!(r.requests > 0)) throw new Error(`wrk: ${p.tail(300)}`);
+    const r = await wrk(`https://127.0.0.1:${port}/`, { c: CONNS, seconds: SECONDS });
     return { rps: r.rps, p99: r.p99, errors: r.errors };
   }
   // h2load: 64 connections, one stream each, the same concurrency as wrk's.

@@ -9,7 +9,7 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { BIN, ensureFdLimit, freePort, installCleanup, log, median, sleep, spawnGroup, table, waitPort, fmtInt, fmtMs } from "./lib/util.mjs";
 import { startNginxOrigin } from "./lib/servers.mjs";
-import { parseWrk } from "./lib/steady.mjs";
+import { wrk } from "./lib/steady.mjs";
 
 const { values: o } = parseArgs({ options: { runs: { type: "string" }, duration: { type: "string" }, c: { type: "string" } } });
 const RUNS = Number(o.runs ?? 2), SECONDS = Number(o.duration ?? 8), C = Number(o.c ?? 64);
@@ -31,13 +31,7 @@ async function holdup(rt, workers, origin) {
   return { port, stop: () => h.stop() };
 }
 
-async function wrk(port, seconds) {
-  const p = spawnGroup("wrk", "wrk", ["-t2", `-c${C}`, `-d${seconds}s`, "--latency", "--timeout", "5s", `http://127.0.0.1:${port}/`]);
-  await p.exitPromise;
-  const r = parseWrk(p.output());
-  if (!Number.isFinite(r.rps)) throw new Error(`wrk failed: ${p.tail()}`);
-  return r;
-}
+const measure = (port, seconds) => wrk(`http://127.0.0.1:${port}/`, { c: C, seconds });
 
 const origin = await startNginxOrigin();
 const results = new Map();
@@ -48,9 +42,9 @@ try {
       for (const workers of run % 2 === 0 ? [1, 2] : [2, 1]) {
         const h = await holdup(rt, workers, origin);
         try {
-          await wrk(h.port, 2); // warm-up
+          await measure(h.port, 2); // warm-up
           load.push(os.loadavg()[0]);
-          const r = await wrk(h.port, SECONDS);
+          const r = await measure(h.port, SECONDS);
           log(`${rt} --workers ${workers} run ${run + 1}/${RUNS}: ${fmtInt(r.rps)} req/s, p99 ${fmtMs(r.p99)}, errors ${r.errors}`);
           const key = `${rt} ${workers}`;
           results.set(key, [...(results.get(key) ?? []), r]);

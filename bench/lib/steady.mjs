@@ -21,7 +21,8 @@ export function parseWrk(out) {
   };
 }
 
-async function wrk(url, { c, seconds, threads = 2 }) {
+/** One wrk run against `url`; throws with wrk's output when it did not measure anything. */
+export async function wrk(url, { c, seconds, threads = 2 }) {
   const p = spawnGroup("wrk", "wrk", [`-t${threads}`, `-c${c}`, `-d${seconds}s`, "--latency", "--timeout", "5s", url]);
   await p.exitPromise;
   const out = p.output();
