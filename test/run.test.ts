@@ -132,12 +132,12 @@ test("holdup -- python3 -m http.server {port}: a request sent before the app is 
   }
 });
 
-test("restart under load (20 clients, two SIGHUPs): every request 2xx, none answered by a replaced instance, no orphans", async () => {
+test("restart under load (50 clients for 5 s, two SIGHUPs): every request 2xx, none answered by a replaced instance, no orphans", async () => {
   const p = await startProxy(["--", "python3", APP, "{port}"]);
   let l: ReturnType<typeof load> | undefined;
   try {
     const pid1 = await serving(p, 1);
-    l = load(p.url, 20);
+    l = load(p.url, 50);
     const t0 = Date.now();
     await sleep(500);
     p.signal("SIGHUP");
@@ -145,7 +145,7 @@ test("restart under load (20 clients, two SIGHUPs): every request 2xx, none answ
     await sleep(300);
     p.signal("SIGHUP");
     const pid3 = await serving(p, 3);
-    await sleep(Math.max(300, 3000 - (Date.now() - t0)));
+    await sleep(Math.max(300, 5000 - (Date.now() - t0)));
     const results = await l.stop();
     const bad = results.filter((r) => r.status !== 200);
     assert.equal(bad.length, 0, `${bad.length} of ${results.length} failed: ${JSON.stringify(bad.slice(0, 3))}`);
@@ -257,14 +257,14 @@ test("--waiting-page-after: a browser held that long gets a self-reloading page;
   }
 });
 
-test("SIGKILL to holdup: the app is gone within a second or two", async () => {
+test("SIGKILL to holdup: the app is gone within a second", async () => {
   const p = await startProxy(["--", "python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]);
   const pid = await serving(p, 1);
   assert.ok(alive(pid));
   p.child.kill("SIGKILL");
   await p.exited;
   const t0 = performance.now();
-  await until("the app to die with holdup", () => !alive(pid), 2_000, 10);
+  await until("the app to die with holdup", () => !alive(pid), 1_000, 10);
   console.log(`app gone ${Math.round(performance.now() - t0)} ms after holdup's SIGKILL`);
 });
 

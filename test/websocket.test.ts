@@ -322,20 +322,20 @@ test("held past tryDuration: 503, no 101", async () => {
   });
 });
 
-test("a reload to B drains 20 WebSockets on A: they keep working, then close with 1012 within drainTimeout + wsCloseSpread; reconnects land on B", async () => {
+test("a reload to B drains 100 WebSockets on A: they keep working, then close with 1012 within drainTimeout + wsCloseSpread; reconnects land on B", async () => {
   const a = await websocketd();
   const b = await websocketd(undefined, "sed", "-u", "s/^/B:/");
   await withProxy(["-u", a.url], async (p) => {
-    const clients = await Promise.all(Array.from({ length: 20 }, () => open(wsUrl(p, "/live"))));
-    for (const [i, c] of clients.entries()) assert.equal(await c.echo(`a${i}`), `a${i}`);
-    const drainTimeout = 600, spread = 300;
+    const clients = await Promise.all(Array.from({ length: 100 }, () => open(wsUrl(p, "/live"))));
+    assert.deepEqual(await Promise.all(clients.map((c, i) => c.echo(`a${i}`))), clients.map((_, i) => `a${i}`));
+    const drainTimeout = 1500, spread = 500;
     const t0 = performance.now();
     const r = await p.admin("POST", "/reload", { upstreams: [b.url], drainTimeout: `${drainTimeout}ms`, wsCloseSpread: `${spread}ms` });
     assert.equal(r.status, 200, await r.text());
     const s = await p.status();
-    assert.deepEqual(s.websockets, { open: 20, draining: 20, removedUpstreams: [{ app: "default", url: a.url, open: 20 }] });
+    assert.deepEqual(s.websockets, { open: 100, draining: 100, removedUpstreams: [{ app: "default", url: a.url, open: 100 }] });
     // Still on A during the drain, and still echoing.
-    for (const [i, c] of clients.entries()) assert.equal(await c.echo(`d${i}`), `d${i}`);
+    assert.deepEqual(await Promise.all(clients.map((c, i) => c.echo(`d${i}`))), clients.map((_, i) => `d${i}`));
     const closes = await Promise.all(clients.map((c) => c.closed));
     for (const c of closes) assert.equal(c.code, 1012);
     const times = closes.map((c) => c.at - t0);
@@ -345,13 +345,13 @@ test("a reload to B drains 20 WebSockets on A: they keep working, then close wit
     assert.ok(last - first >= spread / 3, `closes spread over ${last - first}ms`);
     // Reconnects land on B.
     const again = await Promise.all(clients.map(() => open(wsUrl(p, "/live"))));
-    for (const [i, c] of again.entries()) assert.equal(await c.echo(`r${i}`), `B:r${i}`);
+    assert.deepEqual(await Promise.all(again.map((c, i) => c.echo(`r${i}`))), again.map((_, i) => `B:r${i}`));
     for (const c of again) c.ws.close();
     await Promise.all(again.map((c) => c.closed));
     const metrics = await (await p.admin("GET", "/metrics")).text();
-    assert.match(metrics, /holdup_websocket_closes_total\{app="default",code="1012"\} 20/);
+    assert.match(metrics, /holdup_websocket_closes_total\{app="default",code="1012"\} 100/);
     const logged = p.lines.filter((l) => l.msg === "websocket" && l.close_code === 1012);
-    assert.equal(logged.length, 20);
+    assert.equal(logged.length, 100);
     assert.ok(logged.every((l) => l.closed_by === "holdup" && l.upstream === a.url));
   }, [a, b]);
 });
