@@ -4,7 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -109,5 +109,39 @@ test("holdup status --watch prints events and changes as they happen, from the d
     child.kill("SIGKILL");
     await proxy.stop();
     await up.close();
+  }
+});
+
+test("the client from dist/proxy.js (alone in an empty folder) and from the compiled binary: a deploy and a status", async () => {
+  const binary = join(ROOT, "dist/holdup");
+  if (!(await stat(binary).then(() => true, () => false))) {
+    const built = await run(join(ROOT, "node_modules/.bin/bun"), ["run", "compile"], { timeoutMs: 120_000 });
+    assert.equal(built.code, 0, built.stderr);
+  }
+  const dir = await mkdtemp(join(tmpdir(), "holdup-client-dist-"));
+  await copyFile(join(ROOT, "dist/proxy.js"), join(dir, "proxy.js"));
+  const [cmd, pre] = runtimeCommand(join(dir, "proxy.js"), []);
+  const v1 = await startUpstream((_q, res) => res.end("v1"));
+  const v2 = await startUpstream((_q, res) => res.end("v2"));
+  const proxy = await startProxy(["-u", v1.url]);
+  const admin = ["--admin", `127.0.0.1:${proxy.adminPort}`];
+  try {
+    for (const [label, client, args, target] of [
+      ["dist/proxy.js", cmd, pre, v2.url],
+      ["dist/holdup", binary, [], v1.url],
+    ] as const) {
+      const dep = await run(client, [...args, "deploy", "default", "-u", target, ...admin], { cwd: dir, timeoutMs: 30_000 });
+      assert.equal(dep.code, 0, `${label}: ${dep.stderr}`);
+      assert.match(dep.stdout, new RegExp(`deployed default: now ${target}`), label);
+      const st = await run(client, [...args, "status", "--json", ...admin], { cwd: dir, timeoutMs: 30_000 });
+      assert.equal(st.code, 0, `${label}: ${st.stderr}`);
+      assert.deepEqual(JSON.parse(st.stdout).config.upstreams, [target], label);
+      assert.equal(await (await fetch(proxy.url + "/")).text(), target === v2.url ? "v2" : "v1", label);
+    }
+  } finally {
+    await proxy.stop();
+    await v1.close();
+    await v2.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });
