@@ -559,3 +559,28 @@ test("paused: a handshake is held, and opens on resume", async () => {
     await c.closed;
   }, [up]);
 });
+
+test("the compiled binary (bun build --compile) proxies WebSockets, held until the upstream starts", async () => {
+  const { stat } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const binary = join(ROOT, "dist/holdup");
+  if (!(await stat(binary).then(() => true, () => false))) {
+    const built = await run(join(ROOT, "node_modules/.bin/bun"), ["run", "compile"], { timeoutMs: 120_000 });
+    assert.equal(built.code, 0, built.stderr);
+  }
+  const port = await freePort();
+  const p = await startProxy(["-u", `:${port}`, "--try-interval", "100ms"], { command: [binary, []] });
+  let up: Server | null = null;
+  try {
+    const c = new Client(wsUrl(p, "/bin"));
+    await until("the handshake to be held", async () => (await p.status()).held === 1);
+    up = await websocketd(port);
+    await c.opened;
+    assert.equal(await c.echo("from the binary"), "from the binary");
+    c.ws.close(1000, "done");
+    assert.equal((await c.closed).code, 1000);
+  } finally {
+    await p.stop();
+    await up?.stop();
+  }
+});
