@@ -21,6 +21,17 @@
  * Nor does it terminate TLS: the host in front of it does (X-Forwarded-Proto
  * is the scheme of the URL the host hands over). A config with `tls` or
  * `apps[].tls` is refused.
+ *
+ * WebSockets: a fetch handler gets no raw socket (Deno drops a 101 Response;
+ * Bun writes no body after one), so the command-line proxy's byte tunnel is
+ * not possible here. The edge relays messages instead (src/ws/relay.ts): held
+ * like any handshake, the upstream opened first with the runtime's WebSocket
+ * client, the client accepted with the upstream's subprotocol through
+ * runtime.acceptWebSocket (Bun's auto-serve needs the `websocket` handlers on
+ * the default export below). It loses what the client API hides: a refused
+ * handshake's status (the client gets 502), Host and User-Agent on Deno's
+ * client, close codes Deno's client will not send (sent as 1000), and read
+ * backpressure (wsMaxBuffered → 1009). See README "WebSockets at the edge".
  */
 import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";

@@ -176,6 +176,22 @@ for (const host of HOSTS) {
     }, [up]);
   });
 
+  test(`${host.name}: no read backpressure, so a client that does not read is closed with 1009 past wsMaxBuffered`, async () => {
+    const up = await autobahn();
+    await withEdge(host, up.url, async (p) => {
+      const r = await rawHandshake(p.port, "/flood", ["Host: example.com"]);
+      assert.equal(r.status, 101, r.head);
+      r.socket.write(clientFrame("stream 65536"));
+      r.socket.pause(); // reads nothing more: what the upstream streams queues in holdup
+      const warn = await p.waitForLine("the wsMaxBuffered warning", (l) => l.msg === "websocket closed: wsMaxBuffered exceeded", 15_000);
+      assert.equal(warn.slowSide, "client");
+      const line = await p.waitForLine("the websocket line", (l) => l.msg === "websocket" && l.path === "/flood", 10_000);
+      assert.equal(line.close_code, 1009);
+      assert.equal(line.closed_by, "holdup");
+      r.socket.destroy();
+    }, [up], { HOLDUP_WS_MAX_BUFFERED: "1MiB" });
+  });
+
   test(`${host.name}: an upstream refusing the handshake (403): the client gets 502, never a 101`, async () => {
     const up = await autobahn();
     await withEdge(host, up.url, async (p) => {
