@@ -180,6 +180,7 @@ function connect(
     if (signal.aborted) return onAbort();
     ws.onopen = () => done({ kind: "open", ws });
     const failed = (e: Event) => {
+      ws.onerror = ws.onclose = null; // an error event is followed by a close event: one is enough
       const msg = (e as ErrorEvent).message || "the WebSocket closed before it opened";
       // Deno: "Invalid status code: 403"; Bun: "Expected 101 status code: 403" — it answered, so it was reached.
       const status = /status code:? (\d{3})/i.exec(msg)?.[1];
