@@ -21,6 +21,17 @@
  * Nor does it terminate TLS: the host in front of it does (X-Forwarded-Proto
  * is the scheme of the URL the host hands over). A config with `tls` or
  * `apps[].tls` is refused.
+ *
+ * WebSockets: a fetch handler gets no raw socket (Deno drops a 101 Response;
+ * Bun writes no body after one), so the command-line proxy's byte tunnel is
+ * not possible here. The edge relays messages instead (src/ws/relay.ts): held
+ * like any handshake, the upstream opened first with the runtime's WebSocket
+ * client, the client accepted with the upstream's subprotocol through
+ * runtime.acceptWebSocket (Bun's auto-serve needs the `websocket` handlers on
+ * the default export below). It loses what the client API hides: a refused
+ * handshake's status (the client gets 502), Host and User-Agent on Deno's
+ * client, close codes Deno's client will not send (sent as 1000), and read
+ * backpressure (wsMaxBuffered → 1009). See README "WebSockets at the edge".
  */
 import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";
@@ -29,6 +40,7 @@ import { Fleet, redact } from "./fleet/shared.ts";
 import { KvEngine } from "./fleet/kv.ts";
 import { runtime } from "./runtime/index.ts";
 import { fromRequest, toResponse } from "./serve/web.ts";
+import { edgeWebSocket } from "./ws/relay.ts";
 
 const ADMIN_PREFIX = "/_holdup";
 
@@ -86,6 +98,7 @@ async function build() {
 }
 
 const { h, adminMounted } = await build();
+const wsDeps = { apps: h.apps, log: h.log, metrics: h.metrics, runtime };
 
 const badRequest = () =>
   new Response("holdup: the Host header is not a valid host[:port], or the request-target is not a path\n", {
@@ -93,21 +106,14 @@ const badRequest = () =>
     headers: { "content-type": "text/plain; charset=utf-8" },
   });
 
-/**
- * WebSockets are proxied by the command-line proxy only (src/proxy.ts,
- * dist/proxy.js, the binary): it tunnels the upgraded connection's bytes. A
- * web `fetch` handler cannot do that on either runtime (Deno drops a 101
- * Response; Bun writes no body after it), and relaying messages instead would
- * lose backpressure and handshake fidelity (see README "WebSockets").
- */
-const noWebSockets = () =>
-  new Response("holdup: WebSockets are not proxied by the edge entry; run holdup's command-line proxy for them\n", {
-    status: 501,
-    headers: { "content-type": "text/plain; charset=utf-8" },
-  });
+const isWebSocket = (req: Request) => /(^|,)\s*websocket\s*(,|$)/i.test(req.headers.get("upgrade") ?? "");
 
-async function handle(req: Request, arg?: unknown): Promise<Response> {
-  if (/(^|,)\s*websocket\s*(,|$)/i.test(req.headers.get("upgrade") ?? "")) return noWebSockets();
+/**
+ * `arg` is what the host passes as fetch's second argument: Deno's serve
+ * info, Bun's server (which accepts WebSockets: server.upgrade). Undefined as
+ * a result: Bun has upgraded the request and answers it itself.
+ */
+async function handle(req: Request, arg?: unknown): Promise<Response | undefined> {
   // The path comes from the validated request-target only, so `Host: a/_holdup` cannot reach the admin API.
   const inc = fromRequest(req, runtime.clientIPFor(req, arg));
   if (!inc) return badRequest();
@@ -118,11 +124,15 @@ async function handle(req: Request, arg?: unknown): Promise<Response> {
       return h.admin.fetch(new Request(origin + (rest[0] === "/" ? rest : `/${rest}`), req));
     }
   }
+  // WebSockets: a message relay, not the command-line proxy's byte tunnel (see src/ws/relay.ts, README "WebSockets").
+  if (isWebSocket(req)) return await edgeWebSocket(wsDeps, req, inc, arg);
   return toResponse(await h.proxy(inc));
 }
 
 export default {
   fetch: handle,
+  // Bun's auto-serve dispatches accepted WebSockets to these (runtime/bun.ts); Deno needs none.
+  websocket: runtime.edgeWebSocket,
   // Bun's auto-serve: no "development server" banner, and no debug error pages.
   development: false,
 };

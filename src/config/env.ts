@@ -17,6 +17,9 @@ const KEYS: Record<string, (raw: RawConfig, v: string) => void> = {
   HOLDUP_MAX_HELD_BODY_BYTES: (r, v) => r.maxHeldBodyBytes = v,
   HOLDUP_LOG: (r, v) => r.log = v as RawConfig["log"],
   HOLDUP_STATE: (r, v) => r.state = v,
+  HOLDUP_DRAIN_TIMEOUT: (r, v) => r.drainTimeout = v,
+  HOLDUP_WS_CLOSE_SPREAD: (r, v) => r.wsCloseSpread = v,
+  HOLDUP_WS_MAX_BUFFERED: (r, v) => r.wsMaxBuffered = v,
   HOLDUP_ADMIN_TOKEN: (r, v) => r.admin = { ...r.admin, token: v },
 };
 

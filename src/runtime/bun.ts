@@ -1,6 +1,6 @@
 /// <reference types="npm:bun-types" />
 /** The Bun adapter: the only file that touches the `Bun` global. */
-import type { Runtime, UpstreamInit } from "./types.ts";
+import type { Runtime, UpstreamInit, WsHandlers, WsPeer } from "./types.ts";
 import { Gate } from "../gate.ts";
 
 const noop = () => {};
@@ -27,6 +27,42 @@ async function gated<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
 }
 
 type BunServer = ReturnType<typeof Bun.serve>;
+type BunSocket = Bun.ServerWebSocket<WsHandlers>;
+
+function peerOf(ws: BunSocket): WsPeer {
+  return {
+    // send() returns the bytes sent, -1 when queued, 0 when dropped (past backpressureLimit: the edge's
+    // handlers set none, so never) — and 0 for an empty message that was sent.
+    send: (data) => ws.send(data) !== 0 || (typeof data === "string" ? data.length : data.byteLength) === 0,
+    close: (code, reason) => ws.close(code, reason),
+    get bufferedAmount() {
+      return ws.getBufferedAmount();
+    },
+    terminate: () => ws.terminate(),
+  };
+}
+
+/**
+ * The `websocket` handlers Bun's auto-serve reads from the edge entry's
+ * default export: each accepted socket carries its own WsHandlers as `data`.
+ * No backpressureLimit (Bun's default, 16 MiB, silently drops what is sent
+ * past it): the relay caps what it queues itself (wsMaxBuffered → 1009).
+ * idleTimeout stays Bun's (120 s, with pings a live client answers).
+ */
+const edgeWebSocket = {
+  open(ws: BunSocket) {
+    ws.data.open(peerOf(ws));
+  },
+  message(ws: BunSocket, message: string | Uint8Array) {
+    ws.data.message(message);
+  },
+  close(ws: BunSocket, code: number, reason: string) {
+    ws.data.close(code, reason);
+  },
+  drain: noop,
+  backpressureLimit: 0,
+  closeOnBackpressureLimit: false,
+};
 
 export const bunRuntime: Runtime = {
   name: "bun",
@@ -102,4 +138,13 @@ export const bunRuntime: Runtime = {
     Promise.reject(new Error("Deno KV (state kv) exists only on Deno: Bun has no Deno KV. On Bun share state through Redis: HOLDUP_STATE=redis://host:6379")),
   workerEnv: (index) => ({ NODE_UNIQUE_ID: String(index + 1) }),
   clientIPFor: (req, arg) => (arg as BunServer | undefined)?.requestIP?.(req)?.address ?? "",
+  acceptWebSocket(req, arg, protocol, handlers) {
+    // Bun's auto-serve passes its server as fetch's second argument.
+    const server = arg as BunServer | undefined;
+    if (typeof server?.upgrade !== "function") throw new Error("no Bun server to upgrade on (fetch's second argument)");
+    const ok = server.upgrade(req, { data: handlers, headers: protocol ? { "Sec-WebSocket-Protocol": protocol } : undefined });
+    if (!ok) throw new Error("Bun did not upgrade the request");
+    return undefined;
+  },
+  edgeWebSocket,
 };

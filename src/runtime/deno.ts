@@ -1,6 +1,6 @@
 /** The Deno adapter: the only file that touches the `Deno` global. */
 import { nodeFetch } from "./node-client.ts";
-import type { KvLike, Runtime } from "./types.ts";
+import type { KvLike, Runtime, WsPeer } from "./types.ts";
 
 const encoder = new TextEncoder();
 
@@ -89,6 +89,33 @@ export const denoRuntime: Runtime = {
     quietLegacyAbortWarning();
     return (arg as { remoteAddr?: { hostname?: string } } | undefined)?.remoteAddr?.hostname ?? "";
   },
+  acceptWebSocket(req, _arg, protocol, h) {
+    // Throws a TypeError when the client offered its protocols as "a,b" (Deno splits only on ", ").
+    const { socket, response } = Deno.upgradeWebSocket(req, { protocol: protocol || undefined, idleTimeout: 0 });
+    socket.binaryType = "arraybuffer";
+    const peer: WsPeer = {
+      send(data) {
+        socket.send(data as string | ArrayBuffer);
+        return true;
+      },
+      close: (code, reason) => socket.close(code, reason),
+      get bufferedAmount() {
+        return socket.bufferedAmount;
+      },
+      // Deno's WebSocket has no abort: a plain close is the most it offers.
+      terminate() {
+        try {
+          socket.close();
+        } catch { /* already closed */ }
+      },
+    };
+    socket.onopen = () => h.open(peer);
+    socket.onmessage = (e) => h.message(e.data);
+    socket.onclose = (e) => h.close(e.code, e.reason);
+    socket.onerror = () => {};
+    return response;
+  },
+  edgeWebSocket: undefined,
 };
 
 function writeAll(w: { writeSync(p: Uint8Array): number }, bytes: Uint8Array) {

@@ -37,6 +37,26 @@ export interface KvAtomic {
   commit(): Promise<{ ok: boolean }>;
 }
 
+/** The client's side of a WebSocket the edge entry accepted (acceptWebSocket). */
+export interface WsPeer {
+  /** False when the runtime dropped the message instead of queueing it. */
+  send(data: string | ArrayBuffer | Uint8Array): boolean;
+  /** Throws for a code the runtime will not send (see relay.ts). */
+  close(code?: number, reason?: string): void;
+  /** Bytes queued toward the client, not yet written. */
+  readonly bufferedAmount: number;
+  /** Drops the connection without a closing handshake (where the runtime can). */
+  terminate(): void;
+}
+
+/** What an accepted client WebSocket reports to. */
+export interface WsHandlers {
+  open(peer: WsPeer): void;
+  message(data: string | ArrayBuffer | Uint8Array): void;
+  /** Closed: the code the client sent (1005: none; 1006, or 0 on Deno: dropped without a Close). */
+  close(code: number, reason: string): void;
+}
+
 export interface Runtime {
   readonly name: "deno" | "bun";
   readonly version: string;
@@ -91,4 +111,18 @@ export interface Runtime {
   openKv(path: string | null): Promise<KvLike>;
   /** The client's IP from the second argument a host gives `fetch(req, arg)` (edge entry). */
   clientIPFor(req: Request, arg: unknown): string;
+  /**
+   * Accepts a WebSocket handshake inside a web `fetch(req, arg)` handler (edge
+   * entry) with `protocol` ("" for none) as the subprotocol, reporting to
+   * `handlers`. Returns the Response to answer with, or undefined where the
+   * runtime has answered itself (Bun's server.upgrade); throws when the
+   * runtime refuses the request.
+   */
+  acceptWebSocket(req: Request, arg: unknown, protocol: string, handlers: WsHandlers): Response | undefined;
+  /**
+   * What the edge entry's default export must carry as `websocket` for the
+   * host to dispatch accepted WebSockets (Bun's auto-serve); undefined where
+   * nothing is needed (Deno).
+   */
+  readonly edgeWebSocket: object | undefined;
 }

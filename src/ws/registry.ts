@@ -1,10 +1,42 @@
 /**
- * Every open WebSocket tunnel, by upstream: what /status and /metrics report,
- * what a reload drains (1012, spread over wsCloseSpread after drainTimeout)
- * and what shutdown closes (1001).
+ * Every open WebSocket, by upstream: what /status and /metrics report, what a
+ * reload drains (1012, spread over wsCloseSpread after drainTimeout) and what
+ * shutdown closes (1001). Two kinds register here: the command-line proxy's
+ * byte tunnels (tunnel.ts) and the edge entry's message relays (relay.ts);
+ * both implement OpenWebSocket.
  */
 import type { Upstream } from "../upstream.ts";
-import type { Tunnel, TunnelHost } from "./tunnel.ts";
+import type { ClosedBy, TunnelHost } from "./tunnel.ts";
+
+/** One direction's counts: complete data messages and bytes relayed. */
+export interface Relayed {
+  readonly messages: number;
+  readonly bytes: number;
+}
+
+/** What the registry, /status, /metrics and the access log need of one open WebSocket. */
+export interface OpenWebSocket {
+  readonly target: Upstream;
+  /** The path and query the client asked for. */
+  readonly path: string;
+  readonly heldMs: number;
+  /** performance.now() when it opened. */
+  readonly opened: number;
+  /** Client → upstream. */
+  readonly up: Relayed;
+  /** Upstream → client. */
+  readonly down: Relayed;
+  /** The first close code seen (1006 once it ended without one); its reason, and who sent it. */
+  readonly code: number | null;
+  readonly reason: string;
+  readonly closedBy: ClosedBy | null;
+  /** Scheduled to be closed with 1012 (its upstream was removed). */
+  readonly draining: boolean;
+  /** Closes it with `code` after `ms`. */
+  drainAfter(ms: number, code: number, reason: string): void;
+  /** Closes it now. */
+  closeWith(code: number, reason: string): void;
+}
 
 export interface WsSettings {
   drainTimeout: number;
@@ -13,7 +45,7 @@ export interface WsSettings {
 }
 
 export class WsRegistry implements TunnelHost {
-  private open = new Set<Tunnel>();
+  private open = new Set<OpenWebSocket>();
   private perUpstream = new Map<Upstream, number>();
   bytesToUpstream = 0;
   bytesToClient = 0;
@@ -24,8 +56,8 @@ export class WsRegistry implements TunnelHost {
   readonly closes = new Map<number, number>();
   /** Set by shutdown: new handshakes are refused. */
   closing = false;
-  /** One call per tunnel once it is closed (the access-log line). */
-  onEnded: ((t: Tunnel) => void) | null = null;
+  /** One call per WebSocket once it is closed (the access-log line). */
+  onEnded: ((t: OpenWebSocket) => void) | null = null;
   onWarn: ((message: string, fields: Record<string, unknown>) => void) | null = null;
 
   constructor(private upstreams: () => readonly Upstream[], private settings: () => WsSettings) {}
@@ -44,12 +76,12 @@ export class WsRegistry implements TunnelHost {
     return this.perUpstream.get(u) ?? 0;
   }
 
-  /** Upstreams with open tunnels, including ones a reload removed. */
+  /** Upstreams with open WebSockets, including ones a reload removed. */
   byUpstream(): [Upstream, number][] {
     return [...this.perUpstream];
   }
 
-  add(t: Tunnel): void {
+  add(t: OpenWebSocket): void {
     this.open.add(t);
     this.opened++;
     this.perUpstream.set(t.target, this.countFor(t.target) + 1);
@@ -64,7 +96,7 @@ export class WsRegistry implements TunnelHost {
     this.drain([...this.open].filter((t) => set.has(t.target) && !t.draining));
   }
 
-  private drain(list: Tunnel[]): void {
+  private drain(list: OpenWebSocket[]): void {
     const { drainTimeout, wsCloseSpread } = this.settings();
     list.forEach((t, i) => t.drainAfter(drainTimeout + Math.floor((i * wsCloseSpread) / list.length), 1012, "service restart"));
   }
@@ -95,7 +127,7 @@ export class WsRegistry implements TunnelHost {
     this.onWarn?.(message, fields);
   }
 
-  ended(t: Tunnel): void {
+  ended(t: OpenWebSocket): void {
     if (!this.open.delete(t)) return;
     const n = this.countFor(t.target) - 1;
     if (n > 0) this.perUpstream.set(t.target, n);

@@ -14,6 +14,7 @@
 import type { Socket } from "node:net";
 import { onDrain } from "../drain.ts";
 import type { Upstream } from "../upstream.ts";
+import type { OpenWebSocket } from "./registry.ts";
 import { clientClose, FrameTracker, serverClose } from "./frames.ts";
 
 /** How long a closing handshake holdup started may take before the sockets are cut. */
@@ -24,14 +25,14 @@ export type ClosedBy = "client" | "upstream" | "holdup";
 export interface TunnelHost {
   /** Bytes relayed, as they are written. */
   relayed(toUpstream: boolean, bytes: number): void;
-  /** Both sockets are closed. */
-  ended(t: Tunnel): void;
+  /** Both sides are closed. */
+  ended(t: OpenWebSocket): void;
   /** Per-direction cap on bytes queued toward a side that is not reading. */
   maxBuffered(): number;
   warn(message: string, fields: Record<string, unknown>): void;
 }
 
-export class Tunnel {
+export class Tunnel implements OpenWebSocket {
   /** Upstream → client. */
   readonly down = new FrameTracker();
   /** Client → upstream. */

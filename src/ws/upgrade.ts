@@ -25,6 +25,7 @@ import { originForm } from "../serve/target.ts";
 import type { Incoming } from "../serve/types.ts";
 import type { Apps } from "../apps.ts";
 import type { Upstream } from "../upstream.ts";
+import { basePath, type HoldClock, holdForUpstream, RETRY } from "./hold.ts";
 import { Tunnel } from "./tunnel.ts";
 
 export interface WsDeps {
@@ -68,15 +69,16 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
   const state = route?.app.state;
   const path = route?.target ?? "/";
   const appName = route?.app.name ?? "";
-  let heldMs = 0;
+  const clock: HoldClock = { start, heldMs: 0 };
   const log = (status: number, upstream: string | null, reason?: string) => {
+    const heldMs = clock.heldMs;
     d.metrics.request(status, heldMs, appName);
     if (d.log.accessEnabled) {
       d.log.access({ method: req.method ?? "GET", path, status, bytes: null, durationMs: performance.now() - start, heldMs, upstream, reason });
     }
   };
   const refuse = (status: number, message: string, detail?: string, extra: string[] = []) => {
-    answer(client, status, message, [`x-holdup-held-ms: ${Math.round(heldMs)}`, ...extra]);
+    answer(client, status, message, [`x-holdup-held-ms: ${Math.round(clock.heldMs)}`, ...extra]);
     log(status, null, detail ?? message);
   };
 
@@ -108,85 +110,39 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
   };
 
   const headers = handshakeHeaders(req);
-  let wasHeld = false;
-  for (;;) {
-    const snap = state.current;
-    if (snap.mode === "stopped") {
-      detach();
-      return refuse(503, snap.stopMessage || "this service is down for maintenance", "stopped", ["retry-after: 30"]);
-    }
-    if (state.websockets.closing) {
-      detach();
-      return refuse(503, "holdup is shutting down", undefined, ["retry-after: 5"]);
-    }
-    const deadline = start + snap.config.tryDuration;
-    const u = snap.mode === "running" ? state.pick(snap) : null;
-    if (u) {
-      // An upstream with a base path (http://app:8003/base) gets it before the client's path, as requests do.
-      const handshake = Buffer.from(`GET ${basePath(u)}${path} HTTP/1.1\r\n${headers}`, "latin1");
-      const r = await openUpstream(u, handshake, snap.config.responseTimeout, abort.signal);
-      if (r.kind === "refused") {
-        u.markDown(r.error);
-        continue; // never reached it: hold and retry
-      }
-      detach();
-      if (r.kind === "aborted") return log(499, u.url, "client disconnected");
-      if (r.kind === "timeout") {
-        return refuse(504, "the upstream sent no response in time", `upstream ${u.url} sent no handshake response within ${snap.config.responseTimeout}ms`);
-      }
-      if (r.kind === "failed") return refuse(502, "the upstream failed", `upstream ${u.url} failed: ${r.error}`);
-      if (r.status !== 101) {
-        relayRefusal(client, r.socket, r.head, r.rest, snap.config.responseTimeout);
-        return log(r.status, u.url, "WebSocket handshake refused by the upstream");
-      }
-      if (client.destroyed) {
-        r.socket.destroy();
-        return log(499, u.url, "client disconnected");
-      }
-      log(101, u.url);
-      client.write(r.head);
-      const t = new Tunnel(client, r.socket, u, path, heldMs, state.websockets);
-      state.websockets.add(t);
-      t.start(r.rest, early);
-      return;
-    }
-
-    // Hold, exactly as a request is held.
-    if (!wasHeld) {
-      if (state.held >= snap.config.maxHeld) {
-        detach();
-        return refuse(503, "too many requests are waiting; try again shortly", `maxHeld ${snap.config.maxHeld} reached`, ["retry-after: 1"]);
-      }
-      wasHeld = true;
-    }
-    const holdTooLong = () => {
-      const what = state.current.mode === "paused" ? "holdup is paused" : "no upstream became reachable";
-      detach();
-      refuse(503, `${what}; held for the whole tryDuration (${snap.config.tryDuration}ms)`, undefined, ["retry-after: 5"]);
-    };
-    if (performance.now() >= deadline) return holdTooLong();
-    state.held++;
-    const since = performance.now();
-    const why = await state.waiters.wait(deadline, abort.signal);
-    state.held--;
-    heldMs += performance.now() - since;
-    if (why === "aborted") {
-      detach();
-      client.destroy();
-      return log(499, null, "client disconnected while held");
-    }
-    if (why === "shutdown") {
-      detach();
-      return refuse(503, "holdup is shutting down", undefined, ["retry-after: 5"]);
-    }
-    if (why === "deadline") return holdTooLong();
+  const end = await holdForUpstream(state, clock, abort.signal, async (u, snap) => {
+    // An upstream with a base path (http://app:8003/base) gets it before the client's path, as requests do.
+    const handshake = Buffer.from(`GET ${basePath(u)}${path} HTTP/1.1\r\n${headers}`, "latin1");
+    const r = await openUpstream(u, handshake, snap.config.responseTimeout, abort.signal);
+    if (r.kind !== "refused") return { r, u, snap };
+    u.markDown(r.error);
+    return RETRY;
+  });
+  detach();
+  if (end.kind === "gone") {
+    client.destroy();
+    return log(499, null, "client disconnected while held");
   }
-}
-
-/** The path part of an upstream's URL ("" for none). */
-function basePath(u: Upstream): string {
-  const i = u.url.indexOf("/", u.url.indexOf("//") + 2);
-  return i < 0 ? "" : u.url.slice(i).replace(/\/$/, "");
+  if (end.kind === "refuse") return refuse(end.status, end.message, end.detail, end.headers.map(([k, v]) => `${k}: ${v}`));
+  const { r, u, snap } = end.value;
+  if (r.kind === "aborted") return log(499, u.url, "client disconnected");
+  if (r.kind === "timeout") {
+    return refuse(504, "the upstream sent no response in time", `upstream ${u.url} sent no handshake response within ${snap.config.responseTimeout}ms`);
+  }
+  if (r.kind === "failed") return refuse(502, "the upstream failed", `upstream ${u.url} failed: ${r.error}`);
+  if (r.status !== 101) {
+    relayRefusal(client, r.socket, r.head, r.rest, snap.config.responseTimeout);
+    return log(r.status, u.url, "WebSocket handshake refused by the upstream");
+  }
+  if (client.destroyed) {
+    r.socket.destroy();
+    return log(499, u.url, "client disconnected");
+  }
+  log(101, u.url);
+  client.write(r.head);
+  const t = new Tunnel(client, r.socket, u, path, clock.heldMs, state.websockets);
+  state.websockets.add(t);
+  t.start(r.rest, early);
 }
 
 /** The handshake's header block as the upstream gets it: the client's headers (less hop-by-hop) and X-Forwarded-*. */
