@@ -4,17 +4,21 @@
 // one open (a client reading GET /events, as the page does: a status each
 // second), on Deno and on Bun, in the same run. Runs alternate without/with,
 // with/without, … so a machine that gets busier or quieter favours neither.
+// Then, since that ratio is within the machine's run-to-run noise, the
+// absolute cost: holdup's CPU time (utime + stime from /proc) while idle for
+// --idle S (20) seconds with no dashboard, with one open, and with none again.
 //
-//   node bench/dashboard.mjs [--runs 4] [--duration 5] [--c 64]
+//   node bench/dashboard.mjs [--runs 4] [--duration 5] [--c 64] [--idle 20]
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { BIN, ensureFdLimit, fmtInt, fmtMs, freePort, installCleanup, log, median, spawnGroup, table, waitPort } from "./lib/util.mjs";
+import { BIN, ensureFdLimit, fmtInt, fmtMs, freePort, installCleanup, log, median, sleep, spawnGroup, table, waitPort } from "./lib/util.mjs";
 import { startNginxOrigin } from "./lib/servers.mjs";
 import { wrk } from "./lib/steady.mjs";
 
-const { values: o } = parseArgs({ options: { runs: { type: "string" }, duration: { type: "string" }, c: { type: "string" } } });
-const RUNS = Number(o.runs ?? 4), SECONDS = Number(o.duration ?? 5), C = Number(o.c ?? 64);
+const { values: o } = parseArgs({ options: { runs: { type: "string" }, duration: { type: "string" }, c: { type: "string" }, idle: { type: "string" } } });
+const RUNS = Number(o.runs ?? 4), SECONDS = Number(o.duration ?? 5), C = Number(o.c ?? 64), IDLE = Number(o.idle ?? 20);
 ensureFdLimit(4096);
 installCleanup();
 
@@ -24,7 +28,7 @@ async function holdup(rt, origin) {
   const h = spawnGroup(`holdup-${rt}`, cmd, [...args, "-l", `127.0.0.1:${port}`, "--admin", `127.0.0.1:${admin}`, "-u", origin.url, "--log", "off"]);
   await waitPort(port, { proc: h });
   await waitPort(admin, { proc: h });
-  return { port, admin, stop: () => h.stop() };
+  return { port, admin, pid: h.pid, stop: () => h.stop() };
 }
 
 /** One dashboard: the page once, then its event stream, read as it comes. Resolves to a stop() that returns the events seen. */
@@ -43,7 +47,22 @@ async function openDashboard(admin) {
   };
 }
 
+/** CPU time (user + system) a process has used, in ms (Linux /proc; the clock ticks at 100 Hz). */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/** holdup's CPU per second of wall time while idle for IDLE seconds. */
+async function idleCpu(pid) {
+  const [c0, t0] = [cpuMs(pid), performance.now()];
+  await sleep(IDLE * 1000);
+  return (cpuMs(pid) - c0) / ((performance.now() - t0) / 1000);
+}
+
 const origin = await startNginxOrigin();
+const idle = new Map();
 const results = new Map();
 const load = [];
 try {
@@ -63,6 +82,15 @@ try {
           results.set(key, [...(results.get(key) ?? []), r]);
         }
       }
+      // Without, with, without again (the mean of the two): settling after wrk (GC, closing sockets) favours neither.
+      await sleep(3000);
+      const before = await idleCpu(h.pid);
+      const close = await openDashboard(h.admin);
+      const withDash = await idleCpu(h.pid);
+      const events = close();
+      const without = (before + await idleCpu(h.pid)) / 2;
+      idle.set(rt, [without, withDash, events]);
+      log(`${rt} idle: ${without.toFixed(1)} ms CPU/s without a dashboard, ${withDash.toFixed(1)} ms CPU/s with one (${events} events in ${IDLE} s)`);
     } finally {
       await h.stop();
     }
@@ -78,3 +106,8 @@ const rows = ["deno", "bun"].map((rt) => {
 });
 console.log(`\nholdup with one dashboard open (GET /events read as it comes) vs none; wrk -t2 -c${C}, ${SECONDS} s per run, 6 B body from nginx; load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)}\n`);
 console.log(table(["runtime", "without (req/s, each run)", "with one dashboard (req/s, each run)", "median without", "median with", "with ÷ without"], rows));
+console.log(`\nholdup's CPU time while idle for ${IDLE} s (no requests), from /proc (10 ms ticks)\n`);
+console.log(table(["runtime", "without a dashboard", "with one open", "what one open dashboard costs"], ["deno", "bun"].map((rt) => {
+  const [a, b] = idle.get(rt);
+  return [rt, `${a.toFixed(1)} ms CPU/s`, `${b.toFixed(1)} ms CPU/s`, `${(b - a).toFixed(1)} ms CPU/s (${((b - a) / 10).toFixed(2)} % of one core)`];
+})));
