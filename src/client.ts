@@ -120,9 +120,10 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
       }
       case "status": {
         const r = await call("GET", `/status${q}`);
-        if (o.json) printJSON(say, r);
+        // With --watch, the stream's first event carries the status: checking /status first still gives a clear error (token, app).
+        if (o.json && !(o.watch && r.status === 200)) printJSON(say, r);
         else if (r.status !== 200) return fail(err, "status failed", r);
-        else say(formatStatus(r.body as Status, app));
+        else if (!o.watch) say(formatStatus(r.body as Status, app));
         if (r.status !== 200) return 1;
         return o.watch ? await watch(admin, token, app, !!o.json, say, err) : 0;
       }
@@ -231,6 +232,13 @@ interface Status {
 async function watch(base: string, token: string | undefined, app: string | undefined, json: boolean, say: (t: string) => void, err: (t: string) => void): Promise<number> {
   let last = "";
   let gone = false;
+  /** The time of the newest event printed: after a reconnect, the hello's recent events newer than it are printed too, so none is lost. */
+  let seen: string | null = null;
+  const printEvent = (d: { time: string; msg: string; fields?: Record<string, unknown> }) => {
+    const f = Object.entries(d.fields ?? {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+    say(`${String(d.time).slice(11, 19)} ${d.msg}${f ? ` (${f})` : ""}`);
+    if (!seen || d.time > seen) seen = d.time;
+  };
   for (;;) {
     try {
       const res = await fetch(`${base}/events`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
@@ -259,9 +267,13 @@ async function watch(base: string, token: string | undefined, app: string | unde
             continue;
           }
           if (event === "log") {
-            const f = Object.entries(d.fields ?? {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
-            say(`${String(d.time).slice(11, 19)} ${d.msg}${f ? ` (${f})` : ""}`);
+            printEvent(d);
             continue;
+          }
+          if (event === "hello") {
+            const events = (d.events ?? []) as Array<{ time: string; msg: string }>;
+            if (seen === null) seen = events.at(-1)?.time ?? ""; // first connect: only what happens from now on
+            else for (const e of events) if (e.time > seen) printEvent(e);
           }
           const text = formatStatus((event === "hello" ? d.status : d) as Status, app);
           if (text !== last) say(text);

@@ -94,20 +94,33 @@ test("holdup restart starts a new instance of the app holdup runs, and says whic
   }
 });
 
-test("holdup status --watch prints events and changes as they happen, from the dashboard's stream", async () => {
+test("holdup status --watch prints events and changes as they happen, from the dashboard's stream, and follows holdup across a restart", async () => {
   const up = await startUpstream((_q, res) => res.end("ok"));
   const proxy = await startProxy(["-u", up.url]);
   const [cmd, args] = runtimeCommand("src/proxy.ts", ["status", "--watch", "--admin", `127.0.0.1:${proxy.adminPort}`]);
   const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
+  let out = "", err = "";
   child.stdout!.on("data", (d) => out += d);
+  child.stderr!.on("data", (d) => err += d);
+  let second: Awaited<ReturnType<typeof startProxy>> | null = null;
+  const wait = (what: string, re: RegExp) => until(what, () => re.test(out)).catch((e) => assert.fail(`${e.message}\nstdout:\n${out}\nstderr:\n${err}`));
   try {
-    await until("the first status", () => /default: running, 0 held/.test(out));
+    await wait("the first status", /default: running, 0 held/);
     assert.equal((await proxy.admin("POST", "/pause")).status, 200);
-    await until("the pause event and the new mode", () => /paused: new requests are held/.test(out) && /default: paused/.test(out));
+    await wait("the pause event", /paused: new requests are held/);
+    await wait("the new mode", /default: paused/);
+    // holdup restarts on the same admin port: the watch says so, reconnects, and loses no event from meanwhile.
+    await proxy.stop();
+    await wait("the watch to notice", /holdup went away; reconnecting/);
+    second = await startProxy(["-u", up.url, "--admin", `127.0.0.1:${proxy.adminPort}`]);
+    assert.equal((await second.admin("POST", "/stop", { message: "back soon" })).status, 200);
+    await wait("the reconnect", /reconnected/);
+    await wait("the stop event of the new holdup", /stopped: answering every request 503/);
+    await wait("its mode", /default: stopped/);
   } finally {
     child.kill("SIGKILL");
     await proxy.stop();
+    await second?.stop();
     await up.close();
   }
 });
