@@ -13,6 +13,9 @@ import { once } from "node:events";
 import net from "node:net";
 import { Buffer } from "node:buffer";
 import { freePort, type Proxy, ROOT, run, startProxy, until } from "./helpers.ts";
+import { Tunnel, type TunnelHost } from "../src/ws/tunnel.ts";
+import type { OpenWebSocket } from "../src/ws/registry.ts";
+import type { Upstream } from "../src/upstream.ts";
 import { autobahn, Client, clientFrame, open, rawHandshake, type Server, serverFrame, websocketd } from "./ws-helpers.ts";
 
 const wsUrl = (p: Proxy, path = "/") => `ws://127.0.0.1:${p.port}${path}`;
@@ -291,6 +294,56 @@ test("backpressure: a client that never reads while the upstream floods slows th
   });
   for (const s of sockets) s.destroy();
   flood.close();
+});
+
+test("the cap: past wsMaxBuffered toward a client that does not read, the tunnel sends the upstream a 1009 Close, cuts the client and warns", async () => {
+  // The tunnel's backpressure keeps what is queued toward a slow side near one read (the test above), far below the
+  // default 16 MiB cap, so the cap is set here below one read to make the close happen. The sockets are real loopback
+  // connections; only the registry (TunnelHost) is this test's.
+  const pair = async (): Promise<[net.Socket, net.Socket]> => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1");
+    await once(srv, "listening");
+    const outer = net.connect((srv.address() as net.AddressInfo).port, "127.0.0.1");
+    const [inner] = await once(srv, "connection") as [net.Socket];
+    srv.close();
+    return [inner, outer];
+  };
+  const [clientSide, client] = await pair(); // client: the browser, which never reads
+  const [upstreamSide, upstream] = await pair(); // upstream: the app, which floods
+  client.pause();
+  for (const s of [clientSide, client, upstreamSide, upstream]) s.on("error", () => {});
+  const warnings: Array<Record<string, unknown>> = [];
+  let ended: (t: OpenWebSocket) => void = () => {};
+  const endedP = new Promise<OpenWebSocket>((r) => ended = r);
+  const host: TunnelHost = { relayed() {}, ended: (t) => ended(t), maxBuffered: () => 1024, warn: (_m, f) => void warnings.push(f) };
+  const t = new Tunnel(clientSide, upstreamSide, { url: "http://127.0.0.1:1" } as Upstream, "/flood", 0, host);
+  t.start(new Uint8Array(0), []);
+  let got = Buffer.alloc(0);
+  upstream.on("data", (d: Buffer) => got = Buffer.concat([got, d]));
+  const frame = Buffer.concat([Buffer.from([0x82, 127, 0, 0, 0, 0, 0, 0x01, 0, 0]), Buffer.alloc(1 << 16, 7)]); // 64 KiB binary frames
+  let sent = 0;
+  const pump = () => {
+    while (!upstream.destroyed && !upstream.writableEnded && sent < 256 << 20) {
+      sent += frame.length;
+      if (!upstream.write(frame)) return void upstream.once("drain", pump);
+    }
+  };
+  pump();
+  const done = await endedP;
+  assert.equal(done.code, 1009);
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0].slowSide, "client");
+  assert.ok(clientSide.destroyed, "the client that does not read is cut");
+  // The upstream got a masked Close frame with 1009 (and nothing else: the client sent nothing).
+  await until("the upstream's Close", () => got.length >= 8);
+  assert.equal(got[0], 0x88);
+  assert.ok(got[1] & 0x80, "masked, as a client's frames are");
+  const len = got[1] & 0x7f, key = got.subarray(2, 6);
+  const payload = Buffer.from(got.subarray(6, 6 + len).map((b, i) => b ^ key[i & 3]));
+  assert.equal(payload.readUInt16BE(0), 1009);
+  assert.ok(sent < 64 << 20, `the upstream wrote ${sent >> 20} MiB`);
+  for (const s of [client, upstream]) s.destroy();
 });
 
 test("FrameTracker: boundaries, message counts and Close frames, whatever the chunking", async () => {
