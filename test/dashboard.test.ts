@@ -567,3 +567,43 @@ test("dashboard: SIGTERM ends open /events streams at once, and a restarted hold
     await up.close();
   }
 });
+
+test(`dashboard at the edge: dist/edge.js under ${RUNTIME === "deno" ? "deno serve" : "Bun's auto-serve"} serves it at /_holdup/; its stream and buttons need the token, and another origin gets 403`, async () => {
+  const up = await startUpstream();
+  const port = await freePort();
+  const token = "edge-dash-token";
+  const command: [string, string[]] = RUNTIME === "deno"
+    ? [process.execPath, ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", String(port), join(ROOT, "dist/edge.js")]]
+    : [process.execPath, [join(ROOT, "dist/edge.js")]];
+  const edge = await startProxy([], { command, rawArgs: true, port, env: { HOLDUP_UPSTREAMS: up.url, HOLDUP_ADMIN_TOKEN: token, HOLDUP_LOG: "json", PORT: String(port) } });
+  const base = `http://127.0.0.1:${port}/_holdup`;
+  const auth = { authorization: `Bearer ${token}` };
+  try {
+    const page = await fetch(base + "/");
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
+    const body = await page.text();
+    assert.ok(body.includes('id="pause"') && body.includes("<title>holdup dashboard</title>"));
+    assert.ok(!body.includes(up.url), "without the token the page shows no data");
+    assert.equal((await fetch(base + "/events")).status, 401);
+
+    const events = await openEvents(base, auth);
+    try {
+      const hello = await events.next("hello", (m) => m.event === "hello");
+      assert.equal(hello.data.status.mode, "running");
+      // The page's own origin (the edge's) may press Pause; another origin may not, token or not.
+      const foreign = await fetch(base + "/pause", { method: "POST", headers: { ...auth, origin: "http://127.0.0.1:1" } });
+      assert.equal(foreign.status, 403);
+      const own = await fetch(base + "/pause", { method: "POST", headers: { ...auth, origin: `http://127.0.0.1:${port}` } });
+      assert.equal(own.status, 200, await own.text());
+      const log = await events.next("the pause event", (m) => m.event === "log");
+      assert.match(log.data.msg, /^paused/);
+    } finally {
+      events.close();
+    }
+  } finally {
+    await edge.stop();
+    await up.close();
+  }
+});
