@@ -267,18 +267,30 @@ ${CLIENT_HELP}`}var HTTPException=class extends Error{res;status;constructor(sta
     mode.className = "mode " + s.mode;
     $("stopmsg").textContent = s.mode === "stopped" && s.stopMessage ? "“" + s.stopMessage + "”" : "";
     $("held").textContent = String(s.held);
-    $("heldcell").textContent = String(s.held);
     $("configversion").textContent = "v" + s.configVersion;
+    var ws = s.websockets || { open: 0, draining: 0 };
+    $("wsopen").textContent = String(ws.open);
+    $("wsdraining").textContent = String(ws.draining);
+    var apps = $("apps");
+    apps.replaceChildren.apply(apps, (s.apps || []).map(function (a) {
+      var tr = el("tr");
+      var mode = el("td");
+      mode.append(el("span", "mode " + a.mode, a.mode));
+      if (a.stopMessage) mode.append(" ", el("span", "note", "“" + a.stopMessage + "”"));
+      var where = (a.hosts.length ? a.hosts.join(", ") : "any host") + (a.pathPrefix && a.pathPrefix !== "/" ? " " + a.pathPrefix : "");
+      tr.append(el("td", "", a.name), el("td", "note", where), mode, el("td", "", a.held));
+      return tr;
+    }));
     var body = $("upstreams");
     var rows = [];
-    (s.upstreams || []).forEach(function (u) { rows.push([u.url, stateOf(u.status), u.inFlight, u.lastError]); });
-    (s.draining || []).forEach(function (u) { rows.push([u.url, "draining", u.inFlight, u.lastError]); });
+    (s.upstreams || []).forEach(function (u) { rows.push([u.url, u.app || "", stateOf(u.status), u.inFlight, u.websockets || 0, u.lastError]); });
+    (s.draining || []).forEach(function (u) { rows.push([u.url, "", "draining", u.inFlight, "", u.lastError]); });
     body.replaceChildren.apply(body, rows.map(function (r) {
       var tr = el("tr");
-      tr.append(el("td", "url", r[0]));
+      tr.append(el("td", "url", r[0]), el("td", "", r[1]));
       var td = el("td");
-      td.append(el("span", "state " + r[1], r[1]));
-      tr.append(td, el("td", "", r[2]), el("td", "err", r[3] || ""));
+      td.append(el("span", "state " + r[2], r[2]));
+      tr.append(td, el("td", "", r[3]), el("td", "", r[4]), el("td", "err", r[5] || ""));
       return tr;
     }));
   }
@@ -450,13 +462,13 @@ ${CLIENT_HELP}`}var HTTPException=class extends Error{res;status;constructor(sta
 
 <section aria-labelledby="appshead">
   <h2 id="appshead">Apps</h2>
-  <table>
-    <thead><tr><th scope="col">app</th><th scope="col">mode</th><th scope="col">held</th><th scope="col">config</th></tr></thead>
-    <tbody>
-      <tr><td>default</td><td><span id="mode" class="mode ${s?.mode??""}">${s?.mode??"\u2013"}</span> <span id="stopmsg" class="note">${s?.stopMessage?`\u201C${s.stopMessage}\u201D`:""}</span></td>
-      <td id="heldcell">${s?String(s.held):"\u2013"}</td><td id="configversion">${s?`v${s.configVersion}`:"\u2013"}</td></tr>
-    </tbody>
-  </table>
+  <p class="summary"><span id="mode" class="mode ${s?.mode??""}">${s?.mode??"\u2013"}</span> <span id="stopmsg" class="note">${s?.stopMessage?`\u201C${s.stopMessage}\u201D`:""}</span>
+  · config <b id="configversion">${s?`v${s.configVersion}`:"\u2013"}</b>
+  · WebSockets open <b id="wsopen">${s?String(s.websockets?.open??0):"\u2013"}</b> <span class="note">(<span id="wsdraining">${s?String(s.websockets?.draining??0):"\u2013"}</span> draining)</span></p>
+  <div class="scroll"><table>
+    <thead><tr><th scope="col">app</th><th scope="col">answers</th><th scope="col">mode</th><th scope="col">held</th></tr></thead>
+    <tbody id="apps">${s?appRows(s):""}</tbody>
+  </table></div>
 </section>
 
 <section aria-labelledby="controlshead">
@@ -484,10 +496,10 @@ ${CLIENT_HELP}`}var HTTPException=class extends Error{res;status;constructor(sta
   <p id="window" class="note">Up to 15 minutes, one point per second.</p>
 </section>
 
-<section aria-labelledby="upshead">
+<section class="wide" aria-labelledby="upshead">
   <h2 id="upshead">Upstreams</h2>
   <div class="scroll"><table>
-    <thead><tr><th scope="col">upstream</th><th scope="col">state</th><th scope="col">in flight</th><th scope="col">last error</th></tr></thead>
+    <thead><tr><th scope="col">upstream</th><th scope="col">app</th><th scope="col">state</th><th scope="col">in flight</th><th scope="col">WebSockets</th><th scope="col">last error</th></tr></thead>
     <tbody id="upstreams">${s?upstreamRows(s):""}</tbody>
   </table></div>
 </section>
@@ -505,7 +517,7 @@ ${CLIENT_HELP}`}var HTTPException=class extends Error{res;status;constructor(sta
     <svg id="${id}-chart" viewBox="0 0 900 60" preserveAspectRatio="none" role="img" aria-label="${label}, last 15 minutes">
       <polyline id="${id}-line" points="" fill="none" vector-effect="non-scaling-stroke"></polyline>
     </svg>
-  </figure>`}function upstreamRows(s){let rows=s.upstreams.map(u=>row(u.url,upstreamState(u.status),u.inFlight,u.lastError));for(let u of s.draining??[])rows.push(row(u.url,"draining",u.inFlight,u.lastError));return rows}function row(url,state,inFlight2,lastError){return html`<tr><td class="url">${url}</td><td><span class="state ${state}">${state}</span></td><td>${String(inFlight2)}</td><td class="err">${lastError??""}</td></tr>`}function eventItem(e){return html`<li class="${e.level}"><time datetime="${e.time}">${e.time.slice(11,19)}</time> <span class="msg">${e.msg}</span> <span class="fields">${fieldsText(e.fields)}</span></li>`}function fieldsText(fields){return Object.entries(fields).map(([k,v])=>`${k}=${typeof v=="string"?v:JSON.stringify(v)}`).join(" ")}var CSS=`
+  </figure>`}function answers(a){return`${a.hosts.length?a.hosts.join(", "):"any host"}${a.pathPrefix&&a.pathPrefix!=="/"?` ${a.pathPrefix}`:""}`}function appRows(s){return(s.apps??[]).map(a=>html`<tr><td>${a.name}</td><td class="note">${answers(a)}</td><td><span class="mode ${a.mode}">${a.mode}</span>${a.stopMessage?html` <span class="note">“${a.stopMessage}”</span>`:""}</td><td>${String(a.held)}</td></tr>`)}function upstreamRows(s){let rows=s.upstreams.map(u=>row(u.url,u.app??"",upstreamState(u.status),u.inFlight,u.websockets??0,u.lastError));for(let u of s.draining??[])rows.push(row(u.url,"","draining",u.inFlight,"",u.lastError));return rows}function row(url,app2,state,inFlight2,websockets,lastError){return html`<tr><td class="url">${url}</td><td>${app2}</td><td><span class="state ${state}">${state}</span></td><td>${String(inFlight2)}</td><td>${String(websockets)}</td><td class="err">${lastError??""}</td></tr>`}function eventItem(e){return html`<li class="${e.level}"><time datetime="${e.time}">${e.time.slice(11,19)}</time> <span class="msg">${e.msg}</span> <span class="fields">${fieldsText(e.fields)}</span></li>`}function fieldsText(fields){return Object.entries(fields).map(([k,v])=>`${k}=${typeof v=="string"?v:JSON.stringify(v)}`).join(" ")}var CSS=`
 :root { --fg: #1b1f24; --bg: #fff; --muted: #5b6470; --line: #d8dde3; --ok: #1a7f37; --bad: #c62828; --warn: #9a6700; --accent: #0b5cad; }
 @media (prefers-color-scheme: dark) { :root { --fg: #e6e8eb; --bg: #15181c; --muted: #9aa4af; --line: #2f353d; --ok: #4ac26b; --bad: #ff6b6b; --warn: #e3b341; --accent: #6cb6ff; } }
 * { box-sizing: border-box; }
@@ -520,12 +532,13 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: .85rem; }
 .scroll { overflow-x: auto; }
-.url { word-break: break-all; }
+.url { white-space: nowrap; }
 .err { color: var(--muted); font-size: .85rem; word-break: break-word; }
 .note { color: var(--muted); font-size: .85rem; }
 .conn { margin-left: auto; font-size: .85rem; padding: .1rem .5rem; border-radius: 1rem; border: 1px solid var(--line); }
 .conn.live { color: var(--ok); border-color: var(--ok); }
 .conn.down { color: var(--bad); border-color: var(--bad); }
+.summary { margin: 0 0 .5rem; }
 .mode, .state { font-weight: 600; }
 .mode.running, .state.ready { color: var(--ok); }
 .mode.paused, .state.draining, .state.unknown { color: var(--warn); }

@@ -417,6 +417,7 @@ test("dashboard in headless Chromium: held rises live while the upstream is down
 
     await page.click("pause");
     await page.waitText("mode", (t) => t === "paused", "paused, clicked on the page");
+    await page.waitText("apps", (t) => t.includes("default") && t.includes("paused"), "the app's row paused, rendered live");
     through();
     await page.waitText("held", (t) => t === "3", "the page to show 3 held");
 
@@ -605,5 +606,56 @@ test(`dashboard at the edge: dist/edge.js under ${RUNTIME === "deno" ? "deno ser
   } finally {
     await edge.stop();
     await up.close();
+  }
+});
+
+test("dashboard: every app has its row (what it answers, its own mode, held), and open WebSockets are counted, per upstream too", async () => {
+  const web = await startUpstream((_q, res) => res.end("web"));
+  // An upstream that accepts any WebSocket handshake and then keeps the connection open.
+  const wsUp = net.createServer((s) => {
+    s.on("error", () => {});
+    s.once("data", () => s.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"));
+  });
+  wsUp.listen(0, "127.0.0.1");
+  await new Promise((r) => wsUp.once("listening", r));
+  const wsPort = (wsUp.address() as net.AddressInfo).port;
+  const dir = await mkdtemp(join(tmpdir(), "holdup-dash-apps-"));
+  const file = join(dir, "holdup.json");
+  await writeFile(file, JSON.stringify({
+    apps: [
+      { name: "web", hosts: ["example.com"], upstreams: [web.url] },
+      { name: "live", hosts: ["example.com"], pathPrefix: "/live", upstreams: [`http://127.0.0.1:${wsPort}`] },
+    ],
+  }));
+  const proxy = await startProxy(["-c", file]);
+  const sock = net.connect(proxy.port, "127.0.0.1");
+  try {
+    await new Promise((r) => sock.once("connect", r));
+    sock.write("GET /live/socket HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    await until("the WebSocket to be open", async () => ((await proxy.status()).websockets as { open: number }).open === 1);
+    assert.equal((await proxy.admin("POST", "/pause?app=live")).status, 200);
+
+    const body = await (await fetch(proxy.adminUrl + "/")).text();
+    const rows = [...body.matchAll(/<tr><td>(web|live)<\/td><td class="note">([^<]*)<\/td><td><span class="mode (\w+)">/g)].map((m) => m.slice(1));
+    assert.deepEqual(rows, [["web", "example.com", "running"], ["live", "example.com /live", "paused"]]);
+    assert.match(body, /id="mode" class="mode mixed"/);
+    assert.match(body, /WebSockets open <b id="wsopen">1<\/b>/);
+    assert.ok(body.includes(`<tr><td class="url">http://127.0.0.1:${wsPort}</td><td>live</td><td><span class="state ready">ready</span></td><td>0</td><td>1</td>`), "the upstream's row counts its WebSocket");
+
+    // The live stream carries the same, for the page's script to render.
+    const events = await openEvents(proxy.adminUrl);
+    try {
+      const hello = await events.next("hello", (m) => m.event === "hello");
+      assert.deepEqual(hello.data.status.apps.map((a: { name: string; mode: string }) => [a.name, a.mode]), [["web", "running"], ["live", "paused"]]);
+      assert.deepEqual(hello.data.status.websockets, { open: 1, draining: 0 });
+    } finally {
+      events.close();
+    }
+  } finally {
+    sock.destroy();
+    await proxy.stop();
+    await web.close();
+    wsUp.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -62,18 +62,30 @@ export const CLIENT_JS = String.raw`
     mode.className = "mode " + s.mode;
     $("stopmsg").textContent = s.mode === "stopped" && s.stopMessage ? "“" + s.stopMessage + "”" : "";
     $("held").textContent = String(s.held);
-    $("heldcell").textContent = String(s.held);
     $("configversion").textContent = "v" + s.configVersion;
+    var ws = s.websockets || { open: 0, draining: 0 };
+    $("wsopen").textContent = String(ws.open);
+    $("wsdraining").textContent = String(ws.draining);
+    var apps = $("apps");
+    apps.replaceChildren.apply(apps, (s.apps || []).map(function (a) {
+      var tr = el("tr");
+      var mode = el("td");
+      mode.append(el("span", "mode " + a.mode, a.mode));
+      if (a.stopMessage) mode.append(" ", el("span", "note", "“" + a.stopMessage + "”"));
+      var where = (a.hosts.length ? a.hosts.join(", ") : "any host") + (a.pathPrefix && a.pathPrefix !== "/" ? " " + a.pathPrefix : "");
+      tr.append(el("td", "", a.name), el("td", "note", where), mode, el("td", "", a.held));
+      return tr;
+    }));
     var body = $("upstreams");
     var rows = [];
-    (s.upstreams || []).forEach(function (u) { rows.push([u.url, stateOf(u.status), u.inFlight, u.lastError]); });
-    (s.draining || []).forEach(function (u) { rows.push([u.url, "draining", u.inFlight, u.lastError]); });
+    (s.upstreams || []).forEach(function (u) { rows.push([u.url, u.app || "", stateOf(u.status), u.inFlight, u.websockets || 0, u.lastError]); });
+    (s.draining || []).forEach(function (u) { rows.push([u.url, "", "draining", u.inFlight, "", u.lastError]); });
     body.replaceChildren.apply(body, rows.map(function (r) {
       var tr = el("tr");
-      tr.append(el("td", "url", r[0]));
+      tr.append(el("td", "url", r[0]), el("td", "", r[1]));
       var td = el("td");
-      td.append(el("span", "state " + r[1], r[1]));
-      tr.append(td, el("td", "", r[2]), el("td", "err", r[3] || ""));
+      td.append(el("span", "state " + r[2], r[2]));
+      tr.append(td, el("td", "", r[3]), el("td", "", r[4]), el("td", "err", r[5] || ""));
       return tr;
     }));
   }

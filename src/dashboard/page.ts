@@ -19,11 +19,14 @@ import { CLIENT_JS } from "./client.ts";
 export interface PageStatus {
   holdup: string;
   runtime: string;
+  /** Every app's mode, or "mixed". */
   mode: string;
   stopMessage?: string;
   held: number;
   configVersion: number;
-  upstreams: Array<{ url: string; status: string; lastError: string | null; inFlight: number }>;
+  websockets?: { open: number; draining: number };
+  apps?: Array<{ name: string; hosts: string[]; pathPrefix: string; mode: string; stopMessage?: string; held: number }>;
+  upstreams: Array<{ app?: string; url: string; status: string; lastError: string | null; inFlight: number; websockets?: number }>;
   draining?: Array<{ url: string; inFlight: number; lastError: string | null }>;
 }
 
@@ -91,13 +94,13 @@ export function renderPage(nonce: string, data: { status: PageStatus; events: Da
 
 <section aria-labelledby="appshead">
   <h2 id="appshead">Apps</h2>
-  <table>
-    <thead><tr><th scope="col">app</th><th scope="col">mode</th><th scope="col">held</th><th scope="col">config</th></tr></thead>
-    <tbody>
-      <tr><td>default</td><td><span id="mode" class="mode ${s?.mode ?? ""}">${s?.mode ?? "–"}</span> <span id="stopmsg" class="note">${s?.stopMessage ? `“${s.stopMessage}”` : ""}</span></td>
-      <td id="heldcell">${s ? String(s.held) : "–"}</td><td id="configversion">${s ? `v${s.configVersion}` : "–"}</td></tr>
-    </tbody>
-  </table>
+  <p class="summary"><span id="mode" class="mode ${s?.mode ?? ""}">${s?.mode ?? "–"}</span> <span id="stopmsg" class="note">${s?.stopMessage ? `“${s.stopMessage}”` : ""}</span>
+  · config <b id="configversion">${s ? `v${s.configVersion}` : "–"}</b>
+  · WebSockets open <b id="wsopen">${s ? String(s.websockets?.open ?? 0) : "–"}</b> <span class="note">(<span id="wsdraining">${s ? String(s.websockets?.draining ?? 0) : "–"}</span> draining)</span></p>
+  <div class="scroll"><table>
+    <thead><tr><th scope="col">app</th><th scope="col">answers</th><th scope="col">mode</th><th scope="col">held</th></tr></thead>
+    <tbody id="apps">${s ? appRows(s) : ""}</tbody>
+  </table></div>
 </section>
 
 <section aria-labelledby="controlshead">
@@ -125,10 +128,10 @@ export function renderPage(nonce: string, data: { status: PageStatus; events: Da
   <p id="window" class="note">Up to 15 minutes, one point per second.</p>
 </section>
 
-<section aria-labelledby="upshead">
+<section class="wide" aria-labelledby="upshead">
   <h2 id="upshead">Upstreams</h2>
   <div class="scroll"><table>
-    <thead><tr><th scope="col">upstream</th><th scope="col">state</th><th scope="col">in flight</th><th scope="col">last error</th></tr></thead>
+    <thead><tr><th scope="col">upstream</th><th scope="col">app</th><th scope="col">state</th><th scope="col">in flight</th><th scope="col">WebSockets</th><th scope="col">last error</th></tr></thead>
     <tbody id="upstreams">${s ? upstreamRows(s) : ""}</tbody>
   </table></div>
 </section>
@@ -153,14 +156,25 @@ function chart(id: string, label: string) {
   </figure>`;
 }
 
+/** What an app answers: its hosts (any host when none) and path prefix (the client script words it the same way). */
+function answers(a: { hosts: string[]; pathPrefix: string }): string {
+  return `${a.hosts.length ? a.hosts.join(", ") : "any host"}${a.pathPrefix && a.pathPrefix !== "/" ? ` ${a.pathPrefix}` : ""}`;
+}
+
+function appRows(s: PageStatus) {
+  return (s.apps ?? []).map((a) =>
+    html`<tr><td>${a.name}</td><td class="note">${answers(a)}</td><td><span class="mode ${a.mode}">${a.mode}</span>${a.stopMessage ? html` <span class="note">“${a.stopMessage}”</span>` : ""}</td><td>${String(a.held)}</td></tr>`
+  );
+}
+
 function upstreamRows(s: PageStatus) {
-  const rows = s.upstreams.map((u) => row(u.url, upstreamState(u.status), u.inFlight, u.lastError));
-  for (const u of s.draining ?? []) rows.push(row(u.url, "draining", u.inFlight, u.lastError));
+  const rows = s.upstreams.map((u) => row(u.url, u.app ?? "", upstreamState(u.status), u.inFlight, u.websockets ?? 0, u.lastError));
+  for (const u of s.draining ?? []) rows.push(row(u.url, "", "draining", u.inFlight, "", u.lastError));
   return rows;
 }
 
-function row(url: string, state: string, inFlight: number, lastError: string | null) {
-  return html`<tr><td class="url">${url}</td><td><span class="state ${state}">${state}</span></td><td>${String(inFlight)}</td><td class="err">${lastError ?? ""}</td></tr>`;
+function row(url: string, app: string, state: string, inFlight: number, websockets: number | "", lastError: string | null) {
+  return html`<tr><td class="url">${url}</td><td>${app}</td><td><span class="state ${state}">${state}</span></td><td>${String(inFlight)}</td><td>${String(websockets)}</td><td class="err">${lastError ?? ""}</td></tr>`;
 }
 
 function eventItem(e: DashEvent) {
@@ -187,12 +201,13 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: .85rem; }
 .scroll { overflow-x: auto; }
-.url { word-break: break-all; }
+.url { white-space: nowrap; }
 .err { color: var(--muted); font-size: .85rem; word-break: break-word; }
 .note { color: var(--muted); font-size: .85rem; }
 .conn { margin-left: auto; font-size: .85rem; padding: .1rem .5rem; border-radius: 1rem; border: 1px solid var(--line); }
 .conn.live { color: var(--ok); border-color: var(--ok); }
 .conn.down { color: var(--bad); border-color: var(--bad); }
+.summary { margin: 0 0 .5rem; }
 .mode, .state { font-weight: 600; }
 .mode.running, .state.ready { color: var(--ok); }
 .mode.paused, .state.draining, .state.unknown { color: var(--warn); }
