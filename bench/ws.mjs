@@ -13,7 +13,8 @@
 //            POST /reload to upstream B with drainTimeout 1s, wsCloseSpread 5s; every
 //            client reconnects at once on its close. Counts per 500 ms bucket of the
 //            1012 closes and of the reconnects that reached B.
-//   --targets a,b   subset of direct,holdup-deno,holdup-bun,caddy
+//   --targets a,b   subset of direct,holdup-deno,holdup-bun,caddy, plus edge-deno,edge-bun
+//                   (dist/edge.js: the edge entry's message relay, for echo only)
 //   --entry FILE    holdup entry (default src/proxy.ts)
 //
 // Writes bench/WS-RESULTS.md and prints the same markdown.

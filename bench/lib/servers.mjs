@@ -73,6 +73,16 @@ export async function startTarget(name, up, opts = {}) {
     const extra = opts.holdupArgs || ["--admin", "off", "--log", "off"];
     log(`starting ${name} on :${port} (${entry})`);
     proc = spawnGroup(name, cmd, [...args, "-l", `127.0.0.1:${port}`, "-u", `http://127.0.0.1:${up}`, ...extra]);
+  } else if (name.startsWith("edge-")) {
+    // "edge-deno": dist/edge.js under `deno serve`; "edge-bun": under Bun's auto-serve. Config from the environment.
+    const rt = name.slice(5);
+    const entry = join(REPO_DIR, "dist/edge.js");
+    if (!existsSync(BIN[rt])) throw new Error(`${BIN[rt]} missing (run npm install)`);
+    const [cmd, args] = rt === "deno"
+      ? [BIN.deno, ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", String(port), entry]]
+      : [BIN.bun, [entry]];
+    log(`starting ${name} on :${port} (${entry})`);
+    proc = spawnGroup(name, cmd, args, { env: { PORT: String(port), HOLDUP_UPSTREAMS: `http://127.0.0.1:${up}`, HOLDUP_LOG: "off" } });
   } else if (name.startsWith("passthrough-")) {
     const rt = name.slice(12);
     if (!existsSync(BIN[rt])) throw new Error(`${BIN[rt]} missing (run npm install)`);
