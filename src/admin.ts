@@ -70,7 +70,8 @@ export function hostAllowed(host: string, listed: string[]): boolean {
   const name = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d*$/, "");
   const lower = name.toLowerCase();
   if (lower === "localhost" || /^\d{1,3}(\.\d{1,3}){3}$/.test(lower) || /^\[[0-9a-f:.]+\]$/.test(lower)) return true;
-  return listed.some((h) => h.toLowerCase() === lower);
+  // "*.ops.example" allows every name under ops.example (a.ops.example, a.b.ops.example), not ops.example itself.
+  return listed.some((h) => (h.startsWith("*.") ? lower.endsWith(h.slice(1).toLowerCase()) && lower.length > h.length - 1 : h.toLowerCase() === lower));
 }
 
 /** JSON bodies must say so: a text/plain body is what a foreign page can send without a preflight. */

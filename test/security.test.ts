@@ -74,18 +74,22 @@ test("a JSON body without Content-Type: application/json is refused 415; the con
   }
 });
 
-test("a Host that is not the admin API's (DNS rebinding) gets 403 on every admin path; admin.hosts allows a name", async () => {
+test("a Host that is not the admin API's (DNS rebinding) gets 403 on every admin path; admin.hosts allows a name, and *.domain its subdomains", async () => {
   const up = await startUpstream();
-  const proxy = await startProxy(["-u", up.url, "--admin-host", "holdup.internal"]);
+  const proxy = await startProxy(["-u", up.url, "--admin-host", "holdup.internal", "--admin-host", "*.ops.example"]);
   try {
     for (const [method, path] of [["GET", "/status"], ["GET", "/metrics"], ["GET", "/healthz"], ["POST", "/pause"], ["POST", "/reload"], ["GET", "/nope"]]) {
       const r = await rawRequest(proxy.adminPort, `${method} ${path} HTTP/1.1\nHost: evil.example:${proxy.adminPort}\nContent-Length: 0\nConnection: close`);
       assert.equal(r.status, 403, `${method} ${path}`);
       assert.doesNotMatch(r.body.toString(), /upstreams|holdup_requests/);
     }
-    for (const host of [`localhost:${proxy.adminPort}`, `127.0.0.1:${proxy.adminPort}`, "[::1]", `holdup.internal:${proxy.adminPort}`]) {
+    for (const host of [`localhost:${proxy.adminPort}`, `127.0.0.1:${proxy.adminPort}`, "[::1]", `holdup.internal:${proxy.adminPort}`, "a.ops.example", `A.B.Ops.Example:${proxy.adminPort}`]) {
       const r = await rawRequest(proxy.adminPort, `GET /healthz HTTP/1.1\nHost: ${host}\nConnection: close`);
       assert.equal(r.status, 200, host);
+    }
+    for (const host of ["ops.example", "evilops.example", "a.ops.example.evil", "sub.holdup.internal"]) {
+      const r = await rawRequest(proxy.adminPort, `GET /status HTTP/1.1\nHost: ${host}\nConnection: close`);
+      assert.equal(r.status, 403, host);
     }
     assert.equal((await proxy.status()).mode, "running");
   } finally {

@@ -51,10 +51,10 @@ test("addresses: normalises upstreams to http:// origins with an optional base p
 });
 
 test("config validation: names every bad field", () => {
-  const r = validatePartial({ tryDuration: "3x", upstreams: [":8003", "ftp://x"], admin: { listen: 5 }, log: "yaml" });
+  const r = validatePartial({ tryDuration: "3x", upstreams: [":8003", "ftp://x"], admin: { listen: 5, hosts: ["*.ok.example", "no*wildcard.example"] }, log: "yaml" });
   assert.ok("errors" in r);
   const fields = r.errors.map((e) => e.field).sort();
-  assert.deepEqual(fields, ["admin.listen", "log", "tryDuration", "upstreams[1]"]);
+  assert.deepEqual(fields, ["admin.hosts[1]", "admin.listen", "log", "tryDuration", "upstreams[1]"]);
 });
 test("config validation: rejects unknown keys and suggests the right one", () => {
   const r = validatePartial({ upstream: [":8003"] });

@@ -261,7 +261,7 @@ export const partialSchema = z.strictObject({
       listen: z.optional(adminListen),
       token: z.optional(z.nullable(z.string().check(z.minLength(1, "must not be empty")))),
       hosts: z.optional(z.array(
-        z.string().check(z.refine((h) => /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(h), "must be a host name without port, e.g. holdup.internal")),
+        z.string().check(z.refine((h) => /^(\*\.)?[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(h), "must be a host name without port, or *.domain for its subdomains, e.g. holdup.internal")),
       )),
     }),
   ),
