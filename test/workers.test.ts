@@ -57,6 +57,14 @@ function answeredBy(p: Proxy, path: string): Map<number, number> {
   return by;
 }
 
+/** Waits for the access lines of all `n` requests for `path…`, asserts both workers answered some, and returns the count per worker. */
+async function answeredByBoth(p: Proxy, path: string, n: number): Promise<Map<number, number>> {
+  await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith(path)).length === n);
+  const by = answeredBy(p, path);
+  assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+  return by;
+}
+
 test("--workers 2: both workers serve, and a SIGHUP to the parent moves the requests held in both to the file's new upstream", async () => {
   const dir = await mkdtemp(join(tmpdir(), "holdup-workers-"));
   const file = join(dir, "holdup.json");
@@ -75,9 +83,7 @@ test("--workers 2: both workers serve, and a SIGHUP to the parent moves the requ
       assert.deepEqual([r.status, r.body], [200, `new /hup${i}`]);
       assert.ok(r.held > 0, `/hup${i} was held`);
     }
-    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/hup")).length === N);
-    const by = answeredBy(p, "/hup");
-    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+    const by = await answeredByBoth(p, "/hup", N);
     assert.equal((by.get(0) ?? 0) + (by.get(1) ?? 0), N);
     // Each worker re-read the file itself.
     assert.equal(p.lines.filter((l) => l.msg === "reloaded" && l.trigger === "SIGHUP").length, 2);
@@ -114,9 +120,7 @@ test("--workers 2: a pause sent to the admin API (worker 0) holds requests in bo
     assert.equal((await p.admin("POST", "/resume")).status, 200);
     const got = await answers;
     for (const [i, r] of got.entries()) assert.deepEqual([r.status, r.body], [200, `ok /paused${i}`]);
-    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/paused")).length === N);
-    const by = answeredBy(p, "/paused");
-    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+    await answeredByBoth(p, "/paused", N);
   } finally {
     await p.stop();
     await up.close();
@@ -198,9 +202,7 @@ test("--workers 2 --state redis://…: a reload body sent to the admin API moves
     assert.equal((await p.admin("POST", "/reload", { upstreams: [up.url] })).status, 200);
     const got = await answers;
     for (const [i, r] of got.entries()) assert.deepEqual([r.status, r.body], [200, `new /redis${i}`]);
-    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/redis")).length === N);
-    const by = answeredBy(p, "/redis");
-    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+    await answeredByBoth(p, "/redis", N);
     // Both workers applied the same shared version.
     const ws = (await until("both workers on the new config", async () => {
       const w = await workers(p);
@@ -247,9 +249,7 @@ test("--workers 2 with --tls-cert: both workers serve HTTPS on the shared port",
     });
     const got = await Promise.all(Array.from({ length: N }, (_, i) => get(i)));
     for (const [i, r] of got.entries()) assert.deepEqual([r.status, r.body], [200, `ok /tls${i}`]);
-    await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/tls")).length === N);
-    const by = answeredBy(p, "/tls");
-    assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+    await answeredByBoth(p, "/tls", N);
   } finally {
     await p.stop();
     await up.close();
@@ -265,9 +265,7 @@ for (const artifact of ["dist/proxy.js", "dist/holdup"]) {
     try {
       const got = await send(p, N, "/art");
       assert.ok(got.every((r) => r.status === 200));
-      await until("every access line", () => p.accessLines().filter((l) => String(l.path).startsWith("/art")).length === N);
-      const by = answeredBy(p, "/art");
-      assert.ok((by.get(0) ?? 0) >= 1 && (by.get(1) ?? 0) >= 1, `answered by both workers: ${JSON.stringify([...by])}`);
+      await answeredByBoth(p, "/art", N);
       assert.equal((await p.admin("POST", "/pause")).status, 200);
       await until("paused in both workers", async () => {
         const ws = await workers(p);

@@ -162,3 +162,28 @@ export async function serverFrame(r: Raw): Promise<Buffer> {
   }, 5000, 5))!;
 }
 
+
+/**
+ * The handshake-fidelity probe shared by the command-line and edge tests: a raw handshake to
+ * `/live/socket?vsn=2.0.0&x=%2F` with Host, Cookie, Authorization, Origin, User-Agent, two offered
+ * subprotocols and an X-Forwarded-For, through a proxy in front of the Autobahn fixture. Asserts the
+ * 101 carries the protocol the upstream chose (chat.v2), and returns what the upstream saw
+ * (its "headers" command: path, params, headers).
+ */
+export async function fidelityHandshake(port: number): Promise<{ path: string; params: Record<string, string[]>; headers: Record<string, string> }> {
+  const r = await rawHandshake(port, "/live/socket?vsn=2.0.0&x=%2F", [
+    "Host: app.example.com",
+    "Cookie: session=abc; theme=dark",
+    "Authorization: Bearer t0ken",
+    "Origin: https://app.example.com",
+    "User-Agent: holdup-test/1.0",
+    "Sec-WebSocket-Protocol: chat.v1, chat.v2",
+    "X-Forwarded-For: 203.0.113.9",
+  ]);
+  assert.equal(r.status, 101, r.head);
+  assert.match(r.head, /\r\nSec-WebSocket-Protocol: chat\.v2\r\n/i);
+  r.socket.write(clientFrame("headers"));
+  const info = JSON.parse((await serverFrame(r)).toString());
+  r.socket.destroy();
+  return info;
+}
