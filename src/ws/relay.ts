@@ -32,7 +32,7 @@ import type { Runtime, WsHandlers, WsPeer } from "../runtime/types.ts";
 import type { Incoming } from "../serve/types.ts";
 import type { Upstream } from "../upstream.ts";
 import { basePath, type HoldClock, holdForUpstream, RETRY } from "./hold.ts";
-import type { OpenWebSocket } from "./registry.ts";
+import { WebSocketBase } from "./registry.ts";
 import type { ClosedBy, TunnelHost } from "./tunnel.ts";
 
 export interface EdgeWsDeps {
@@ -242,14 +242,9 @@ class Counts {
 }
 
 /** One edge WebSocket after both sides opened: messages relayed, closes passed on, registered for drains. */
-export class Relay implements OpenWebSocket {
+export class Relay extends WebSocketBase {
   readonly up = new Counts();
   readonly down = new Counts();
-  readonly opened = performance.now();
-  code: number | null = null;
-  reason = "";
-  closedBy: ClosedBy | null = null;
-  draining = false;
   readonly handlers: WsHandlers;
   private peer: WsPeer | null = null;
   /** Messages from the upstream before the client opened, and a close to pass on once it has. */
@@ -259,17 +254,16 @@ export class Relay implements OpenWebSocket {
   private clientClosed = false;
   private upstreamClosed = false;
   private closing = false;
-  private ended = false;
   private graceSet = false;
-  private timers: ReturnType<typeof setTimeout>[] = [];
 
   constructor(
     private ws: WebSocket,
     readonly target: Upstream,
     readonly path: string,
     readonly heldMs: number,
-    private host: TunnelHost,
+    protected readonly host: TunnelHost,
   ) {
+    super();
     ws.onmessage = (e) => this.fromUpstream(e.data);
     ws.onclose = (e) => this.upstreamClose(e.code, e.reason);
     ws.onerror = () => {};
@@ -285,12 +279,6 @@ export class Relay implements OpenWebSocket {
       this.toUpstream(1001, "client went away");
       this.finishSoon();
     });
-  }
-
-  drainAfter(ms: number, code: number, reason: string): void {
-    if (this.draining || this.ended) return;
-    this.draining = true;
-    this.later(ms, () => this.closeWith(code, reason));
   }
 
   /** holdup closes both sides: 1012 (its upstream was removed), 1001 (shutdown), 1009 (wsMaxBuffered). */
@@ -412,17 +400,8 @@ export class Relay implements OpenWebSocket {
     });
   }
 
-  private later(ms: number, fn: () => void): void {
-    this.timers.push(setTimeout(fn, ms));
-  }
-
-  private finish(): void {
-    if (this.ended) return;
-    this.ended = true;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
+  protected override finish(): void {
     this.early = [];
-    if (this.code === null) this.code = 1006;
-    this.host.ended(this);
+    super.finish();
   }
 }

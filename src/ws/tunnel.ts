@@ -14,7 +14,7 @@
 import type { Socket } from "node:net";
 import { onDrain } from "../drain.ts";
 import type { Upstream } from "../upstream.ts";
-import type { OpenWebSocket } from "./registry.ts";
+import { type OpenWebSocket, WebSocketBase } from "./registry.ts";
 import { clientClose, FrameTracker, serverClose } from "./frames.ts";
 
 /** How long a closing handshake holdup started may take before the sockets are cut. */
@@ -32,26 +32,18 @@ export interface TunnelHost {
   warn(message: string, fields: Record<string, unknown>): void;
 }
 
-export class Tunnel implements OpenWebSocket {
+export class Tunnel extends WebSocketBase {
   /** Upstream → client. */
   readonly down = new FrameTracker();
   /** Client → upstream. */
   readonly up = new FrameTracker();
-  readonly opened = performance.now();
-  code: number | null = null;
-  reason = "";
-  closedBy: ClosedBy | null = null;
-  /** Scheduled to be closed with 1012 (its upstream was removed). */
-  draining = false;
   private pending: { code: number; reason: string } | null = null;
   /** Holdup wrote its own Close to the client: the upstream's data is no longer relayed. */
   private clientToldClose = false;
   /** The client's answering Close went on to the upstream: nothing more goes there. */
   private upstreamDone = false;
   private paused = { up: false, down: false };
-  private timers: ReturnType<typeof setTimeout>[] = [];
   private closedSockets = 0;
-  private ended = false;
 
   constructor(
     readonly client: Socket,
@@ -59,8 +51,10 @@ export class Tunnel implements OpenWebSocket {
     readonly target: Upstream,
     readonly path: string,
     readonly heldMs: number,
-    private host: TunnelHost,
-  ) {}
+    protected readonly host: TunnelHost,
+  ) {
+    super();
+  }
 
   /** Starts relaying: `first` is what the upstream sent after its 101 head, `early` what the client sent before it. */
   start(first: Uint8Array, early: Uint8Array[]): void {
@@ -89,13 +83,6 @@ export class Tunnel implements OpenWebSocket {
     for (const e of early) this.fromClient(e);
     client.resume();
     upstream.resume();
-  }
-
-  /** Closes this WebSocket with `code` after `ms` (a removed upstream: 1012). */
-  drainAfter(ms: number, code: number, reason: string): void {
-    if (this.draining || this.ended) return;
-    this.draining = true;
-    this.later(ms, () => this.closeWith(code, reason));
   }
 
   /** Closes it now, at the next frame boundary toward the client. */
@@ -215,19 +202,4 @@ export class Tunnel implements OpenWebSocket {
     this.upstream.destroy();
   }
 
-  private later(ms: number, fn: () => void): void {
-    this.timers.push(setTimeout(fn, ms));
-  }
-
-  private finish(): void {
-    if (this.ended) return;
-    this.ended = true;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
-    if (this.code === null) {
-      this.code = 1006; // no Close frame either way: the connection dropped
-      this.closedBy = null;
-    }
-    this.host.ended(this);
-  }
 }
