@@ -3,7 +3,6 @@
  * current config), pause, resume, stop, and the status that describes it all.
  * SIGHUP and the admin API both come here.
  */
-import { formatListen } from "./config/address.ts";
 import { type Effective, fileLayer, type Layer, type LayerError, resolve, toJSON } from "./config/layers.ts";
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
@@ -13,6 +12,8 @@ import type { App, Apps } from "./apps.ts";
 import type { Upstream } from "./upstream.ts";
 import { probeOnce } from "./upstream.ts";
 import type { Fleet } from "./fleet/shared.ts";
+import { bodyErrors, keepRestartOnly, upstreamRefused } from "./config/guard.ts";
+import { compactLayers } from "./config/merge.ts";
 
 export interface ControlOptions {
   apps: Apps;
@@ -147,6 +148,8 @@ export class Control {
     const app = this.o.apps.get(d.app);
     if (!app) return { ok: false, status: 404, error: `no app named "${d.app}"; apps: ${this.o.apps.list.map((a) => a.name).join(", ")}` };
     if (app.deploying) return { ok: false, status: 409, error: `a deploy of ${d.app} is already running (${app.deploying.phase}); try again when it ends` };
+    const refused = d.upstreams.map((u) => upstreamRefused(u, this.effective.config.allowUpstreams)).find((p) => p);
+    if (refused) return { ok: false, status: 400, error: `upstreams: ${refused}` };
     const t0 = performance.now();
     app.deploying = { phase: "health", upstreams: d.upstreams, since: Date.now(), lastError: null };
     this.o.log.info("deploy: waiting for the new upstreams to be healthy", { app: d.app, upstreams: d.upstreams, deployTimeout: d.deployTimeout });
@@ -203,18 +206,35 @@ export class Control {
 
   /** The errors a reload with this body would give, without applying it (empty: it would apply). */
   checkBody(body: unknown): LayerError[] {
+    const refused = this.refuse(body, "reload body");
+    if (refused.length) return refused;
     const r = resolve([...this.effective.layers, { source: "reload", label: "reload body", raw: body as Layer["raw"] }]);
     return "errors" in r ? r.errors : [];
   }
 
-  /** A change from the fleet, applied here in the fleet's order. */
-  applyShared(layer: Layer): Promise<ReloadResult> {
-    this.sharedLayers.push(layer);
-    return this.inOrder(() => this.apply(layer.label, [...this.effective.layers, layer]));
+  /** What a reload body or shared operation may not set (config/guard.ts), named. */
+  refuse(body: unknown, where: string): LayerError[] {
+    const o = { shared: this.fleet !== null, allow: this.effective.config.allowUpstreams };
+    return bodyErrors(body, o).map((e) => ({ ...e, where }));
+  }
+
+  /**
+   * A change from the fleet, applied here in the fleet's order; kept (for a
+   * reload from the file) only once in force. `snapshot`: it holds every change before it.
+   */
+  applyShared(layer: Layer, snapshot = false): Promise<ReloadResult> {
+    return this.inOrder(() => {
+      const refused = this.refuse(layer.raw, layer.label);
+      const r = refused.length ? this.rejected(layer.label, refused) : this.apply(layer.label, [...this.effective.layers, layer]);
+      if (r.ok) this.sharedLayers = compactLayers(snapshot ? [layer] : [...this.sharedLayers, layer]);
+      return r;
+    });
   }
 
   /** POST /reload with a JSON body: the operator's latest word, over whatever is in force. */
   reloadWithBody(trigger: string, body: unknown): Promise<ReloadResult> {
+    const refused = this.refuse(body, "reload body");
+    if (refused.length) return Promise.resolve(this.rejected(trigger, refused));
     return this.inOrder(() =>
       this.apply(trigger, [...this.effective.layers, { source: "reload", label: "reload body", raw: body as Layer["raw"] }])
     );
@@ -225,7 +245,6 @@ export class Control {
     if (name === null) return this.o.apps.list;
     const app = this.o.apps.get(name);
     return app ? [app] : undefined;
-
   }
 
   /**
@@ -426,21 +445,4 @@ function describeUpstream(u: Upstream, app: App) {
     failures: u.failures,
     websockets: app.state.websockets.countFor(u),
   };
-}
-
-/** listen and admin.listen change only on restart: keep the running ones, and say so. */
-function keepRestartOnly(next: Config, running: Config): string[] {
-  const notes: string[] = [];
-  const fmt = (a: Config["listen"] | null) => (a ? formatListen(a) : "off");
-  if (fmt(next.listen) !== fmt(running.listen)) {
-    notes.push(`listen ${fmt(next.listen)} takes effect on restart; still serving ${fmt(running.listen)}`);
-  }
-  if (fmt(next.admin.listen) !== fmt(running.admin.listen)) {
-    notes.push(`admin.listen ${fmt(next.admin.listen)} takes effect on restart; admin API still on ${fmt(running.admin.listen)}`);
-  }
-  if (next.workers !== running.workers) notes.push(`workers ${next.workers} takes effect on restart; still ${running.workers}`);
-  next.listen = running.listen;
-  next.admin.listen = running.admin.listen;
-  next.workers = running.workers;
-  return notes;
 }

@@ -19,6 +19,7 @@ import {
   validateWhole,
 } from "./schema.ts";
 import { formatListen } from "./address.ts";
+import { compactLayers } from "./merge.ts";
 import { formatDuration } from "./units.ts";
 import { open } from "node:fs/promises";
 
@@ -72,6 +73,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null, hosts: [] },
       log: opts.stderrIsTTY ? "text" : "json",
       waitingPageAfter: null,
+      allowUpstreams: [],
     },
   };
 }
@@ -152,7 +154,8 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   config.apps = apps ? [...apps.values()].map((a) => appConfig(config, a)) : [appConfig(config, { name: "default" })];
   const whole = validateWhole(config);
   if (whole.length) return { errors: whole.map((e) => ({ ...e, where: layers[layers.length - 1].label })) };
-  return { effective: { config, layers, sources, shadowed } };
+  // Reload layers folded into one: the next reload starts from a few layers, not from every reload ever made.
+  return { effective: { config, layers: compactLayers(layers), sources, shadowed } };
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
@@ -240,6 +243,7 @@ export function toJSON(c: Config): Record<string, unknown> {
       : {}),
     log: c.log,
     ...(c.workers > 1 ? { workers: c.workers } : {}),
+    ...(c.allowUpstreams.length ? { allowUpstreams: c.allowUpstreams } : {}),
     waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
     ...(c.run
       ? {

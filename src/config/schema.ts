@@ -80,6 +80,8 @@ export interface Config {
   workers: number;
   /** HTTPS on the proxy listener (see serve/tls.ts): the default certificate and the redirect listener. */
   tls: TlsConfig;
+  /** host[:port] patterns the upstreams of reload bodies, deploys and shared operations must match; []: any but link-local (config/guard.ts). */
+  allowUpstreams: string[];
 }
 
 /** A certificate and its key, as PEM file paths (relative to the working directory). */
@@ -287,6 +289,11 @@ export const partialSchema = z.strictObject({
     }),
   ),
   waitingPageAfter: z.optional(z.nullable(duration(0))),
+  // host[:port] patterns for config/guard.ts, checked here so a typo is named.
+  allowUpstreams: z.optional(z.array(z.string().check(z.refine(
+    (p) => /^(\[[0-9a-f:.*]+\]|[a-z0-9.*-]+)(:[0-9*]+)?$/i.test(p.trim()),
+    "must be host[:port] with * wildcards, e.g. 10.0.0.*:8080, *.internal or [fd00::*]",
+  )))),
   run: z.optional(
     z.strictObject({
       command: z.optional(
@@ -405,7 +412,7 @@ const KNOWN = [
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
-  "wsMaxBuffered", "wsCloseSpread", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
+  "wsMaxBuffered", "wsCloseSpread", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 
 function suggest(key: string): string {

@@ -1,7 +1,7 @@
 /**
  * The parent's channel for `--workers N` without `--state`: a loopback server
  * speaking the few Redis commands fleet/shared.ts sends (AUTH, SELECT, GET,
- * SET … NX, RPUSH, LRANGE, PUBLISH, SUBSCRIBE, PING), so each worker runs the
+ * SET … NX, DEL, RPUSH, LRANGE, LTRIM, MULTI/EXEC, PUBLISH, SUBSCRIBE, PING), so each worker runs the
  * same Fleet code as a fleet sharing a real Redis. State lives in the parent
  * and dies with it (workers that outlive it, briefly, keep their last state).
  * Only loopback, and only with the password the parent hands its workers in
@@ -72,8 +72,35 @@ export class Hub {
     });
   }
 
+  /** Commands queued between MULTI and EXEC, per connection. */
+  private multi = new WeakMap<net.Socket, string[][]>();
+
   private run(sock: net.Socket, cmd: string, a: string[]): string {
+    const queued = this.multi.get(sock);
+    if (queued && cmd !== "EXEC") {
+      queued.push([cmd, ...a]);
+      return "+QUEUED\r\n";
+    }
     switch (cmd) {
+      case "MULTI":
+        this.multi.set(sock, []);
+        return "+OK\r\n";
+      case "EXEC": {
+        if (!queued) return "-ERR EXEC without MULTI\r\n";
+        this.multi.delete(sock);
+        return `*${queued.length}\r\n${queued.map(([c, ...x]) => this.run(sock, c, x)).join("")}`;
+      }
+      case "DEL": {
+        let n = 0;
+        for (const k of a) n += Number(this.keys.delete(k)) + Number(this.lists.delete(k));
+        return `:${n}\r\n`;
+      }
+      case "LTRIM": {
+        const list = this.lists.get(a[0]) ?? [];
+        const at = (i: number) => (i < 0 ? list.length + i : i);
+        this.lists.set(a[0], list.slice(Math.max(0, at(Number(a[1]))), at(Number(a[2])) + 1));
+        return "+OK\r\n";
+      }
       case "PING":
         return "+PONG\r\n";
       case "SELECT":

@@ -15,7 +15,7 @@
  * larger reload body is refused by KV).
  */
 import type { KvLike } from "../runtime/types.ts";
-import type { Engine, EngineEvents } from "./shared.ts";
+import type { Batch, Engine, EngineEvents } from "./shared.ts";
 
 const LEN = ["holdup", "ops-len"];
 const OP = (n: number) => ["holdup", "ops", n];
@@ -68,12 +68,12 @@ export class KvEngine implements Engine {
     throw new Error("Deno KV: could not append the operation (too many concurrent writers)");
   }
 
-  async range(from: number): Promise<string[]> {
+  /** Deno KV keeps every operation (no compaction here): reads are by key range, linear in what is new. */
+  async read(from: number): Promise<Batch> {
     const len = Number((await this.db.get(LEN)).value ?? 0);
-    const out: string[] = [];
-    if (len <= from) return out;
-    for await (const e of this.db.list({ start: OP(from), end: OP(len) })) out.push(String(e.value));
-    return out;
+    const items: string[] = [];
+    if (len > from) for await (const e of this.db.list({ start: OP(from), end: OP(len) })) items.push(String(e.value));
+    return { start: from, snapshot: null, items, base: 0 };
   }
 
   async publish(message: string): Promise<void> {

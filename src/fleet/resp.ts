@@ -49,6 +49,22 @@ export class Redis {
     return this.up;
   }
 
+  /**
+   * Runs commands between MULTI and EXEC, so no other client's command runs
+   * between them; resolves with their replies (the first error rejects).
+   */
+  async transaction(...cmds: string[][]): Promise<Reply[]> {
+    const c = this.cmd;
+    if (!c || !this.up) throw new Error("the state engine (Redis) is unreachable");
+    // Sent back to back (nothing awaits in between): this connection carries nothing else meanwhile.
+    const replies = await Promise.all([["MULTI"], ...cmds, ["EXEC"]].map((x) => c.send(x)));
+    for (const r of replies) if (r instanceof Error) throw r;
+    const exec = replies[replies.length - 1];
+    if (!Array.isArray(exec)) throw new Error("Redis aborted the transaction");
+    for (const r of exec) if (r instanceof Error) throw r;
+    return exec;
+  }
+
   /** Runs one command; rejects while disconnected. */
   async command(...args: string[]): Promise<Reply> {
     if (!this.cmd || !this.up) throw new Error("the state engine (Redis) is unreachable");
@@ -66,8 +82,8 @@ export class Redis {
   private async connect(): Promise<void> {
     if (this.closed) return;
     try {
-      const cmd = await Conn.open(this.host, this.port, this.secure, () => this.lost("connection closed"));
-      const sub = await Conn.open(this.host, this.port, this.secure, () => this.lost("connection closed"), (m) => {
+      const cmd = await Conn.open(this.host, this.port, this.secure, (why) => this.lost(why));
+      const sub = await Conn.open(this.host, this.port, this.secure, (why) => this.lost(why), (m) => {
         if (Array.isArray(m) && m[0] === "message" && typeof m[2] === "string") this.o.onMessage(m[2]);
       }).catch((e) => {
         cmd.destroy();
@@ -114,25 +130,36 @@ function check(r: Reply): void {
   if (r instanceof Error) throw r;
 }
 
+/**
+ * Bounds on what a Redis reply may be: holdup's replies nest two deep (EXEC of
+ * LRANGE) and hold its own operations. A reply past them (a hostile or broken
+ * server: 800 KB of nested arrays overflowed the stack) closes the connection,
+ * and the client reconnects with backoff.
+ */
+export const REPLY_LIMITS = { depth: 8, bulkBytes: 64 * 1024 * 1024, elements: 1_000_000, bufferBytes: 256 * 1024 * 1024 };
+
+class ReplyError extends Error {}
+
 /** One RESP connection: replies are matched to commands in order; pushes go to `onPush`. */
 class Conn {
   private waiting: Array<(r: Reply) => void> = [];
   private buf = "";
   private dead = false;
+  private why = "connection closed";
 
-  private constructor(private sock: net.Socket, private onClose: () => void, private onPush?: (r: Reply) => void) {
+  private constructor(private sock: net.Socket, private onClose: (why: string) => void, private onPush?: (r: Reply) => void) {
     sock.setEncoding("utf8");
     sock.on("data", (d: string) => this.feed(d));
     sock.on("error", () => {});
     sock.on("close", () => {
       if (this.dead) return;
       this.dead = true;
-      for (const w of this.waiting.splice(0)) w(new Error("connection closed"));
-      this.onClose();
+      for (const w of this.waiting.splice(0)) w(new Error(this.why));
+      this.onClose(this.why);
     });
   }
 
-  static open(host: string, port: number, secure: boolean, onClose: () => void, onPush?: (r: Reply) => void): Promise<Conn> {
+  static open(host: string, port: number, secure: boolean, onClose: (why: string) => void, onPush?: (r: Reply) => void): Promise<Conn> {
     return new Promise((resolve, reject) => {
       const sock: net.Socket = secure ? tls.connect({ host, port, servername: host }) : net.connect({ host, port });
       const timer = setTimeout(() => sock.destroy(new Error("connect timeout")), 3000);
@@ -165,7 +192,18 @@ class Conn {
   private feed(d: string): void {
     this.buf += d;
     for (;;) {
-      const parsed = parse(this.buf, 0);
+      let parsed;
+      try {
+        if (this.buf.length > REPLY_LIMITS.bufferBytes) throw new ReplyError(`a reply larger than ${REPLY_LIMITS.bufferBytes} bytes`);
+        parsed = parse(this.buf, 0, 0);
+      } catch (e) {
+        if (!(e instanceof ReplyError)) throw e;
+        // Not a reply holdup can use: drop the connection (the client reconnects).
+        this.why = `the state engine sent ${e.message}; reconnecting`;
+        this.buf = "";
+        this.sock.destroy();
+        return;
+      }
       if (!parsed) return;
       this.buf = this.buf.slice(parsed.end);
       const r = parsed.value;
@@ -176,8 +214,8 @@ class Conn {
   }
 }
 
-/** Parses one RESP2 value at `i`; null when more bytes are needed. Bulk lengths count bytes. */
-function parse(s: string, i: number): { value: Reply; end: number } | null {
+/** Parses one RESP2 value at `i`; null when more bytes are needed. Bulk lengths count bytes. Throws ReplyError past REPLY_LIMITS. */
+function parse(s: string, i: number, depth: number): { value: Reply; end: number } | null {
   const eol = s.indexOf("\r\n", i);
   if (eol < 0) return null;
   const type = s[i], line = s.slice(i + 1, eol);
@@ -191,6 +229,7 @@ function parse(s: string, i: number): { value: Reply; end: number } | null {
     case "$": {
       const n = Number(line);
       if (n < 0) return { value: null, end: eol + 2 };
+      if (!Number.isInteger(n) || n > REPLY_LIMITS.bulkBytes) throw new ReplyError(`a string of ${line.slice(0, 20)} bytes`);
       // Byte length: walk characters until n bytes are covered (payloads are UTF-8 JSON).
       let j = eol + 2, bytes = 0;
       while (bytes < n) {
@@ -205,10 +244,12 @@ function parse(s: string, i: number): { value: Reply; end: number } | null {
     case "*": {
       const n = Number(line);
       if (n < 0) return { value: null, end: eol + 2 };
+      if (!Number.isInteger(n) || n > REPLY_LIMITS.elements) throw new ReplyError(`an array of ${line.slice(0, 20)} elements`);
+      if (depth >= REPLY_LIMITS.depth) throw new ReplyError(`arrays nested deeper than ${REPLY_LIMITS.depth}`);
       const out: Reply[] = [];
       let at = eol + 2;
       for (let k = 0; k < n; k++) {
-        const p = parse(s, at);
+        const p = parse(s, at, depth + 1);
         if (!p) return null;
         out.push(p.value);
         at = p.end;
@@ -216,6 +257,6 @@ function parse(s: string, i: number): { value: Reply; end: number } | null {
       return { value: out, end: at };
     }
     default:
-      return { value: new Error(`unexpected reply from Redis: ${JSON.stringify(s.slice(i, i + 20))}`), end: s.length };
+      throw new ReplyError(`an unexpected reply ${JSON.stringify(s.slice(i, i + 20))}`);
   }
 }

@@ -9,29 +9,58 @@
  * probe releases the requests held on all of them. Each instance applies the
  * list in order, over its own config file and flags (which stay local).
  *
- * Joining or reconnecting: read the list from the last version applied, then
- * follow the channel. Losing Redis: keep serving and holding on the last
+ * Every operation is checked as it is read (fleet/ops.ts): a malformed one, or
+ * one that names a key the fleet does not share (run, admin, tls, log…), is
+ * skipped and logged, and the ones after it still apply.
+ *
+ * Compaction: once 1,000 operations follow the snapshot, an instance replaces
+ * them by a new snapshot (what they add up to: the merged config patches and
+ * each app's mode, `holdup:snapshot`, at version `holdup:ops-base`), in one
+ * MULTI/EXEC under a short lock. The list stays short, and a new instance
+ * applies one snapshot plus the operations after it.
+ *
+ * Joining or reconnecting: read the list from the last version applied (or the
+ * snapshot, when the list was compacted past it), then follow the channel. Losing Redis: keep serving and holding on the last
  * known state, log once, retry with backoff; changes sent to this instance
  * while Redis is away are refused with 503 (applied nowhere, rather than here
  * only), so the fleet never diverges.
  */
 import type { App, Apps } from "../apps.ts";
 import type { Control } from "../control.ts";
-import type { Layer } from "../config/layers.ts";
 import type { Logger } from "../log.ts";
+import type { RawConfig } from "../config/schema.ts";
 import { Redis } from "./resp.ts";
+import { type ModeEntry, type Op, parseOp, SharedState } from "./ops.ts";
+
+export type { Op } from "./ops.ts";
 
 const OPS = "holdup:ops";
 const CHANNEL = "holdup:events";
 const EPOCH = "holdup:epoch";
+const BASE = "holdup:ops-base";
+const SNAPSHOT = "holdup:snapshot";
+const LOCK = "holdup:compacting";
+/** Operations after the snapshot past which an instance compacts the list. */
+export const COMPACT_AFTER = 1000;
+
+/** Operations read: items[i] is version start+i+1; `snapshot` (when set) is the state at `start`. */
+export interface Batch {
+  start: number;
+  snapshot: string | null;
+  items: string[];
+  /** Operations before the list's first item (folded into the snapshot). */
+  base: number;
+}
 
 /** What the Fleet needs from a shared state engine: an ordered list, a channel, an id for its history. */
 export interface Engine {
   readonly connected: boolean;
   /** Appends one operation; resolves with the list's new length (its version). */
   append(item: string): Promise<number>;
-  /** The operations from index `from` (0-based) to the end. */
-  range(from: number): Promise<string[]>;
+  /** The operations after version `from`; when the list was compacted past it, the snapshot and every operation after. */
+  read(from: number): Promise<Batch>;
+  /** Replaces the operations up to `version` by `snapshot`; false when another instance is at it (engines that cannot: absent). */
+  compact?(version: number, snapshot: string): Promise<boolean>;
   /** Tells every instance (including this one). */
   publish(message: string): Promise<void>;
   /** The id of the engine's history (set once, by whoever comes first). */
@@ -56,12 +85,39 @@ class RedisEngine implements Engine {
   get connected() {
     return this.redis.connected;
   }
+  /** The list's base as last seen; a read that finds another retries once it knows. */
+  private base = 0;
   async append(item: string) {
-    return Number(await this.redis.command("RPUSH", OPS, item));
+    const [len, base] = await this.redis.transaction(["RPUSH", OPS, item], ["GET", BASE]);
+    return Number(base ?? 0) + Number(len);
   }
-  async range(from: number) {
-    const list = await this.redis.command("LRANGE", OPS, String(from), "-1");
-    return Array.isArray(list) ? list.map(String) : [];
+  async read(from: number): Promise<Batch> {
+    const strings = (l: unknown) => (Array.isArray(l) ? l.map(String) : []);
+    for (let tries = 0; tries < 5; tries++) {
+      if (from >= this.base) {
+        const [b, list] = await this.redis.transaction(["GET", BASE], ["LRANGE", OPS, String(from - this.base), "-1"]);
+        const base = Number(b ?? 0);
+        if (base === this.base) return { start: from, snapshot: null, items: strings(list), base };
+        this.base = base; // compacted meanwhile (or the history was lost): read again
+        continue;
+      }
+      const [b, snap, list] = await this.redis.transaction(["GET", BASE], ["GET", SNAPSHOT], ["LRANGE", OPS, "0", "-1"]);
+      this.base = Number(b ?? 0);
+      return { start: this.base, snapshot: typeof snap === "string" ? snap : null, items: strings(list), base: this.base };
+    }
+    throw new Error("the shared list kept changing its base while being read");
+  }
+  async compact(version: number, snapshot: string) {
+    if (await this.redis.command("SET", LOCK, "1", "NX", "PX", "10000") === null) return false;
+    try {
+      const base = Number(await this.redis.command("GET", BASE) ?? 0);
+      if (version <= base) return false;
+      await this.redis.transaction(["SET", SNAPSHOT, snapshot], ["SET", BASE, String(version)], ["LTRIM", OPS, String(version - base), "-1"]);
+      this.base = version;
+      return true;
+    } finally {
+      await this.redis.command("DEL", LOCK).catch(() => {});
+    }
   }
   async publish(message: string) {
     await this.redis.command("PUBLISH", CHANNEL, message);
@@ -82,11 +138,6 @@ class RedisEngine implements Engine {
   }
 }
 
-export type Op =
-  | { kind: "mode"; by: string; app: string | null; mode: "paused" | "running" | "stopped"; message?: string }
-  | { kind: "patch"; by: string; body: unknown }
-  | { kind: "deploy"; by: string; app: string; raw: Layer["raw"] };
-
 export class Fleet {
   /** The number of operations applied from the shared list (its version). */
   version = 0;
@@ -97,6 +148,10 @@ export class Fleet {
   private firstSync: Promise<void>;
   private markFirst!: () => void;
   private fromPeer = false;
+  /** What the operations applied so far add up to (the next snapshot). */
+  private shared = new SharedState();
+  private compacting = false;
+  private caughtUp = false;
   /** With --workers: which worker this is, and whether the channel is the parent's or the engine. */
   worker: { index: number; of: number; pid: number; channel: "parent" | "engine" } | null = null;
 
@@ -141,6 +196,7 @@ export class Fleet {
     if (this.epoch !== null && now !== this.epoch) {
       this.d.log.warn("shared state: the engine lost its history (restarted without persistence); keeping the current state", { engine: redact(this.url) });
       this.version = 0;
+      this.shared = new SharedState();
     }
     this.epoch = now;
   }
@@ -253,41 +309,83 @@ export class Fleet {
   /** Reads and applies, in order, every operation past `version`. One at a time. */
   private sync(): Promise<void> {
     this.syncing = this.syncing.then(() => this.pull()).catch((e) => {
-      this.d.log.warn("shared state: could not apply the shared operations", { error: String((e as Error)?.message ?? e) });
+      this.d.log.warn("shared state: could not read the shared operations", { error: String((e as Error)?.message ?? e) });
     });
     return this.syncing;
   }
 
   private async pull(): Promise<void> {
     if (!this.engine.connected) return;
-    const list = await this.engine.range(this.version);
-    if (list.length === 0) return this.release();
-    const ops: Op[] = [];
-    for (const item of list) {
-      try {
-        ops.push(JSON.parse(item));
-      } catch {
-        ops.push({ kind: "patch", by: "?", body: {} });
-      }
+    const t0 = performance.now();
+    const batch = await this.engine.read(this.version);
+    const from = this.version;
+    if (batch.snapshot !== null && batch.start > this.version) await this.applySnapshot(batch.snapshot, batch.start);
+    this.version = Math.max(this.version, batch.start);
+    // In order, each on its own: one that is malformed or refused is skipped, and never blocks the ones after it.
+    for (let i = this.version - batch.start; i < batch.items.length; i++) {
+      const v = batch.start + i + 1;
+      await this.applyItem(batch.items[i], v);
+      this.version = v;
     }
+    this.release();
+    if (!this.caughtUp) {
+      this.caughtUp = true;
+      this.d.log.info("shared state: caught up", {
+        version: this.version, applied: this.version - from, snapshot: batch.snapshot !== null, ms: Math.round(performance.now() - t0),
+      });
+    }
+    if (this.engine.compact && this.version - batch.base >= COMPACT_AFTER && !this.compacting) {
+      this.compacting = true;
+      const v = this.version;
+      this.engine.compact(v, this.shared.toJSON(v)).then((ok) => {
+        if (ok) this.d.log.info("shared state: compacted the operations into a snapshot", { version: v });
+      }, (e) => this.d.log.warn("shared state: could not compact the operations", { error: String((e as Error)?.message ?? e) }))
+        .finally(() => this.compacting = false);
+    }
+  }
+
+  private async applyItem(item: string, version: number): Promise<void> {
+    const parsed = parseOp(item);
+    if ("error" in parsed) {
+      this.d.log.warn("shared state: skipped an operation that is not valid; the ones after it still apply", { version, error: parsed.error });
+      return;
+    }
+    const op = parsed.op;
+    this.shared.record(op);
     const { control } = this.d;
-    // In order: a config change is a reload over this instance's own layers; a mode change is local.
-    for (const op of ops) {
+    try {
+      // A config change is a reload over this instance's own layers; a mode change is local.
       if (op.kind === "patch") {
-        await control.applyShared({ source: "reload", label: `shared reload (from ${op.by})`, raw: op.body as Layer["raw"] });
+        await control.applyShared({ source: "reload", label: `shared reload (from ${op.by})`, raw: op.body as RawConfig });
       } else if (op.kind === "deploy") {
         // The instance that deployed has switched already (health gate and drain are its own).
         if (op.by !== this.instance) await control.applyShared({ source: "reload", label: `shared deploy ${op.app} (from ${op.by})`, raw: op.raw });
-      } else {
-        const apps: App[] | undefined = control.select(op.app);
-        if (!apps) continue;
-        if (op.mode === "paused") control.pause(apps);
-        else if (op.mode === "running") control.resume(apps);
-        else control.stop(op.message ?? "", apps);
-      }
+      } else this.applyMode(op.app, op);
+    } catch (e) {
+      this.d.log.warn("shared state: could not apply an operation; the ones after it still apply", { version, error: String((e as Error)?.message ?? e) });
     }
-    this.version += list.length;
-    this.release();
+  }
+
+  private applyMode(app: string | null, e: ModeEntry): void {
+    const { control } = this.d;
+    const apps: App[] | undefined = control.select(app);
+    if (!apps) return;
+    if (e.mode === "paused") control.pause(apps);
+    else if (e.mode === "running") control.resume(apps);
+    else control.stop(e.message ?? "", apps);
+  }
+
+  /** The list was compacted past this instance's version: start from the snapshot. */
+  private async applySnapshot(text: string, version: number): Promise<void> {
+    const s = SharedState.parse(text);
+    if ("error" in s) {
+      this.d.log.warn("shared state: skipped the snapshot, which is not valid; applying the operations after it", { version, error: s.error });
+      this.shared = new SharedState();
+      return;
+    }
+    this.shared = s.state;
+    if (s.state.raw) await this.d.control.applyShared({ source: "reload", label: `shared state (snapshot at version ${version})`, raw: s.state.raw }, true);
+    for (const [app, e] of Object.entries(s.state.modes)) this.applyMode(app === "*" ? null : app, e);
   }
 
   private release(): void {
