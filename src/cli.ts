@@ -4,6 +4,8 @@
  * only on JSR, which these machines cannot reach).
  */
 import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
+import process from "node:process";
 import type { Layer, LayerError } from "./config/layers.ts";
 import type { RawConfig } from "./config/schema.ts";
 import { CLIENT_HELP } from "./client.ts";
@@ -34,6 +36,8 @@ const OPTIONS = {
   state: { type: "string" },
   workers: { type: "string", short: "w" },
   "admin-token": { type: "string" },
+  "admin-token-file": { type: "string" },
+  "allow-upstream": { type: "string", multiple: true },
   log: { type: "string" },
   "idle-stop": { type: "string" },
   "waiting-page-after": { type: "string" },
@@ -69,6 +73,7 @@ const FLAG_FOR: Record<string, string> = {
   state: "--state",
   workers: "--workers",
   "admin.token": "--admin-token",
+  allowUpstreams: "--allow-upstream",
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
   "run.idleStop": "--idle-stop",
@@ -114,6 +119,15 @@ export function parseCli(argv: string[]): Cli {
   if (values["max-connections"] !== undefined) raw.maxConnections = values["max-connections"];
   if (values.state !== undefined) raw.state = values.state;
   if (values.workers !== undefined) raw.workers = values.workers;
+  if (values["allow-upstream"] !== undefined) raw.allowUpstreams = values["allow-upstream"];
+  // A token on the command line is readable by every local user (/proc/PID/cmdline); a file need not be.
+  const tokenFile = values["admin-token-file"] ?? (values["admin-token"] === undefined ? process.env.HOLDUP_ADMIN_TOKEN_FILE : undefined);
+  if (tokenFile !== undefined) {
+    if (values["admin-token"] !== undefined) return { kind: "error", message: "--admin-token and --admin-token-file: give one of them" };
+    const read = readToken(tokenFile);
+    if (typeof read !== "string") return { kind: "error", message: `--admin-token-file ${tokenFile}: ${read.problem}` };
+    values["admin-token"] = read;
+  }
   if (values.admin !== undefined || values["admin-token"] !== undefined || values["admin-host"] !== undefined) {
     raw.admin = {};
     if (values.admin !== undefined) raw.admin.listen = values.admin;
@@ -143,6 +157,18 @@ export function parseCli(argv: string[]): Cli {
     configPath: values.config ?? null,
     flags: Object.keys(raw).length ? { source: "flag", label: "flags", raw } : null,
   };
+}
+
+/** The first line of a token file, trimmed; it must not be empty. */
+function readToken(path: string): string | { problem: string } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    return { problem: `cannot be read (${(e as { code?: string }).code ?? (e as Error).message})` };
+  }
+  const token = text.split(/\r?\n/)[0].trim();
+  return token ? token : { problem: "is empty; write the token on its first line" };
 }
 
 /** Names the flag rather than the config key when the error came from a flag. */
@@ -202,7 +228,15 @@ Fleet (several holdups acting as one):
                              pause, resume, stop, reload bodies and deploys reach every
                              holdup sharing it, and one's ready upstream releases all
                              (default $HOLDUP_STATE; none: state is local). kv / kv:PATH
-                             (Deno KV) is for the edge entry only (deno serve --parallel)
+                             (Deno KV) is for the edge entry only (deno serve --parallel).
+                             Whoever can write to it can move traffic: use rediss:// and a
+                             password. It carries upstreams and the apps' routing keys only,
+                             never run, admin, tls or log (those stay with each instance)
+      --allow-upstream PAT   [allowUpstreams] the only upstreams a reload body, deploy or
+                             shared operation may name: host[:port] with * wildcards, e.g.
+                             10.0.0.*:8080 or *.internal; repeat for several. Without it,
+                             link-local addresses (169.254.0.0/16 as 169.254.169.254, the
+                             cloud metadata service; fe80::/10) are refused there
   -w, --workers N            [workers] N serving processes on the --listen port, kept in step
                              through --state, or without it through this (parent) process;
                              the parent restarts a worker that dies, passes SIGHUP to all,
@@ -242,7 +276,11 @@ served to new connections without a restart:
 Admin API:
       --admin ADDR|off       [admin.listen] admin API listener          (default 127.0.0.1:2019)
       --admin-token TOKEN    [admin.token] bearer token for the admin API (default $HOLDUP_ADMIN_TOKEN);
-                             required when the admin API listens beyond loopback
+                             required when the admin API listens beyond loopback. Every local
+                             user can read a command line (/proc/PID/cmdline): prefer
+      --admin-token-file PATH  the token on the file's first line (default $HOLDUP_ADMIN_TOKEN_FILE;
+                             keep it mode 0600). The app holdup runs never sees HOLDUP_* variables
+                             unless its run.env passes them on
       --admin-host NAME      [admin.hosts] a host name the admin API answers to, besides
                              localhost and IP addresses; repeat for several. Other Host
                              headers get 403 (a web page using DNS rebinding cannot reach it)

@@ -19,7 +19,7 @@ import type { IncomingHandler } from "./serve/types.ts";
 import type { Config } from "./config/schema.ts";
 import { Supervisor } from "./run/supervisor.ts";
 import { type Certificates, loadCertificates, tlsWanted } from "./serve/tls.ts";
-import { redirectHandler } from "./serve/redirect.ts";
+import { redirectHandler, servesName } from "./serve/redirect.ts";
 import { startAcme } from "./acme/start.ts";
 import { acmeHosts } from "./acme/hosts.ts";
 
@@ -137,7 +137,10 @@ export async function main(rt: Runtime): Promise<void> {
       }));
   const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
   const redirectServer = https && config.tls.redirectHttp
-    ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined))
+    ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined, (name) => {
+      const c = h.control.effective.config;
+      return servesName(name, { hosts: c.apps.flatMap((a) => a.hosts), acme: acmeHosts(c), certs });
+    }))
     : null;
   if (acme) {
     acme.manager.onChange = () => {

@@ -60,7 +60,8 @@ export class Instance {
     this.url = `http://127.0.0.1:${port}`;
     const [program, ...args] = settings.command.map((a) => a.replaceAll("{port}", String(port)));
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+    // holdup's own variables (HOLDUP_ADMIN_TOKEN, HOLDUP_STATE with its password, …) stay with holdup; run.env can pass them on.
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith("HOLDUP_")) env[k] = v;
     Object.assign(env, settings.env, {
       PORT: String(port),
       HOLDUP_STOP_SIGNAL: settings.stopSignal.replace(/^SIG/, ""),

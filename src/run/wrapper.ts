@@ -27,6 +27,8 @@
  * group and the wrapper signals the app's pid only.
  */
 export const WRAPPER = String.raw`exec 3<&0
+stop_sig=$HOLDUP_STOP_SIGNAL stop_ticks=$HOLDUP_STOP_TICKS
+unset HOLDUP_STOP_SIGNAL HOLDUP_STOP_TICKS
 trap ':' INT HUP
 if command -v setsid >/dev/null 2>&1; then setsid "$@" </dev/null 3<&- & else "$@" </dev/null 3<&- & fi
 app=$!
@@ -35,9 +37,9 @@ sig() { kill -s "$1" -- "-$app" 2>/dev/null || kill -s "$1" "$app" 2>/dev/null; 
 (
   trap '' INT HUP
   while read -r s; do sig "$s"; done
-  sig "$HOLDUP_STOP_SIGNAL"
+  sig "$stop_sig"
   n=0
-  while [ "$n" -lt "$HOLDUP_STOP_TICKS" ] && kill -0 "$app" 2>/dev/null; do sleep 0.1; n=$((n + 1)); done
+  while [ "$n" -lt "$stop_ticks" ] && kill -0 "$app" 2>/dev/null; do sleep 0.1; n=$((n + 1)); done
   sig KILL
 ) <&3 >/dev/null 2>&1 &
 watcher=$!
