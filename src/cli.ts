@@ -235,8 +235,9 @@ Fleet (several holdups acting as one):
       --allow-upstream PAT   [allowUpstreams] the only upstreams a reload body, deploy or
                              shared operation may name: host[:port] with * wildcards, e.g.
                              10.0.0.*:8080 or *.internal; repeat for several. Without it,
-                             link-local addresses (169.254.0.0/16 as 169.254.169.254, the
-                             cloud metadata service; fe80::/10) are refused there
+                             link-local addresses are refused there (169.254.0.0/16, where
+                             cloud metadata services answer, and fe80::/10). A reload body
+                             can never set run (the app's command) or allowUpstreams
   -w, --workers N            [workers] N serving processes on the --listen port, kept in step
                              through --state, or without it through this (parent) process;
                              the parent restarts a worker that dies, passes SIGHUP to all,
