@@ -102,7 +102,7 @@ export class Control {
     if ("errors" in r) return this.rejected(trigger, r.errors);
     for (const next of r.effective.config.apps) {
       const app = this.o.apps.get(next.name);
-      if (!app) continue;
+      if (!app || (this.appUpstreams && next === r.effective.config.apps[0])) continue; // the app holdup runs: its instance is the upstream
       const now = app.state.current.upstreams;
       const fresh = next.upstreams.filter((u) => !now.some((o) => o.url === u));
       if (!fresh.length || !now.some((u) => u.status === "up")) continue;

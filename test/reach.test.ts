@@ -193,3 +193,18 @@ test("link-local upstreams (169.254.169.254, fe80::) are refused in reload bodie
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--allow-upstream: must be host\[:port\] with \* wildcards/);
 });
+
+test("POST /reload without a body re-reads the config file at once while holdup runs an app that has served (no health gate on the default upstream)", async () => {
+  const config = join(dir, "run.json");
+  await writeFile(config, JSON.stringify({ run: { command: ["python3", APP, "{port}"] } }));
+  const p = await startProxy(["-c", config], { env: { HOLDUP_ADMIN_TOKEN: "" } });
+  try {
+    assert.equal((await fetch(`${p.url}/`)).status, 200); // the app's instance is now known to be up
+    await writeFile(config, JSON.stringify({ run: { command: ["python3", APP, "{port}"] }, tryDuration: "8s" }));
+    const r = await fetch(`${p.adminUrl}/reload`, { method: "POST", signal: AbortSignal.timeout(10_000) });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.equal((await r.json()).config.tryDuration, "8s");
+  } finally {
+    await p.stop();
+  }
+});
