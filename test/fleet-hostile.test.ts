@@ -243,8 +243,8 @@ test("3,000 shared operations: a new instance catches up in linear time, and the
     console.log(`catch-up of ${N} operations: ${caught.ms} ms inside holdup, ${wall} ms from spawn (${process.versions.bun ? "bun" : "deno"})`);
     assert.equal(caught.version, N);
     assert.equal(caught.applied, N);
-    // Generous: quadratic catch-up took 14.5 s on the reviewer's machine; linear is well under a second.
-    assert.ok(Number(caught.ms) < 5000, `catch-up took ${caught.ms} ms`);
+    // Generous for a loaded 2-core box: the quadratic catch-up took 49 s (Deno) and 28 s (Bun) here; linear takes ~1-2 s.
+    assert.ok(Number(caught.ms) < 10_000, `catch-up took ${caught.ms} ms`);
     const s = await p.status();
     assert.deepEqual((s.config as { upstreams: string[] }).upstreams, [up.url]);
     assert.equal((s.config as { tryDuration: string }).tryDuration, `${1 + ((N - 2) % 50)}s`);

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { access, chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, rawRequest, run, runtimeCommand, startProxy, startRedis, startUpstream } from "./helpers.ts";
+import { freePort, ROOT, rawRequest, run, RUNTIME, runtimeCommand, startProxy, startRedis, startUpstream } from "./helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/app.py");
 const dir = await mkdtemp(join(tmpdir(), "holdup-reach-"));
@@ -206,5 +206,32 @@ test("POST /reload without a body re-reads the config file at once while holdup 
     assert.equal((await r.json()).config.tryDuration, "8s");
   } finally {
     await p.stop();
+  }
+});
+
+test("the edge entry: HOLDUP_ALLOW_UPSTREAMS bounds what POST /_holdup/reload may name", async () => {
+  const up = await startUpstream();
+  const port = await freePort();
+  const command: [string, string[]] = RUNTIME === "deno"
+    ? [`${ROOT}node_modules/.bin/deno`, ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", String(port), "src/edge.ts"]]
+    : [`${ROOT}node_modules/.bin/bun`, ["src/edge.ts"]];
+  const p = await startProxy([], {
+    command, rawArgs: true, port,
+    env: { HOLDUP_UPSTREAMS: up.url, HOLDUP_LOG: "json", HOLDUP_ADMIN_TOKEN: "edge-token", HOLDUP_ALLOW_UPSTREAMS: "127.0.0.1:*, *.internal", PORT: String(port), HOSTNAME: "127.0.0.1" },
+  });
+  try {
+    const reload = (upstreams: string[]) =>
+      fetch(`${p.url}/_holdup/reload`, { method: "POST", body: JSON.stringify({ upstreams }), headers: { authorization: "Bearer edge-token", "content-type": "application/json" } });
+    for (const u of ["http://10.1.2.3:8080", "http://169.254.169.254"]) {
+      const r = await reload([u]);
+      assert.equal(r.status, 400, u);
+      assert.match(JSON.stringify(await r.json()), /is not among the allowed upstreams \(allowUpstreams \/ --allow-upstream: 127\.0\.0\.1:\*, \*\.internal\)/);
+    }
+    const ok = await reload([up.url]);
+    assert.equal(ok.status, 200);
+    await ok.body?.cancel();
+  } finally {
+    await p.stop();
+    await up.close();
   }
 });

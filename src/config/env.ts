@@ -21,6 +21,7 @@ const KEYS: Record<string, (raw: RawConfig, v: string) => void> = {
   HOLDUP_WS_CLOSE_SPREAD: (r, v) => r.wsCloseSpread = v,
   HOLDUP_WS_MAX_BUFFERED: (r, v) => r.wsMaxBuffered = v,
   HOLDUP_ADMIN_TOKEN: (r, v) => r.admin = { ...r.admin, token: v },
+  HOLDUP_ALLOW_UPSTREAMS: (r, v) => r.allowUpstreams = v.split(",").map((s) => s.trim()).filter(Boolean),
 };
 
 /** Variables that mean something only to the command-line proxy. */
