@@ -20,10 +20,11 @@
  * applies one snapshot plus the operations after it.
  *
  * Joining or reconnecting: read the list from the last version applied (or the
- * snapshot, when the list was compacted past it), then follow the channel. Losing Redis: keep serving and holding on the last
- * known state, log once, retry with backoff; changes sent to this instance
- * while Redis is away are refused with 503 (applied nowhere, rather than here
- * only), so the fleet never diverges.
+ * snapshot, when the list was compacted past it), then follow the channel.
+ * Losing Redis: keep serving and holding on the last known state, log once,
+ * retry with backoff; changes sent to this instance while Redis is away are
+ * refused with 503 (applied nowhere, rather than here only), so the fleet
+ * never diverges.
  */
 import type { App, Apps } from "../apps.ts";
 import type { Control } from "../control.ts";
@@ -89,20 +90,20 @@ class RedisEngine implements Engine {
   private base = 0;
   async append(item: string) {
     const [len, base] = await this.redis.transaction(["RPUSH", OPS, item], ["GET", BASE]);
-    return Number(base ?? 0) + Number(len);
+    return count(base) + Number(len);
   }
   async read(from: number): Promise<Batch> {
     const strings = (l: unknown) => (Array.isArray(l) ? l.map(String) : []);
     for (let tries = 0; tries < 5; tries++) {
       if (from >= this.base) {
         const [b, list] = await this.redis.transaction(["GET", BASE], ["LRANGE", OPS, String(from - this.base), "-1"]);
-        const base = Number(b ?? 0);
+        const base = count(b);
         if (base === this.base) return { start: from, snapshot: null, items: strings(list), base };
         this.base = base; // compacted meanwhile (or the history was lost): read again
         continue;
       }
       const [b, snap, list] = await this.redis.transaction(["GET", BASE], ["GET", SNAPSHOT], ["LRANGE", OPS, "0", "-1"]);
-      this.base = Number(b ?? 0);
+      this.base = count(b);
       return { start: this.base, snapshot: typeof snap === "string" ? snap : null, items: strings(list), base: this.base };
     }
     throw new Error("the shared list kept changing its base while being read");
@@ -110,7 +111,7 @@ class RedisEngine implements Engine {
   async compact(version: number, snapshot: string) {
     if (await this.redis.command("SET", LOCK, "1", "NX", "PX", "10000") === null) return false;
     try {
-      const base = Number(await this.redis.command("GET", BASE) ?? 0);
+      const base = count(await this.redis.command("GET", BASE));
       if (version <= base) return false;
       await this.redis.transaction(["SET", SNAPSHOT, snapshot], ["SET", BASE, String(version)], ["LTRIM", OPS, String(version - base), "-1"]);
       this.base = version;
@@ -393,6 +394,12 @@ export class Fleet {
     this.waiters = this.waiters.filter((w) => w.v > this.version);
     for (const w of ready) w.resolve();
   }
+}
+
+/** holdup:ops-base as a count; anything else (a stranger's write) as 0. */
+function count(v: unknown): number {
+  const n = Number(v ?? 0);
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
 }
 
 /** The URL without its password, for logs and /status. */
