@@ -4,6 +4,7 @@
  *   bun src/proxy.ts [options]
  * Run with --help for every flag.
  */
+import "./runtime/guard.ts"; // first: under Node, one line instead of "Bun is not defined"
 import { main } from "./main.ts";
 import { runtime } from "./runtime/index.ts";
 
