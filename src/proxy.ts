@@ -7,5 +7,12 @@
 import "./runtime/guard.ts"; // first: under Node, one line instead of "Bun is not defined"
 import { main } from "./main.ts";
 import { runtime } from "./runtime/index.ts";
+import { dieOnMissingPermission, exitOnMissingPermission } from "./runtime/permissions.ts";
 
-await main(runtime);
+exitOnMissingPermission();
+try {
+  await main(runtime);
+} catch (e) {
+  dieOnMissingPermission(e);
+  throw e;
+}
