@@ -50,6 +50,15 @@ test("npm install -g of the packed tarball gives a holdup command that runs on t
   assert.equal(v.code, 0, v.stderr);
   assert.equal(v.stdout.trim(), `holdup ${VERSION} (deno 2.9.6)`);
 
+  // npx: npm exec of the tarball gives the same command.
+  const npx = await run("npm", ["exec", "--yes", "--package", path.join(dir, packed.filename), "--", "holdup", "--version"], { cwd: dir, timeoutMs: 180_000 });
+  assert.equal(npx.code, 0, npx.stderr);
+  assert.equal(npx.stdout.trim(), `holdup ${VERSION} (deno 2.9.6)`);
+  // bunx runs the bin with Bun when it runs it itself (bun --bun, or no node): the launcher then runs holdup in-process.
+  const onBun = await run(BUN, [path.join(prefix, "lib/node_modules/holdup/bin/holdup.mjs"), "--version"]);
+  assert.equal(onBun.code, 0, onBun.stderr);
+  assert.equal(onBun.stdout.trim(), `holdup ${VERSION} (bun 1.4.5)`);
+
   // Exit statuses pass through: bad flags are 2.
   const bad = await run(holdup, ["--try-duraton", "5s"], { env: { PATH: "/usr/bin:/bin" } });
   assert.equal(bad.code, 2, bad.stderr);
