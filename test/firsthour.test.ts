@@ -163,6 +163,16 @@ test("every upstream is probed at start: a dead one is a warning at once and dow
     }, 5_000);
     assert.deepEqual(s!.upstreams.map((u) => [u.url, u.status]), [[`http://127.0.0.1:${up.port}`, "up"], [`http://127.0.0.1:${dead}`, "down"]]);
     assert.equal(up.received.length, 0, "a probe without healthPath sends no request");
+    // The dashboard's stream says the same from its first message.
+    const events = await fetch(proxy.adminUrl + "/events");
+    const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    const helloData = /^event: hello\ndata: (.*)\n\n/m;
+    while (!helloData.test(buf)) buf += (await reader.read()).value ?? "";
+    await reader.cancel();
+    const hello = JSON.parse(helloData.exec(buf)![1]);
+    const shown = (hello.status.apps[0].upstreams as Array<{ url: string; status: string }>).map((u) => [u.url, u.status]);
+    assert.deepEqual(shown, [[`http://127.0.0.1:${up.port}`, "up"], [`http://127.0.0.1:${dead}`, "down"]]);
   } finally {
     await proxy.stop();
     await up.close();
