@@ -186,6 +186,7 @@ Usage:
                                         stop, status, reload, restart; see below)
   holdup [options] -- COMMAND [ARGS…]   run the app too ({port} in ARGS, and $PORT)
   holdup help [COMMAND]                 this help, or one command's (also holdup COMMAND --help)
+  (holdup is the command npm install -g holdup installs; from a clone or one file:)
   deno run --allow-net --allow-read --allow-env src/proxy.ts [options]
   bun src/proxy.ts [options]
   (on Deno, running an app needs --allow-run as well)
