@@ -103,7 +103,11 @@ export function parseCli(argv: string[]): Cli {
   try {
     ({ values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }));
   } catch (e) {
-    return { kind: "error", message: explainArgsError((e as Error).message, Object.keys(OPTIONS)) };
+    const message = explainArgsError((e as Error).message, Object.keys(OPTIONS));
+    // A command after flags (holdup -u :8003 deplyo): commands come first.
+    const stray = /^Unexpected argument '([^']+)'/.exec(message)?.[1];
+    const command = stray ? closest(stray, COMMANDS) : null;
+    return { kind: "error", message: command ? `${message} (did you mean the command ${command}? it comes first: holdup ${command} [APP] [options])` : message };
   }
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };

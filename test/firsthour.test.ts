@@ -46,6 +46,7 @@ test("did you mean: a mistyped command, proxy flag, client flag or help topic na
     [["help", "deplyo"], /unknown command "deplyo" \(did you mean "deploy"\?\)/],
     [["--try-duraton", "5s"], /Unknown option '--try-duraton' \(did you mean --try-duration\?\)/],
     [["--upstraem", ":1"], /did you mean --upstream\?/],
+    [["--admin", "off", "deplyo"], /did you mean the command deploy\? it comes first/],
     [["status", "--jsn"], /Unknown option '--jsn' \(did you mean --json\?\)/],
     [["deploy", "web", "--upstreams", ":1"], /did you mean --upstream\?/],
   ];

@@ -41,6 +41,7 @@ test("the systemd unit verifies; its ExecStart serves with the EnvironmentFile's
   const setting = (key: string) => [...unit.matchAll(new RegExp(`^${key}=(.*)$`, "gm"))].map((m) => m[1]);
   assert.deepEqual(setting("EnvironmentFile"), ["/etc/holdup/env"]);
   assert.deepEqual(setting("StateDirectory"), ["holdup"]);
+  assert.deepEqual(setting("KillMode"), ["mixed"], "one SIGTERM, to the main process (a second one means exit now)");
   assert.ok(!/HOLDUP_ADMIN_TOKEN/.test(setting("Environment").join(" ")), "the token is not in the unit");
 
   // The environment file, as systemd parses it (KEY=VALUE lines; # comments).
