@@ -16,7 +16,7 @@ export type Cli =
   | { kind: "run"; configPath: string | null; flags: Layer | null }
   | { kind: "error"; message: string };
 
-const OPTIONS = {
+export const OPTIONS = {
   config: { type: "string", short: "c" },
   listen: { type: "string", short: "l" },
   upstream: { type: "string", short: "u", multiple: true },

@@ -14,7 +14,7 @@ import { permissionLine } from "./runtime/permissions.ts";
 export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"] as const;
 type Command = typeof COMMANDS[number];
 
-const OPTIONS = {
+export const OPTIONS = {
   admin: { type: "string" },
   "admin-token": { type: "string" },
   json: { type: "boolean" },

@@ -18,6 +18,23 @@ function holdup(args: string[], env: Record<string, string> = {}): Promise<ProcR
 
 const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"];
 
+test("every flag the command line accepts is in its help: adding a flag without documenting it fails here", async () => {
+  const { OPTIONS } = await import("../src/cli.ts");
+  const { OPTIONS: CLIENT_OPTIONS } = await import("../src/client.ts");
+  const full = (await holdup(["--help"])).stdout;
+  for (const [name, o] of Object.entries(OPTIONS)) {
+    assert.ok(full.includes(`--${name}`), `--${name} is not in holdup --help`);
+    if ("short" in o) assert.ok(full.includes(`-${o.short}, --${name}`), `-${o.short} is not in holdup --help`);
+  }
+  for (const c of COMMANDS) {
+    const text = (await holdup(["help", c])).stdout;
+    // Each command documents the flags it uses, and the client options every command takes.
+    for (const name of ["admin", "admin-token", "json", "help"]) assert.ok(text.includes(`--${name}`), `holdup help ${c} lacks --${name}`);
+  }
+  const all = (await Promise.all(COMMANDS.map((c) => holdup(["help", c])))).map((r) => r.stdout).join("\n");
+  for (const name of Object.keys(CLIENT_OPTIONS)) assert.ok(all.includes(`--${name}`), `no command's help has --${name}`);
+});
+
 test("holdup help is --help; holdup help COMMAND and COMMAND --help give that command's own help", async () => {
   const full = await holdup(["--help"]);
   const help = await holdup(["help"]);
