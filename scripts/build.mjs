@@ -9,6 +9,8 @@ import { readFile, stat } from "node:fs/promises";
 import { builtinModules } from "node:module";
 
 const root = new URL("..", import.meta.url).pathname;
+// `node scripts/build.mjs DIR` writes the bundles to DIR instead of dist/ (the package test builds into a temporary directory).
+const outDir = process.argv[2] ? (await import("node:path")).resolve(process.argv[2]) : `${root}dist`;
 const pkg = JSON.parse(await readFile(`${root}package.json`, "utf8"));
 const banner = `// holdup ${pkg.version} — a reverse proxy for zero-downtime deploys (${pkg.license}).
 // Built from src/ by \`npm run build\` (esbuild); source: ${pkg.repository?.url ?? "the holdup repository"}.
@@ -21,7 +23,8 @@ const banner = `// holdup ${pkg.version} — a reverse proxy for zero-downtime d
 const cjsRequire = `import { createRequire as __holdupCreateRequire } from "node:module";
 const require = __holdupCreateRequire(import.meta.url);`;
 
-for (const [entry, out] of [["src/proxy.ts", "dist/proxy.js"], ["src/edge.ts", "dist/edge.js"]]) {
+for (const [entry, name] of [["src/proxy.ts", "proxy.js"], ["src/edge.ts", "edge.js"]]) {
+  const out = `${outDir}/${name}`;
   await build({
     absWorkingDir: root,
     entryPoints: [entry],
@@ -35,9 +38,9 @@ for (const [entry, out] of [["src/proxy.ts", "dist/proxy.js"], ["src/edge.ts", "
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: "none",
-    banner: { js: out === "dist/proxy.js" ? `${banner}\n${cjsRequire}` : banner },
+    banner: { js: name === "proxy.js" ? `${banner}\n${cjsRequire}` : banner },
     logLevel: "warning",
   });
-  const { size } = await stat(`${root}${out}`);
-  console.log(`${out}: ${(size / 1024).toFixed(1)} KiB`);
+  const { size } = await stat(out);
+  console.log(`${out.replace(root, "")}: ${(size / 1024).toFixed(1)} KiB`);
 }

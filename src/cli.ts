@@ -8,15 +8,17 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import type { Layer, LayerError } from "./config/layers.ts";
 import type { RawConfig } from "./config/schema.ts";
-import { CLIENT_HELP } from "./client.ts";
+import { CLIENT_HELP, COMMANDS } from "./client.ts";
+import { COMMAND_DOCS, commandHelp } from "./commands.ts";
+import { closest, explainArgsError } from "./suggest.ts";
 
 export type Cli =
-  | { kind: "help" }
+  | { kind: "help"; text?: string }
   | { kind: "version" }
   | { kind: "run"; configPath: string | null; flags: Layer | null }
   | { kind: "error"; message: string };
 
-const OPTIONS = {
+export const OPTIONS = {
   config: { type: "string", short: "c" },
   listen: { type: "string", short: "l" },
   upstream: { type: "string", short: "u", multiple: true },
@@ -95,11 +97,22 @@ export function parseCli(argv: string[]): Cli {
   const args = dashes < 0 ? argv : argv.slice(0, dashes);
   const command = dashes < 0 ? null : argv.slice(dashes + 1);
   if (command && command.length === 0) return { kind: "error", message: "nothing after --: give the app's command, e.g. -- python3 -m http.server {port}" };
+  // `holdup help [COMMAND]`, and a word where a command or flag was expected.
+  if (args[0] === "help") {
+    if (args.length === 1) return { kind: "help" };
+    if (COMMAND_DOCS[args[1]]) return { kind: "help", text: commandHelp(args[1]) };
+    return { kind: "error", message: unknownCommand(args[1]) };
+  }
+  if (args[0] !== undefined && !args[0].startsWith("-")) return { kind: "error", message: unknownCommand(args[0]) };
   let values;
   try {
     ({ values } = parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }));
   } catch (e) {
-    return { kind: "error", message: `${(e as Error).message.replace(/\. To specify.*$/s, "")}` };
+    const message = explainArgsError((e as Error).message, Object.keys(OPTIONS));
+    // A command after flags (holdup -u :8003 deplyo): commands come first.
+    const stray = /^Unexpected argument '([^']+)'/.exec(message)?.[1];
+    const command = stray ? closest(stray, COMMANDS) : null;
+    return { kind: "error", message: command ? `${message} (did you mean the command ${command}? it comes first: holdup ${command} [APP] [options])` : message };
   }
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
@@ -171,6 +184,11 @@ function readToken(path: string): string | { problem: string } {
   return token ? token : { problem: "is empty; write the token on its first line" };
 }
 
+function unknownCommand(word: string): string {
+  const best = closest(word, [...COMMANDS, "help"]);
+  return `unknown command "${word}"${best ? ` (did you mean "${best}"?)` : ""}; the commands are ${COMMANDS.join(", ")}, help`;
+}
+
 /** Names the flag rather than the config key when the error came from a flag. */
 export function describeError(e: LayerError): string {
   if (e.where === "flags") {
@@ -197,6 +215,8 @@ Usage:
   holdup COMMAND [APP] [options]        drive a running holdup (deploy, pause, resume,
                                         stop, status, reload, restart; see below)
   holdup [options] -- COMMAND [ARGS…]   run the app too ({port} in ARGS, and $PORT)
+  holdup help [COMMAND]                 this help, or one command's (also holdup COMMAND --help)
+  (holdup is the command npm install -g holdup installs; from a clone or one file:)
   deno run --allow-net --allow-read --allow-env src/proxy.ts [options]
   bun src/proxy.ts [options]
   (on Deno, running an app needs --allow-run as well)
@@ -205,7 +225,7 @@ Options (config-file key in brackets; a flag overrides the file):
   -c, --config FILE          JSON config file, re-read on SIGHUP and POST /reload
   -l, --listen ADDR          [listen] [host]:port to serve       (default :8080, all interfaces)
   -u, --upstream URL         [upstreams] upstream origin; repeat for several
-                             (default http://127.0.0.1:8003; localhost:8003 and :8003 mean http://)
+                             (default http://127.0.0.1:8003; localhost:8003, :8003 and 8003 mean http://)
       --try-duration DUR     [tryDuration] longest a request is held, from its arrival   (default 30s)
       --try-interval DUR     [tryInterval] how often an unreachable upstream is tried,
                              once per interval however many requests wait             (default 250ms)
@@ -318,7 +338,7 @@ The same as a Caddyfile:
 Deploy without dropping a request:
   curl -X POST localhost:2019/pause                 # hold new requests
   # ...start the new app version on :8004...
-  curl -X POST localhost:2019/reload -d '{"upstreams": [":8004"]}'
+  curl -X POST localhost:2019/reload -H 'Content-Type: application/json' -d '{"upstreams": [":8004"]}'
   curl -X POST localhost:2019/resume                # held requests go to :8004
 
 Run the app too — zero-downtime restarts with kill -HUP or POST /restart:

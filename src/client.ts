@@ -7,11 +7,14 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { Runtime } from "./runtime/types.ts";
+import { commandHelp } from "./commands.ts";
+import { explainArgsError } from "./suggest.ts";
+import { permissionLine } from "./runtime/permissions.ts";
 
 export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"] as const;
 type Command = typeof COMMANDS[number];
 
-const OPTIONS = {
+export const OPTIONS = {
   admin: { type: "string" },
   "admin-token": { type: "string" },
   json: { type: "boolean" },
@@ -40,13 +43,13 @@ export const CLIENT_HELP = `Command-line client (talks to a running holdup's adm
                                        events and changes as they happen)
   holdup reload [FILE]       re-read holdup's config file, or apply FILE's JSON over the config
   holdup restart [APP]       start a new instance of the app holdup runs, then switch to it
-Client options:
-  --admin ADDR               the admin API (default 127.0.0.1:2019)
+Client options (holdup help COMMAND, or holdup COMMAND --help, for one command's):
+  --admin ADDR               the admin API (default $HOLDUP_ADMIN, else 127.0.0.1:2019)
   --admin-token TOKEN        its bearer token (default $HOLDUP_ADMIN_TOKEN)
   --json                     print the admin API's JSON answer instead of words
 Exit codes: 0 done, 1 failed (or the admin API unreachable), 2 bad usage.
-Example (blue/green): start v2 on :8004, then
-  holdup deploy default --upstream :8004 && kill "$V1_PID"
+Example (blue/green): start v2 on :8004, then switch to it (and stop v1 once this exits 0):
+  holdup deploy default --upstream :8004
 `;
 
 export async function runClient(rt: Runtime, args: string[]): Promise<number> {
@@ -56,18 +59,19 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: args.slice(1), options: OPTIONS, strict: true, allowPositionals: true });
   } catch (e) {
-    err(`holdup ${args[0]}: ${(e as Error).message.replace(/\. To specify.*$/s, "")}\nRun holdup --help to see every command.`);
+    err(`holdup ${args[0]}: ${explainArgsError((e as Error).message, Object.keys(OPTIONS))}\nRun holdup ${args[0]} --help to see its options.`);
     return 2;
   }
   const { values: o, positionals } = parsed;
   const cmd = args[0] as Command;
   if (o.help) {
-    say(CLIENT_HELP);
+    rt.writeStdout(commandHelp(cmd));
     return 0;
   }
-  const admin = adminBase(o.admin ?? "127.0.0.1:2019");
+  const fromEnv = o.admin === undefined ? rt.env("HOLDUP_ADMIN") || undefined : undefined;
+  const admin = adminBase(o.admin ?? fromEnv ?? "127.0.0.1:2019");
   if (!admin) {
-    err(`holdup ${cmd}: --admin "${o.admin}" is not an address; write [host]:port, e.g. 127.0.0.1:2019`);
+    err(`holdup ${cmd}: ${fromEnv !== undefined ? "HOLDUP_ADMIN" : "--admin"} "${o.admin ?? fromEnv}" is not an address; write [host]:port, e.g. 127.0.0.1:2019`);
     return 2;
   }
   const token = o["admin-token"] ?? rt.env("HOLDUP_ADMIN_TOKEN");
@@ -75,7 +79,7 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
   const app = positionals[0];
   const q = app ? `?app=${encodeURIComponent(app)}` : "";
   const usage = (m: string) => {
-    err(`holdup ${cmd}: ${m}\n${CLIENT_HELP.split("\n").filter((l) => l.includes(`holdup ${cmd}`)).join("\n")}`);
+    err(`holdup ${cmd}: ${m}\nUsage: ${commandHelp(cmd).split("\n")[0].replace(/^Usage: /, "")}\nRun holdup ${cmd} --help for more.`);
     return 2;
   };
 
@@ -133,7 +137,7 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
           try {
             body = JSON.parse(await readFile(positionals[0], "utf8"));
           } catch (e) {
-            err(`holdup reload: ${positionals[0]}: ${(e as Error).message}`);
+            err(permissionLine(e) ?? `holdup reload: ${positionals[0]}: ${(e as Error).message}`);
             return 1;
           }
         }
@@ -159,7 +163,12 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
       }
     }
   } catch (e) {
-    err(`holdup ${cmd}: cannot reach the admin API at ${admin} (${reason(e)}); is holdup running? Choose it with --admin ADDR`);
+    const denied = permissionLine(e);
+    if (denied) {
+      err(denied);
+      return 1;
+    }
+    err(`holdup ${cmd}: cannot reach the admin API at ${admin} (${reason(e)}); is holdup running? Choose it with --admin ADDR or HOLDUP_ADMIN`);
     return 1;
   }
   return 2;

@@ -22,6 +22,7 @@ import { type Certificates, loadCertificates, tlsWanted } from "./serve/tls.ts";
 import { redirectHandler, servesName } from "./serve/redirect.ts";
 import { startAcme } from "./acme/start.ts";
 import { acmeHosts } from "./acme/hosts.ts";
+import { missingPermission } from "./runtime/permissions.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
@@ -29,7 +30,7 @@ const SHUTDOWN_GRACE_MS = 30_000;
 export async function main(rt: Runtime): Promise<void> {
   if (isClientCommand(rt.args())) return rt.exit(await runClient(rt, rt.args()));
   const cli = parseCli(rt.args());
-  if (cli.kind === "help") return rt.writeStdout(helpText(VERSION));
+  if (cli.kind === "help") return rt.writeStdout(cli.text ?? helpText(VERSION));
   if (cli.kind === "version") return rt.writeStdout(`holdup ${VERSION} (${rt.name} ${rt.version})\n`);
   if (cli.kind === "error") fail(rt, 2, `holdup: ${cli.message}\nRun holdup --help to see every flag.`);
 
@@ -77,6 +78,11 @@ export async function main(rt: Runtime): Promise<void> {
   if (config.run) {
     const denied = rt.spawnDenied();
     if (denied) fail(rt, 1, `holdup: ${denied}`);
+  }
+  if (config.tls.acme) {
+    // The state directory is written; the system's CA certificates (for the directory's HTTPS) need sys.
+    const denied = missingPermission(config.tls.acme.ca ? ["write"] : ["write", "sys"], "--acme");
+    if (denied) fail(rt, 1, denied);
   }
 
   if (role) followParent();
@@ -206,6 +212,7 @@ export async function main(rt: Runtime): Promise<void> {
     ...(redirectServer ? { redirectHttp: formatListen(redirectServer) } : {}),
     ...(config.run ? { app: config.run.command } : { upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])) }),
     admin: adminServer ? formatListen(adminServer) : "off",
+    ...(adminServer ? { dashboard: dashboardUrl(adminServer) } : {}),
     tryDuration: formatDuration(config.tryDuration),
     tryInterval: formatDuration(config.tryInterval),
     ...(cli.configPath ? { config: cli.configPath } : {}),
@@ -215,6 +222,8 @@ export async function main(rt: Runtime): Promise<void> {
   });
 
   for (const w of startWarnings) h.log.warn(`certificate: ${w}`);
+  // Every upstream is tried once now: one that does not answer is a warning at once and "down" in /status.
+  for (const a of h.apps.list) for (const u of a.state.current.upstreams) u.ensureProbe();
   if (role) rt.writeStdout(`${READY} ${JSON.stringify({ pid: process.pid })}\n`);
   acme?.manager.start();
 
@@ -269,6 +278,12 @@ export async function main(rt: Runtime): Promise<void> {
       fail(rt, 1, `holdup: the app did not start: ${first.error}`);
     }
   }
+}
+
+/** The dashboard's address for a browser on this machine (an any-address listener is reached on loopback). */
+function dashboardUrl(a: { hostname: string; port: number }): string {
+  const host = a.hostname === "0.0.0.0" ? "127.0.0.1" : a.hostname === "::" ? "::1" : a.hostname;
+  return `http://${formatListen({ hostname: host, port: a.port })}/`;
 }
 
 function sameCertFiles(a: Config, b: Config): boolean {

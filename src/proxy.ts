@@ -4,7 +4,15 @@
  *   bun src/proxy.ts [options]
  * Run with --help for every flag.
  */
+import "./runtime/guard.ts"; // first: under Node, one line instead of "Bun is not defined"
 import { main } from "./main.ts";
 import { runtime } from "./runtime/index.ts";
+import { dieOnMissingPermission, exitOnMissingPermission } from "./runtime/permissions.ts";
 
-await main(runtime);
+exitOnMissingPermission();
+try {
+  await main(runtime);
+} catch (e) {
+  dieOnMissingPermission(e);
+  throw e;
+}

@@ -38,17 +38,19 @@ export function isLoopback(hostname: string): boolean {
 /**
  * Normalises an upstream to an origin plus optional base path, without a
  * trailing slash: "localhost:8003" → "http://localhost:8003",
- * ":8003" → "http://127.0.0.1:8003", "http://h:1/app/" → "http://h:1/app".
+ * ":8003" and "8003" → "http://127.0.0.1:8003", "http://h:1/app/" → "http://h:1/app".
  */
 export function parseUpstream(text: string): { url: string } | string {
   let t = text.trim();
   if (t.startsWith(":")) t = `127.0.0.1${t}`;
+  // A bare port, like --listen 8080 (else URL would read "8003" as the IPv4 address 0.0.31.67).
+  if (/^\d+$/.test(t)) t = `127.0.0.1:${t}`;
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(t)) t = `http://${t}`;
   let url: URL;
   try {
     url = new URL(t);
   } catch {
-    return `"${text}" is not a URL; write it like http://127.0.0.1:8003, localhost:8003 or :8003`;
+    return `"${text}" is not a URL; write it like http://127.0.0.1:8003, localhost:8003, :8003 or 8003`;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     return `"${text}": only http:// and https:// upstreams are supported`;

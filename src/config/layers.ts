@@ -22,6 +22,7 @@ import { formatListen } from "./address.ts";
 import { compactLayers } from "./merge.ts";
 import { formatDuration } from "./units.ts";
 import { open } from "node:fs/promises";
+import { isPermissionError } from "../runtime/permissions.ts";
 
 export type Source = "default" | "file" | "flag" | "env" | "reload";
 
@@ -315,6 +316,7 @@ async function readCapped(path: string, max: number): Promise<string | { problem
     }
     return new TextDecoder().decode(buf.subarray(0, size));
   } catch (e) {
+    if (isPermissionError(e)) throw e; // one line naming --allow-read (src/proxy.ts), not "cannot be read"
     const code = (e as { code?: string }).code;
     return { problem: `cannot be read${code ? ` (${code})` : ""}` };
   } finally {

@@ -6,6 +6,7 @@ import * as z from "zod/mini";
 import { isLoopback, parseListen, parseUpstream } from "./address.ts";
 import type { ListenAddress } from "./address.ts";
 import { formatDuration, parseDuration, parseSize } from "./units.ts";
+import { closest } from "../suggest.ts";
 
 export type LogFormat = "json" | "text" | "off";
 
@@ -416,24 +417,6 @@ const KNOWN = [
 ];
 
 function suggest(key: string): string {
-  const k = key.toLowerCase();
-  let best = "", bestDistance = 3;
-  for (const c of KNOWN) {
-    const d = distance(k, c.toLowerCase());
-    if (d < bestDistance) [best, bestDistance] = [c, d];
-  }
+  const best = closest(key, KNOWN);
   return best ? ` (did you mean "${best}"?)` : "";
-}
-
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
 }

@@ -21,6 +21,7 @@ import type { Runtime } from "../runtime/types.ts";
 import type { State } from "../state.ts";
 import type { Upstream } from "../upstream.ts";
 import { type Exit, formatExit, freeLoopbackPort, Instance } from "./instance.ts";
+import { warnIfPortUnused } from "./portcheck.ts";
 
 export const BACKOFF_FIRST_MS = 500;
 export const BACKOFF_MAX_MS = 30_000;
@@ -53,6 +54,8 @@ export class Supervisor {
   private lastActivity = performance.now();
   private idleTimer: ReturnType<typeof setInterval> | null = null;
   private shuttingDown = false;
+  /** The "not listening on $PORT" warning is given once (see run/portcheck.ts). */
+  private portWarned = false;
 
   constructor(private o: SupervisorOptions) {}
 
@@ -140,6 +143,12 @@ export class Supervisor {
     if (old) this.phase = "restarting";
     const inst = await this.spawn(run);
     this.o.log.info("app starting", { trigger, instance: inst.id, port: inst.port, command: run.command });
+    if (!this.portWarned) {
+      warnIfPortUnused(this.o.runtime, inst, run.command, (message, fields) => {
+        if (!this.portWarned) this.o.log.warn(message, fields);
+        this.portWarned = true;
+      });
+    }
     const notReady = await inst.waitReady(this.o.runtime, () => this.o.control.effective.config.healthPath, run.readyTimeout);
     if (this.shuttingDown) {
       await inst.stop();

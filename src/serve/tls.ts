@@ -22,6 +22,7 @@ import { readFileSync, statSync } from "node:fs";
 import tls from "node:tls";
 import type { CertFiles, Config } from "../config/schema.ts";
 import type { FieldError } from "../config/schema.ts";
+import { isPermissionError } from "../runtime/permissions.ts";
 
 /** A PEM file larger than this is refused unread. */
 const MAX_PEM_BYTES = 1024 * 1024;
@@ -176,6 +177,7 @@ function readPem(path: string, what: string): string | { problem: string } {
     if (st.size > MAX_PEM_BYTES) return { problem: `${path} (the ${what}) is larger than ${MAX_PEM_BYTES} bytes` };
     return readFileSync(path, "utf8");
   } catch (e) {
+    if (isPermissionError(e)) return { problem: `${path} (the ${what}) cannot be read: Deno's --allow-read permission is missing` };
     const code = (e as { code?: string }).code;
     return { problem: `${path} (the ${what}) cannot be read${code ? ` (${code})` : ""}` };
   }
