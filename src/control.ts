@@ -165,13 +165,17 @@ export class Control {
       const explicitApps = this.effective.layers.some((l) => l.raw.apps);
       const raw = explicitApps ? { apps: [{ name: d.app, ...patch }] } : patch;
       const layer: Layer = { source: "reload", label: `deploy ${d.app}`, raw: raw as Layer["raw"] };
-      const applied = await this.inOrder(() => this.apply(`deploy ${d.app}`, [...this.effective.layers, layer]));
+      // They just answered the health gate: marked up in the same turn as the swap, before the held
+      // requests it wakes look for a ready upstream, so they go now, with no probe first.
+      const applied = await this.inOrder(() => {
+        const r = this.apply(`deploy ${d.app}`, [...this.effective.layers, layer]);
+        if (r.ok) for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
+        return r;
+      });
       if (!applied.ok) {
         this.o.metrics.deploysFailed++;
         return { ok: false, status: 400, error: applied.errors.map((e) => `${e.field}: ${e.problem}`).join("; ") };
       }
-      // They just answered the health gate: held requests go now, without waiting for a probe.
-      for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
       if (this.fleet) {
         // The other instances switch too (their held requests go when this one's ready events reach them).
         this.sharedLayers.push(layer);
