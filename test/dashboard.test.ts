@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { freePort, type Proxy, ROOT, RUNTIME, startProxy, startUpstream, until } from "./helpers.ts";
+import { clientFrame, rawHandshake, serverFrame, websocketd } from "./ws-helpers.ts";
 
 // ---------------------------------------------------------------- helpers
 
@@ -611,14 +612,8 @@ test(`dashboard at the edge: dist/edge.js under ${RUNTIME === "deno" ? "deno ser
 
 test("dashboard: every app has its row (what it answers, its own mode, held), and open WebSockets are counted, per upstream too", async () => {
   const web = await startUpstream((_q, res) => res.end("web"));
-  // An upstream that accepts any WebSocket handshake and then keeps the connection open.
-  const wsUp = net.createServer((s) => {
-    s.on("error", () => {});
-    s.once("data", () => s.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"));
-  });
-  wsUp.listen(0, "127.0.0.1");
-  await new Promise((r) => wsUp.once("listening", r));
-  const wsPort = (wsUp.address() as net.AddressInfo).port;
+  const wsUp = await websocketd(); // a real WebSocket server: echoes each line
+  const wsPort = wsUp.port;
   const dir = await mkdtemp(join(tmpdir(), "holdup-dash-apps-"));
   const file = join(dir, "holdup.json");
   await writeFile(file, JSON.stringify({
@@ -628,10 +623,13 @@ test("dashboard: every app has its row (what it answers, its own mode, held), an
     ],
   }));
   const proxy = await startProxy(["-c", file]);
-  const sock = net.connect(proxy.port, "127.0.0.1");
+  let sock: net.Socket | undefined;
   try {
-    await new Promise((r) => sock.once("connect", r));
-    sock.write("GET /live/socket HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    const ws = await rawHandshake(proxy.port, "/live/socket", ["Host: example.com"]);
+    sock = ws.socket;
+    assert.equal(ws.status, 101, ws.head);
+    sock.write(clientFrame("ping"));
+    assert.equal((await serverFrame(ws)).toString(), "ping");
     await until("the WebSocket to be open", async () => ((await proxy.status()).websockets as { open: number }).open === 1);
     assert.equal((await proxy.admin("POST", "/pause?app=live")).status, 200);
 
@@ -652,10 +650,10 @@ test("dashboard: every app has its row (what it answers, its own mode, held), an
       events.close();
     }
   } finally {
-    sock.destroy();
+    sock?.destroy();
     await proxy.stop();
     await web.close();
-    wsUp.close();
+    await wsUp.stop();
     await rm(dir, { recursive: true, force: true });
   }
 });
