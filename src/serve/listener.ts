@@ -121,7 +121,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   if (o.wholeBodyMax !== undefined) wholeBodyMax = o.wholeBodyMax;
   const fdLimit = softFdLimit();
   const capOf = (l: ListenerLimits) =>
-    fdLimit ? Math.max(16, Math.min(l.maxConnections, Math.floor((fdLimit - FD_RESERVE) / 2))) : l.maxConnections;
+    fdLimit ? Math.min(l.maxConnections, Math.max(16, Math.floor((fdLimit - FD_RESERVE) / 2))) : l.maxConnections;
   let cap = capOf(limits);
   const conns = new Set<TrackedSocket>();
   let refusedSince = 0, lastRefusalLog = 0;
