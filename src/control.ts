@@ -168,7 +168,7 @@ export class Control {
       // They just answered the health gate: marked up in the same turn as the swap, before the held
       // requests it wakes look for a ready upstream, so they go now, with no probe first.
       const applied = await this.inOrder(() => {
-        const r = this.apply(`deploy ${d.app}`, [...this.effective.layers, layer]);
+        const r = this.apply(`deploy ${d.app}`, [...this.effective.layers, layer], d);
         if (r.ok) for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
         return r;
       });
@@ -314,7 +314,7 @@ export class Control {
   }
 
   /** Open WebSockets: in all, draining, and on upstreams a reload removed. */
-  private apply(trigger: string, layers: Layer[]): ReloadResult {
+  private apply(trigger: string, layers: Layer[], deploy?: { app: string; drainTimeout: number }): ReloadResult {
     const r = resolve(layers);
     if ("errors" in r) return this.rejected(trigger, r.errors);
     const next = r.effective;
@@ -335,7 +335,7 @@ export class Control {
     prepared?.commit();
     this.o.log.format = next.config.log;
     const released = this.o.apps.list.reduce((n, a) => n + a.state.held, 0);
-    const { removed } = this.o.apps.apply(next.config, next.sources);
+    const { removed } = this.o.apps.apply(next.config, next.sources, deploy);
     this.configVersion++;
     this.onApplied?.(next.config);
     if (!trigger.startsWith("deploy")) this.o.metrics.reloadsOk++;
