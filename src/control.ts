@@ -165,8 +165,7 @@ export class Control {
       const explicitApps = this.effective.layers.some((l) => l.raw.apps);
       const raw = explicitApps ? { apps: [{ name: d.app, ...patch }] } : patch;
       const layer: Layer = { source: "reload", label: `deploy ${d.app}`, raw: raw as Layer["raw"] };
-      // They just answered the health gate: marked up in the same turn as the swap, before the held
-      // requests it wakes look for a ready upstream, so they go now, with no probe first.
+      // They just answered the health gate: up in the same turn as the swap, so the held requests it wakes go with no probe.
       const applied = await this.inOrder(() => {
         const r = this.apply(`deploy ${d.app}`, [...this.effective.layers, layer], d);
         if (r.ok) for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
