@@ -568,10 +568,7 @@ function bodyStream(req: http.IncomingMessage, timeoutMs: number): ReadableStrea
   }, { highWaterMark: 1 });
 }
 
-/**
- * Cuts a response (HTTP/1: its socket first; Bun's res.destroy() alone writes a head not yet out,
- * which with `Connection: close` reads as a clean, empty answer).
- */
+/** Cuts a response: HTTP/1 at the socket (Bun's res.destroy() alone sends a pending head: a clean, empty answer). */
 function cut(res: http.ServerResponse): void {
   if (res.req?.httpVersionMajor !== 2) res.socket?.destroy();
   res.destroy();
