@@ -496,7 +496,7 @@ test("dashboard: a client that never reads its /events stream costs bounded memo
     };
     await until("the stalled stream to be open", async () => (await hello()).dashboard.streams >= 1);
     // Each pause and each resume is an event followed by a ~150 KB snapshot. Until the stalled stream is
-    // dropped, its queue never passes DROP_BYTES (256 KiB); then it is gone (a hello's own stream is not counted).
+    // dropped, its queue never passes DROP_BYTES (256 KiB); then it is dropped, once.
     const rss0 = rssKiB(proxy.child.pid!);
     const samples: Array<{ streams: number; dropped: number; skipped: number; queuedBytes: number }> = [];
     let flips = 0;
@@ -511,9 +511,9 @@ test("dashboard: a client that never reads its /events stream costs bounded memo
     const dash = status.dashboard;
     console.log(`stalled stream: dropped after ${flips} pause/resume pairs; RSS ${rss0} → ${rssKiB(proxy.child.pid!)} KiB; ${JSON.stringify(samples.slice(-3))}`);
     assert.ok(samples.every((d) => d.queuedBytes <= 256 * 1024), `at most DROP_BYTES queued for a stream: ${JSON.stringify(samples)}`);
-    assert.ok(samples.slice(0, -1).every((d) => d.streams === 1 && d.dropped === 0), "open until the drop");
-    assert.equal(dash.dropped, 1);
-    assert.equal(dash.streams, 0, "the stalled stream is gone");
+    // (A hello's own stream is not in its snapshot, but the previous one's may still be, closing.)
+    assert.ok(samples.slice(0, -1).every((d) => d.streams >= 1 && d.dropped === 0), "open until the drop");
+    assert.equal(dash.dropped, 1, "dropped once");
     assert.equal(status.mode, "running");
     assert.equal((await fetch(proxy.url + "/")).status, 200, "the proxy still answers");
   } finally {
