@@ -109,14 +109,15 @@ export class Apps {
   }
 
   /** Installs a config: existing apps get their new settings (atomically each), new ones start, removed ones end. */
-  apply(config: Config, sources: Record<string, Source>): { removed: App[] } {
+  /** `deploy`: the app a deploy changes, whose replaced WebSockets drain within its drainTimeout. */
+  apply(config: Config, sources: Record<string, Source>, deploy?: { app: string; drainTimeout: number }): { removed: App[] } {
     const next: App[] = [];
     const nextByName = new Map<string, App>();
     for (const cfg of config.apps) {
       let a = this.byName.get(cfg.name);
       if (a) {
         a.cfg = cfg;
-        a.state.applyConfig({ config: view(config, cfg), sources });
+        a.state.applyConfig({ config: view(config, cfg), sources }, deploy?.app === cfg.name ? deploy.drainTimeout : undefined);
       } else a = new App(cfg, config, sources, this.shared);
       next.push(a);
       nextByName.set(cfg.name, a);

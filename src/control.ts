@@ -168,13 +168,16 @@ export class Control {
       const explicitApps = this.effective.layers.some((l) => l.raw.apps);
       const raw = explicitApps ? { apps: [{ name: d.app, ...patch }] } : patch;
       const layer: Layer = { source: "reload", label: `deploy ${d.app}`, raw: raw as Layer["raw"] };
-      const applied = await this.inOrder(() => this.apply(`deploy ${d.app}`, [...this.effective.layers, layer]));
+      // They just answered the health gate: up in the same turn as the swap, so the held requests it wakes go with no probe.
+      const applied = await this.inOrder(() => {
+        const r = this.apply(`deploy ${d.app}`, [...this.effective.layers, layer], d);
+        if (r.ok) for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
+        return r;
+      });
       if (!applied.ok) {
         this.o.metrics.deploysFailed++;
         return { ok: false, status: 400, error: applied.errors.map((e) => `${e.field}: ${e.problem}`).join("; ") };
       }
-      // They just answered the health gate: held requests go now, without waiting for a probe.
-      for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
       if (this.fleet) {
         // The other instances switch too (their held requests go when this one's ready events reach them).
         this.sharedLayers.push(layer);
@@ -329,7 +332,7 @@ export class Control {
   }
 
   /** Open WebSockets: in all, draining, and on upstreams a reload removed. */
-  private apply(trigger: string, layers: Layer[]): ReloadResult {
+  private apply(trigger: string, layers: Layer[], deploy?: { app: string; drainTimeout: number }): ReloadResult {
     const r = resolve(layers);
     if ("errors" in r) return this.rejected(trigger, r.errors);
     const next = r.effective;
@@ -350,7 +353,7 @@ export class Control {
     prepared?.commit();
     this.o.log.format = next.config.log;
     const released = this.o.apps.list.reduce((n, a) => n + a.state.held, 0);
-    const { removed } = this.o.apps.apply(next.config, next.sources);
+    const { removed } = this.o.apps.apply(next.config, next.sources, deploy);
     this.configVersion++;
     this.onApplied?.(next.config);
     if (!trigger.startsWith("deploy")) this.o.metrics.reloadsOk++;

@@ -124,7 +124,7 @@ export class State {
   }
 
   /** Installs a new config (a reload): one assignment, then every held request wakes. */
-  applyConfig(effective: ConfigWithSources): Snapshot {
+  applyConfig(effective: ConfigWithSources, wsDrainTimeout?: number): Snapshot {
     const upstreams = this.upstreamsFor(effective.config.upstreams);
     const removed: Upstream[] = [];
     for (const [url, u] of this.upstreams) {
@@ -141,7 +141,7 @@ export class State {
       sources: effective.sources,
       upstreams,
     });
-    this.websockets.retired(removed);
+    this.websockets.retired(removed, wsDrainTimeout);
     return snap;
   }
 

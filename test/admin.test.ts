@@ -89,7 +89,7 @@ test("paused past a request's deadline answers 503 with Retry-After", async () =
     await proxy.admin("POST", "/pause");
     const r = await fetch(proxy.url + "/late");
     assert.equal(r.status, 503);
-    assert.ok(r.headers.get("retry-after"));
+    assert.equal(r.headers.get("retry-after"), "5", "delay-seconds: the same 5 s as any request held past its deadline");
     assert.match(await r.text(), /paused/);
     assert.equal(up.received.length, 0);
   } finally {
@@ -136,7 +136,7 @@ test("stop answers 503 with the operator's message (HTML for browsers) until res
     assert.equal(s.stopped, true);
     const plain = await fetch(proxy.url + "/x");
     assert.equal(plain.status, 503);
-    assert.ok(plain.headers.get("retry-after"));
+    assert.equal(plain.headers.get("retry-after"), "30", "delay-seconds: maintenance asks for 30 s");
     assert.equal(await plain.text(), "Back at 10:00 <UTC>\n");
     const html = await fetch(proxy.url + "/x", { headers: { accept: "text/html,application/xhtml+xml" } });
     assert.equal(html.status, 503);

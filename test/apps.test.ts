@@ -33,6 +33,8 @@ async function get(port: number, host: string, path = "/"): Promise<[number, str
 test("apps by host, wildcard host and path prefix; unknown host 404; pausing one app never holds another", async () => {
   const [web, api, docs, any] = await Promise.all(["web", "api", "docs", "any"].map((n) => startUpstream(named(n))));
   const config = {
+    // The top-level upstream is every app's default: a lookup that fell back to a default app would reach it.
+    upstreams: [any.url],
     apps: [
       { name: "web", hosts: ["example.com", "www.example.com"], upstreams: [web.url] },
       { name: "api", hosts: ["example.com"], pathPrefix: "/api", stripPrefix: true, upstreams: [api.url] },
@@ -47,10 +49,12 @@ test("apps by host, wildcard host and path prefix; unknown host 404; pausing one
       assert.deepEqual(await get(proxy.port, "example.com", "/api/users?id=1"), [200, "api /users?id=1"]);
       assert.deepEqual(await get(proxy.port, "example.com", "/apix"), [200, "web /apix"], "a prefix matches whole segments");
       assert.deepEqual(await get(proxy.port, "v2.docs.example.com", "/guide"), [200, "docs /guide"]);
+      const seen = [web, api, docs, any].map((u) => u.received.length);
       const [status, body] = await get(proxy.port, "unknown.example", "/");
       assert.equal(status, 404);
       assert.match(body, /no app answers host "unknown.example"/);
-      assert.equal(any.received.length, 0);
+      assert.deepEqual([web, api, docs, any].map((u) => u.received.length), seen, "the unknown host reached no upstream");
+      assert.ok(![web, api, docs, any].some((u) => u.received.some((r) => r.headers.host === "unknown.example")));
 
       // Pause web only: its requests are held, the others are served at once.
       const paused = await proxy.admin("POST", "/pause?app=web");
@@ -107,18 +111,24 @@ async function gated(name: string, port = 0): Promise<Upstream & { healthy(): vo
 const deploy = (proxy: Awaited<ReturnType<typeof startProxy>>, body: Record<string, unknown>) =>
   proxy.admin("POST", "/deploy", { app: "default", healthPath: "/up", ...body }).then(async (r) => ({ status: r.status, body: await r.json() }));
 
-test("deploy while 100 requests are held: every one is answered by the new upstream", async () => {
+test("deploy while 100 requests are held: every one is answered by the new upstream, with no probe between the gate and them", async () => {
   const dead = await freePort();
-  const proxy = await startProxy(["-u", `:${dead}`, "--try-interval", "5s"]);
-  const next = await startUpstream(named("new"));
+  // A 60 s interval: held requests that waited for the new upstream's next probe would still be waiting.
+  const proxy = await startProxy(["-u", `:${dead}`, "--try-interval", "60s"]);
+  const next = await gated("new");
+  next.healthy();
   try {
     const held = Array.from({ length: 100 }, (_, i) => fetch(`${proxy.url}/r${i}`).then(async (r) => [r.status, await r.text()]));
     await until("100 held", async () => (await proxy.status()).held === 100);
-    const d = await proxy.admin("POST", "/deploy", { app: "default", upstreams: [next.url] });
+    const d = await proxy.admin("POST", "/deploy", { app: "default", upstreams: [next.url], healthPath: "/up" });
     assert.equal(d.status, 200);
     const answers = await Promise.all(held);
     assert.ok(answers.every(([s, t], i) => s === 200 && t === `new /r${i}`), "all 100 answered by the new upstream");
-    assert.equal(next.received.length, 100);
+    // In the order the new upstream saw them: the gate's one probe, then the held requests (the switch marks it ready:
+    // no second probe before them).
+    const urls = next.received.map((r) => r.url);
+    assert.deepEqual(urls.slice(0, urls.findIndex((u) => u.startsWith("/r"))), ["/up"], urls.slice(0, 5).join(" "));
+    assert.equal(urls.filter((u) => u.startsWith("/r")).length, 100);
   } finally {
     await proxy.stop();
     await next.close();

@@ -208,13 +208,13 @@ test("past maxHeld a request is answered 503 at once; at tryDuration a held one 
     const t0 = performance.now();
     const over = await fetch(proxy.url + "/c");
     assert.equal(over.status, 503);
-    assert.ok(over.headers.get("retry-after"));
+    assert.equal(over.headers.get("retry-after"), "1", "delay-seconds: a full queue frees up soon");
     assert.match(await over.text(), /too many requests are waiting/);
     await proxy.waitForLine("the access log names the limit", (l) => l.status === 503 && /maxHeld 2 reached/.test(String(l.reason)));
     assert.ok(performance.now() - t0 < 1000, "answered at once");
     for (const r of await Promise.all(held)) {
       assert.equal(r.status, 503);
-      assert.ok(r.headers.get("retry-after"));
+      assert.equal(r.headers.get("retry-after"), "5", "delay-seconds after a whole tryDuration");
       assert.ok(Number(r.headers.get("x-holdup-held-ms")) >= 1000);
       assert.match(await r.text(), /no upstream became reachable/);
     }

@@ -246,25 +246,31 @@ test("idle stop: the app is stopped after the idle time; the next request starts
 test("--waiting-page-after: a browser held that long gets a self-reloading page; an API client is just held", async () => {
   const p = await startProxy(["--waiting-page-after", "200ms", "--", "python3", APP, "{port}", "--delay", "1.5"]);
   try {
-    const [page, api] = await Promise.all([get(p.url + "/", { accept: "text/html,*/*" }), get(p.url + "/api")]);
+    // The page comes while the app is still starting: before its "serving" line, and held less than the API client.
+    const servingSeen = () => p.lines.some((l) => l.msg === "app instance serving");
+    const [page, api] = await Promise.all([
+      get(p.url + "/", { accept: "text/html,*/*" }).then((r) => ({ ...r, appServing: servingSeen() })),
+      get(p.url + "/api"),
+    ]);
     assert.equal(page.status, 503);
     assert.match(page.text, /http-equiv="refresh"/);
     assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
-    assert.ok(page.ms < 1400, `page after ${page.ms} ms`);
+    assert.equal(page.appServing, false, `the page came after the app was serving (${Math.round(page.ms)} ms)`);
     assert.equal(api.status, 200, api.text);
+    assert.ok(page.held >= 200 && page.held < api.held, `page held ${page.held} ms, the API request ${api.held} ms`);
   } finally {
     await p.stop();
   }
 });
 
-test("SIGKILL to holdup: the app is gone within a second", async () => {
+test("SIGKILL to holdup: the app goes with it", async () => {
   const p = await startProxy(["--", "python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]);
   const pid = await serving(p, 1);
   assert.ok(alive(pid));
   p.child.kill("SIGKILL");
   await p.exited;
   const t0 = performance.now();
-  await until("the app to die with holdup", () => !alive(pid), 1_000, 10);
+  await until("the app to die with holdup", () => !alive(pid), 10_000, 10);
   console.log(`app gone ${Math.round(performance.now() - t0)} ms after holdup's SIGKILL`);
 });
 

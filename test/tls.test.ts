@@ -5,11 +5,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { X509Certificate } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
+import { createHash, randomBytes, X509Certificate } from "node:crypto";
 import { freePort, type Proxy, ROOT, run, runtimeCommand, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
+import { clientFrame, websocketd } from "./ws-helpers.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "holdup-tls-"));
 /** A self-signed EC certificate for `names` (DNS) and 127.0.0.1; its files and PEM text. */
@@ -261,30 +262,40 @@ test("over HTTPS, a request head that never ends and an idle keep-alive connecti
   }
 });
 
-test("a WebSocket handshake over HTTPS reaches the upstream (X-Forwarded-Proto https) and the tunnel carries bytes", async () => {
-  const up = await startUpstream();
-  let proto: string | undefined;
-  up.server.on("upgrade", (req, socket) => {
-    proto = req.headers["x-forwarded-proto"] as string;
-    socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
-    socket.on("data", (d: Buffer) => socket.write(d)); // echoes raw bytes
-  });
+test("wss://: a WebSocket over HTTPS reaches a real WebSocket server (websocketd) with X-Forwarded-Proto https; messages echo exactly", async () => {
+  // websocketd hands request headers to its command as HTTP_* variables: the first message says what it got.
+  const up = await websocketd(undefined, "sh", "-c", 'printf "proto=%s\\n" "$HTTP_X_FORWARDED_PROTO"; exec cat');
   const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key]);
   try {
     const s = await connect(proxy.port);
-    let got = "";
-    s.on("data", (d) => got += d);
-    s.write("GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    await until("the 101", () => got.includes("\r\n\r\n"), 5000);
-    assert.match(got, /^HTTP\/1\.1 101/);
-    const frame = Buffer.from([0x81, 0x82, 1, 2, 3, 4, "h".charCodeAt(0) ^ 1, "i".charCodeAt(0) ^ 2]); // masked text "hi"
-    s.write(frame);
-    await until("the echo", () => got.length >= got.indexOf("\r\n\r\n") + 4 + frame.length, 5000);
-    assert.equal(proto, "https");
+    let got = Buffer.alloc(0);
+    s.on("data", (d: Buffer) => got = Buffer.concat([got, d]));
+    const key = randomBytes(16).toString("base64");
+    s.write(`GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const end = await until("the 101", () => got.indexOf("\r\n\r\n") + 1, 5000) - 1;
+    const head = got.subarray(0, end).toString("latin1");
+    assert.match(head, /^HTTP\/1\.1 101/);
+    const accept = createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
+    assert.match(head, new RegExp(`\r\nSec-WebSocket-Accept: ${accept.replace(/[+/]/g, "\\$&")}(\r|$)`, "i"));
+    got = got.subarray(end + 4);
+    // Unmasked text frames from the server, one at a time.
+    const next = async (): Promise<string> => {
+      const f = (await until("a server frame", () => got.length >= 2 && got.length >= 2 + (got[1] & 0x7f) ? got : null, 5000))!;
+      assert.equal(f[0], 0x81, "a final text frame");
+      assert.ok(f[1] < 126, "unmasked, short");
+      const text = f.subarray(2, 2 + f[1]).toString();
+      got = got.subarray(2 + f[1]);
+      return text;
+    };
+    assert.equal(await next(), "proto=https");
+    for (const text of ["hi", "über ✓ twice"]) {
+      s.write(clientFrame(text));
+      assert.equal(await next(), text);
+    }
     s.destroy();
   } finally {
     await proxy.stop();
-    await up.close();
+    await up.stop();
   }
 });
 

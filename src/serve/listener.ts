@@ -121,7 +121,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   if (o.wholeBodyMax !== undefined) wholeBodyMax = o.wholeBodyMax;
   const fdLimit = softFdLimit();
   const capOf = (l: ListenerLimits) =>
-    fdLimit ? Math.max(16, Math.min(l.maxConnections, Math.floor((fdLimit - FD_RESERVE) / 2))) : l.maxConnections;
+    fdLimit ? Math.min(l.maxConnections, Math.max(16, Math.floor((fdLimit - FD_RESERVE) / 2))) : l.maxConnections;
   let cap = capOf(limits);
   const conns = new Set<TrackedSocket>();
   let refusedSince = 0, lastRefusalLog = 0;
@@ -135,6 +135,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     requestTimeout: 0, // a held request's body may wait unread: bodyTimeout covers reads instead
     keepAliveTimeout: limits.keepAliveTimeout,
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
+    requireHostHeader: false, // holdup answers a missing Host itself, with a body that says so (badHost)
   } as http.ServerOptions;
   let certs = o.tls?.certs ?? null;
   const tlsOptions = (): tls.TlsOptions => ({
@@ -567,6 +568,12 @@ function bodyStream(req: http.IncomingMessage, timeoutMs: number): ReadableStrea
   }, { highWaterMark: 1 });
 }
 
+/** Cuts a response: HTTP/1 at the socket (Bun's res.destroy() alone sends a pending head: a clean, empty answer). */
+function cut(res: http.ServerResponse): void {
+  if (res.req?.httpVersionMajor !== 2) res.socket?.destroy();
+  res.destroy();
+}
+
 const H2_FORBIDDEN = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
 /** Writes a reply; `close` ends the connection after it (a request refused before its body was read). */
@@ -614,12 +621,12 @@ async function whole(
   try {
     bytes = new Uint8Array(await new Response(body).arrayBuffer());
   } catch {
-    res.destroy();
+    cut(res);
     onDone?.(0, false);
     return;
   }
   if (bytes.byteLength !== declared) {
-    res.destroy(); // shorter or longer than its Content-Length: cut, never a clean end
+    cut(res); // shorter or longer than its Content-Length: cut, never a clean end
     onDone?.(bytes.byteLength, false);
     return;
   }
@@ -652,7 +659,7 @@ async function pump(
     complete = true;
   } catch {
     reader.cancel().catch(noop);
-    res.destroy(); // cut, so the client sees a truncated message, never a clean end
+    cut(res); // so the client sees a truncated message, never a clean end
   } finally {
     res.off("close", onClose);
     onDone?.(bytes, complete);

@@ -135,15 +135,15 @@ export class WsRegistry implements TunnelHost {
     if (!this.upstreams().includes(t.target)) this.drain([t]);
   }
 
-  /** A reload or deploy removed these upstreams: drain their WebSockets. */
-  retired(removed: readonly Upstream[]): void {
+  /** A reload or deploy removed these upstreams: drain their WebSockets (a deploy's own drainTimeout, if it has one). */
+  retired(removed: readonly Upstream[], drainTimeout?: number): void {
     if (!removed.length || !this.open.size) return;
     const set = new Set(removed);
-    this.drain([...this.open].filter((t) => set.has(t.target) && !t.draining));
+    this.drain([...this.open].filter((t) => set.has(t.target) && !t.draining), drainTimeout);
   }
 
-  private drain(list: OpenWebSocket[]): void {
-    const { drainTimeout, wsCloseSpread } = this.settings();
+  private drain(list: OpenWebSocket[], drainTimeout = this.settings().drainTimeout): void {
+    const { wsCloseSpread } = this.settings();
     list.forEach((t, i) => t.drainAfter(drainTimeout + Math.floor((i * wsCloseSpread) / list.length), 1012, "service restart"));
   }
 
