@@ -20,6 +20,7 @@ const root = fileURLToPath(new URL("..", import.meta.url));
  * name: the bug, as a reviewer would say it. file: under src/. from/to: the
  * replacement (from must occur exactly once). tests: the files that must fail;
  * filter: a regular expression over test names (deno --filter /re/, bun -t re).
+ * runtimes: for a bug in one runtime's adapter, the runtime it runs on.
  */
 const MUTANTS = [
   {
@@ -37,6 +38,24 @@ const MUTANTS = [
     to: "const fresh = false;",
     tests: ["test/upstreams.test.ts"],
     filter: "a POST goes on a connection of its own",
+  },
+  {
+    name: "Deno's upstream client sends a fresh request on the keep-alive pool",
+    file: "src/runtime/node-client.ts",
+    from: "agent: init.fresh ? false : pooled[origin.protocol],",
+    to: "agent: pooled[origin.protocol],",
+    tests: ["test/upstreams.test.ts"],
+    filter: "a POST goes on a connection of its own",
+    runtimes: ["deno"], // the Deno adapter's client
+  },
+  {
+    name: "Bun's upstream fetch keeps a fresh request's connection alive (pooled)",
+    file: "src/runtime/bun.ts",
+    from: "keepalive: !init.fresh,",
+    to: "keepalive: true,",
+    tests: ["test/upstreams.test.ts"],
+    filter: "a POST goes on a connection of its own",
+    runtimes: ["bun"],
   },
   {
     name: "resume when the shared state (Redis) is lost",
@@ -86,6 +105,15 @@ const MUTANTS = [
     tests: ["test/upstreams.test.ts"],
     filter: "failover",
     // Bun reports refused with a code; Deno's node:http client too (ECONNREFUSED).
+  },
+  {
+    name: "the edge entry leaves Deno KV's watch open on SIGTERM (deno serve never exits)",
+    file: "src/edge.ts",
+    from: "      fleet?.close();\n",
+    to: "",
+    tests: ["test/edge-kv.test.ts"],
+    filter: "reaches the requests held in the other",
+    runtimes: ["deno"], // the edge runs under deno serve whichever runtime runs the test; once is enough
   },
   {
     name: "maxHeld not enforced",
@@ -153,7 +181,7 @@ for (const m of chosen) {
       continue;
     }
     await writeFile(path, text.replace(m.from, () => m.to));
-    for (const rt of runtimes) {
+    for (const rt of runtimes.filter((r) => !m.runtimes || m.runtimes.includes(r))) {
       const t = performance.now();
       const r = await runTests(rt, m, dir);
       const secs = ((performance.now() - t) / 1000).toFixed(1);
