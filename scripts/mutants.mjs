@@ -6,6 +6,7 @@
 // surviving mutant means a safety test stopped biting, and the check fails. A
 // replacement whose text is not found exactly once fails the check too, so a
 // refactor that moves the guarded code has to update the mutant with it.
+// Type-checking is npm test's job: the tests run here with deno test --no-check.
 // Usage: node scripts/mutants.mjs [deno|bun] [mutant name substrings…]
 // The last line: "mutants: K killed, S survived, B broken (Ns)".
 import { spawn } from "node:child_process";
@@ -71,7 +72,8 @@ const MUTANTS = [
     from: "  for (;;) {\n    snap = state.current;\n",
     to: "  for (;;) {\n    snap = { ...state.current, upstreams: snap.upstreams };\n",
     tests: ["test/hold.test.ts"],
-    filter: "moves held requests to the new upstream",
+    // Held until tryDuration (30 s) with the bug: the slowest mutant; one test is enough.
+    filter: "POST /reload moves held requests to the new upstream",
   },
   {
     name: "replay a held request's body without its bytes (zeroed)",
@@ -144,7 +146,7 @@ function run(cmd, args, cwd) {
 /** Runs the mutant's tests on one runtime in `dir`; returns counts and the names of the failed tests. */
 async function runTests(runtime, m, dir) {
   if (runtime === "deno") {
-    const r = await run(bin("deno"), ["test", "-A", ...m.tests, "--filter", `/${m.filter}/`], dir);
+    const r = await run(bin("deno"), ["test", "-A", "--no-check", ...m.tests, "--filter", `/${m.filter}/`], dir);
     const s = [...r.out.matchAll(/(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/g)].pop();
     const failures = r.out.includes(" FAILURES ") ? r.out.slice(r.out.lastIndexOf(" FAILURES ")) : "";
     const names = [...failures.matchAll(/^(.+?) => \.\/test\//gm)].map((x) => x[1]);
