@@ -94,6 +94,22 @@ async function build() {
     ...(fromEnv.ignored.length ? { ignored: fromEnv.ignored } : {}),
     ...(fleet ? { state: state!.startsWith("kv") ? state : redact(state!), instance: fleet.instance } : {}),
   });
+  // deno serve stops its listener on SIGTERM/SIGINT and then waits for the event loop to empty:
+  // end what would keep it busy (the KV watch, probe timers, held requests, dashboard streams).
+  // Bun's auto-serve exits on the signal by itself (a listener there would keep it running).
+  if (runtime.name === "deno") {
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      for (const a of h.apps.list) a.state.retire(); // held requests are answered 503; no more probes
+      h.events.close();
+      fleet?.close();
+      h.log.flush();
+    };
+    runtime.onSignal("SIGTERM", stop);
+    runtime.onSignal("SIGINT", stop);
+  }
   return { h, adminMounted: Boolean(token) };
 }
 

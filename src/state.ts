@@ -162,7 +162,10 @@ export class State {
 
   /**
    * An upstream ready to take a request, round-robin; null when none is.
-   * Starts probes for those that are not, so that waiting ends when one is.
+   * Starts probes for those that are not, so that waiting ends when one is,
+   * and so that one added by a reload or back after a failover rejoins the
+   * rotation while the others carry the traffic (at most one probe per
+   * tryInterval each, and only while requests come).
    */
   pick(snap: Snapshot): Upstream | null {
     const list = snap.upstreams;
@@ -178,6 +181,7 @@ export class State {
         this.rr = (this.rr + i + 1) % list.length;
         return u;
       }
+      u.ensureProbe();
     }
     for (const u of list) u.ensureProbe();
     return null;

@@ -82,14 +82,17 @@ test("an upstream that comes up is probed by one instance and releases the reque
   }
 });
 
-test("Redis killed while requests are held and a pause is in force: nothing is lost; restarted, the instances resynchronise", async () => {
+test("Redis killed while requests are held and a pause is in force: with the upstream up, they stay held and the mode stays paused; restarted, the instances resynchronise", async () => {
   const redis = await startRedis();
-  const port = await freePort();
-  const ps = await fleet(() => ["-u", `:${port}`, "--try-interval", "100ms", "--state", redis.url]);
-  let up, redis2;
+  // The upstream is up the whole time: only the pause holds requests, so losing it would release them.
+  const up = await startUpstream((_q, res) => res.end("ok"));
+  const ps = await fleet(() => ["-u", up.url, "--try-interval", "100ms", "--try-duration", "60s", "--state", redis.url]);
+  let redis2;
+  const modes = async () => (await Promise.all(ps.map((p) => p.status()))).map((s) => s.mode).join();
   try {
+    assert.deepEqual(await Promise.all(ps.map((p) => fetch(`${p.url}/before`).then((r) => r.status))), [200, 200, 200]);
     assert.equal((await ps[0].admin("POST", "/pause")).status, 200);
-    await until("paused everywhere", async () => (await Promise.all(ps.map((p) => p.status()))).every((s) => s.mode === "paused"));
+    await until("paused everywhere", async () => (await modes()) === "paused,paused,paused");
     const answers = ps.map((p, i) => fetch(`${p.url}/k${i}`).then((r) => r.status));
     await until("one held on each", async () => (await Promise.all(ps.map(held))).every((n) => n === 1));
     await redis.stop();
@@ -99,17 +102,23 @@ test("Redis killed while requests are held and a pause is in force: nothing is l
     const refused = await ps[1].admin("POST", "/resume");
     assert.equal(refused.status, 503);
     assert.match((await refused.json()).error, /unreachable/);
-    assert.equal((await Promise.all(ps.map(held))).join(), "1,1,1", "held requests stay held on the last known state");
+    // Requests that arrive during the outage are held too; nothing reached the upstream since the pause.
+    const during = ps.map((p, i) => fetch(`${p.url}/during${i}`).then((r) => r.status));
+    await until("two held on each", async () => (await Promise.all(ps.map(held))).every((n) => n === 2), 5_000);
+    assert.equal(await modes(), "paused,paused,paused", "the mode stays paused on the last known state");
+    assert.equal((await Promise.all(ps.map(held))).join(), "2,2,2", "held requests stay held on the last known state");
+    assert.equal(up.received.filter((r) => r.url !== "/before").length, 0, "nothing was released to the upstream");
     // Back: the instances resynchronise, and a resume sent to any of them reaches all.
     redis2 = await startRedis(redis.port);
     await until("every instance reconnected", async () =>
       (await Promise.all(ps.map((p) => p.status()))).every((s) => (s.state as { connected: boolean }).connected === true), 15_000);
-    up = await startUpstream((_q, res) => res.end("ok"), port);
+    assert.equal(await modes(), "paused,paused,paused");
     assert.equal((await ps[2].admin("POST", "/resume")).status, 200);
     assert.deepEqual(await Promise.all(answers), [200, 200, 200]);
+    assert.deepEqual(await Promise.all(during), [200, 200, 200]);
   } finally {
     await Promise.all(ps.map((p) => p.stop()));
-    await up?.close();
+    await up.close();
     await redis2?.stop();
     await redis.stop();
   }

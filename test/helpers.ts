@@ -57,6 +57,9 @@ export interface LogLine {
   [k: string]: unknown;
 }
 
+/** How long Proxy.stop waits after SIGTERM before SIGKILL (and a failure). */
+const STOP_GRACE_MS = 5_000;
+
 export class Proxy {
   readonly lines: LogLine[] = [];
   stderr = "";
@@ -128,13 +131,28 @@ export class Proxy {
     }
   }
 
-  /** SIGTERM and wait; SIGKILL if it does not exit. */
-  async stop(): Promise<void> {
+  /**
+   * SIGTERM and wait; SIGKILL if it does not exit within 5 s — and then throw
+   * (a shutdown hang is a bug the test found), unless the test says it expects
+   * one with `{ hangExpected: true }`.
+   */
+  async stop(opts: { hangExpected?: boolean } = {}): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     this.signal("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
+    let killed = false;
+    const t = setTimeout(() => {
+      killed = true;
+      this.child.kill("SIGKILL");
+    }, STOP_GRACE_MS);
     await this.exited;
     clearTimeout(t);
+    if (killed && !opts.hangExpected) {
+      const tail = this.stderr.split("\n").slice(-15).join("\n");
+      throw new Error(
+        `shutdown hang: holdup (pid ${this.child.pid}: ${this.child.spawnargs.join(" ")}) did not exit within ` +
+          `${STOP_GRACE_MS / 1000} s of SIGTERM and was killed with SIGKILL\n--- last stderr:\n${tail}`,
+      );
+    }
   }
 
   async admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
