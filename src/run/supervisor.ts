@@ -80,7 +80,7 @@ export class Supervisor {
     return p;
   }
 
-  /** Called for every proxied request: idle bookkeeping, and a cold start after an idle stop. */
+  /** Called for every proxied request and WebSocket handshake: idle bookkeeping, and a cold start after an idle stop. */
   touch(): void {
     this.lastActivity = performance.now();
     if (this.phase === "idle") {
@@ -247,9 +247,13 @@ export class Supervisor {
     const idle = this.run.idleStop;
     const c = this.current;
     if (!idle || !c || this.busy || this.phase !== "running") return;
-    if (this.o.state.held > 0 || performance.now() - this.lastActivity < idle) return;
+    // Open WebSockets and responses still streaming are activity: the idle time counts from their end.
     const u = this.upstreamFor(c);
-    if (u && (u.inFlight > 0 || u.relaying > 0)) return;
+    if (this.o.state.websockets.size > 0 || (u && (u.inFlight > 0 || u.relaying > 0))) {
+      this.lastActivity = performance.now();
+      return;
+    }
+    if (this.o.state.held > 0 || performance.now() - this.lastActivity < idle) return;
     this.phase = "idle";
     this.current = null;
     this.o.control.setAppUpstream(null);
