@@ -60,6 +60,8 @@ export class Control {
   private appUpstreams: string[] | null = null;
   /** Set when holdup runs the app: a zero-downtime restart. */
   restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
+  /** Set when holdup runs the app: health checks marked this upstream of this app down. */
+  onUnhealthy: ((app: string, url: string, reason: string) => void) | null = null;
   /** Set when holdup runs the app: its part of GET /status. */
   appStatus: (() => Record<string, unknown>) | null = null;
   /** Set when holdup serves HTTPS: the certificates in force, for GET /status. */
@@ -424,6 +426,7 @@ function describeUpstream(u: Upstream, app: App) {
     inFlight: u.inFlight,
     attempts: u.attempts,
     failures: u.failures,
+    ...(app.cfg.healthPath !== null ? { healthy: !u.unhealthy, healthFailures: u.healthFailures } : {}),
     websockets: app.state.websockets.countFor(u),
   };
 }

@@ -36,7 +36,11 @@ export function createHoldup(o: HoldupOptions) {
           log.info("upstream reachable", { app, upstream: u.url, was: from });
           control.fleet?.upstreamReady(app, u.url);
         }
-        else log.warn("upstream unreachable; holding requests for it", { app, upstream: u.url, error });
+        else if (!u.unhealthy) log.warn("upstream unreachable; holding requests for it", { app, upstream: u.url, error });
+      },
+      onUpstreamUnhealthy(u, reason) {
+        log.warn("upstream unhealthy", { app, upstream: u.url, reason });
+        control.onUnhealthy?.(app, u.url, reason);
       },
     }),
     // Each app's WebSockets log when they close, and warn through the same log.

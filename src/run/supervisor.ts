@@ -10,9 +10,10 @@
  * (≤ readyTimeout) → swap the upstream → drain the old one (requests in flight
  * to it finish, ≤ drainTimeout) → stop it (stopSignal, SIGKILL after
  * stopTimeout). If the new instance exits or is not ready in time it is
- * stopped and the old one keeps serving. Restarts run one at a time: one asked
- * for while another runs is queued, and every request that arrives while one is
- * queued joins that queued one.
+ * stopped and the old one keeps serving. Restarts run one at a time: one
+ * asked for while another runs is queued, and every request that arrives while
+ * one is queued joins that queued one. A serving instance that health checks
+ * mark down (see health.ts) is killed and restarted as after a crash.
  */
 import type { RunConfig } from "../config/schema.ts";
 import type { Control, RestartResult } from "../control.ts";
@@ -40,6 +41,8 @@ export class Supervisor {
   current: Instance | null = null;
   restarts = 0;
   failedRestarts = 0;
+  /** Instances killed because health checks marked them down. */
+  unhealthyKills = 0;
   lastExit: (Exit & { instance: number; at: string }) | null = null;
   lastError: string | null = null;
   phase: "starting" | "running" | "restarting" | "backoff" | "idle" | "stopping" | "stopped" = "starting";
@@ -89,6 +92,18 @@ export class Supervisor {
     }
   }
 
+  /**
+   * Health checks marked `url` down: if it is the serving instance, it is hung —
+   * killed (SIGKILL, it may not answer a stop signal) and restarted as after a crash.
+   */
+  unhealthy(url: string, reason: string): void {
+    const c = this.current;
+    if (!c || c.url !== url || !c.running || c.stopRequested || this.shuttingDown) return;
+    this.unhealthyKills++;
+    this.o.log.error("app instance unhealthy: killing it (SIGKILL) and starting a new one", { instance: c.id, pid: c.pid, reason });
+    c.signal("KILL");
+  }
+
   status(): Record<string, unknown> {
     const c = this.current;
     return {
@@ -101,6 +116,7 @@ export class Supervisor {
       readySince: c?.readyAt ? new Date(c.readyAt).toISOString() : null,
       restarts: this.restarts,
       failedRestarts: this.failedRestarts,
+      unhealthyKills: this.unhealthyKills,
       lastExit: this.lastExit,
       lastError: this.lastError,
       idleStop: this.run.idleStop,
