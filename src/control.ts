@@ -60,10 +60,11 @@ export class Control {
   private appUpstreams: string[] | null = null;
   /** Set when holdup runs the app: a zero-downtime restart. */
   restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
-  /** Set when holdup runs the app: health checks marked this upstream of this app down. */
+  /** Set when holdup runs the app: health checks marked this upstream down (see run/supervisor.ts). */
   onUnhealthy: ((app: string, url: string, reason: string) => void) | null = null;
   /** Set when holdup runs the app: its part of GET /status. */
   appStatus: (() => Record<string, unknown>) | null = null;
+  connectionStatus: (() => unknown) | null = null; // the proxy listener's connections, for GET /status
   /** Set when holdup serves HTTPS: the certificates in force, for GET /status. */
   certificateStatus: (() => unknown[]) | null = null;
   /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
@@ -227,7 +228,6 @@ export class Control {
     if (name === null) return this.o.apps.list;
     const app = this.o.apps.get(name);
     return app ? [app] : undefined;
-
   }
 
   /**
@@ -288,6 +288,7 @@ export class Control {
       ...(stopMessage !== undefined ? { stopMessage } : {}),
       held: list.reduce((n, a) => n + a.state.held, 0),
       websockets: websocketsOf(list),
+      ...(this.connectionStatus ? { connections: this.connectionStatus() } : {}),
       config: toJSON(this.effective.config),
       sources: first.sources,
       configFile: this.o.base.configPath,

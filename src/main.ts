@@ -144,6 +144,7 @@ export async function main(rt: Runtime): Promise<void> {
     })(app)
     : h.upgrade;
   const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, certs ? { certs } : undefined);
+  h.control.connectionStatus = () => proxyServer.stats();
   const redirectServer = https && config.tls.redirectHttp
     ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined))
     : null;

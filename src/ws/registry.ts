@@ -88,6 +88,8 @@ export interface WsSettings {
   drainTimeout: number;
   wsCloseSpread: number;
   wsMaxBuffered: number;
+  /** Absent (the edge entry): no idle timeout. */
+  wsIdleTimeout?: number | null;
 }
 
 export class WsRegistry implements TunnelHost {
@@ -167,6 +169,10 @@ export class WsRegistry implements TunnelHost {
 
   maxBuffered(): number {
     return this.settings().wsMaxBuffered;
+  }
+
+  idleTimeout(): number | null {
+    return this.settings().wsIdleTimeout ?? null;
   }
 
   warn(message: string, fields: Record<string, unknown>): void {

@@ -10,12 +10,19 @@
  * shutdown — by writing a Close frame between two frames, never inside one.
  * Such a close goes to the client first; the client's answering Close is
  * passed on to the upstream, so the app sees an orderly close too.
+ *
+ * Idle: no byte either way (data, ping or pong) for wsIdleTimeout closes it
+ * with 1001 "idle timeout"; and between frames both ways it counts as idle for
+ * the listener's connection cap (serve/conns.ts), which may close the one idle
+ * longest with 1013 to let a new client in. holdup sends no pings of its own:
+ * the app's or the client's heartbeats pass through and keep it open.
  */
 import type { Socket } from "node:net";
 import { onDrain } from "../drain.ts";
 import type { Upstream } from "../upstream.ts";
 import { type OpenWebSocket, WebSocketBase } from "./registry.ts";
 import { clientClose, FrameTracker, serverClose } from "./frames.ts";
+import { setUpgraded } from "../serve/conns.ts";
 
 /** How long a closing handshake holdup started may take before the sockets are cut. */
 const CLOSE_GRACE_MS = 1000;
@@ -29,6 +36,8 @@ export interface TunnelHost {
   ended(t: OpenWebSocket): void;
   /** Per-direction cap on bytes queued toward a side that is not reading. */
   maxBuffered(): number;
+  /** No byte either way for this long closes it (1001); null: never. */
+  idleTimeout?(): number | null;
   warn(message: string, fields: Record<string, unknown>): void;
 }
 
@@ -44,6 +53,9 @@ export class Tunnel extends WebSocketBase {
   private upstreamDone = false;
   private paused = { up: false, down: false };
   private closedSockets = 0;
+  /** performance.now() of the last byte either way. */
+  private last = performance.now();
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly client: Socket,
@@ -83,6 +95,35 @@ export class Tunnel extends WebSocketBase {
     for (const e of early) this.fromClient(e);
     client.resume();
     upstream.resume();
+    setUpgraded(client, {
+      kind: () => "websocket",
+      idleSince: () => this.idleSince(),
+      evict: () => this.closeWith(1013, "connection limit reached"),
+    });
+    this.armIdle(this.host.idleTimeout?.() ?? null);
+  }
+
+  /** Since when it has been idle (between frames both ways, no close under way); null: busy. */
+  idleSince(): number | null {
+    if (this.ended || this.pending || this.code !== null || !this.down.atBoundary || !this.up.atBoundary) return null;
+    return this.last;
+  }
+
+  private armIdle(ms: number | null): void {
+    if (ms === null) return;
+    this.idleTimer = setTimeout(() => {
+      const timeout = this.host.idleTimeout?.() ?? null;
+      if (timeout === null || this.ended) return;
+      const quiet = performance.now() - this.last;
+      if (quiet >= timeout) this.closeWith(1001, "idle timeout");
+      else this.armIdle(timeout - quiet);
+    }, ms);
+  }
+
+  protected override finish(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    super.finish();
   }
 
   /** Closes it now, at the next frame boundary toward the client. */
@@ -107,6 +148,7 @@ export class Tunnel extends WebSocketBase {
   }
 
   private fromUpstream(chunk: Uint8Array): void {
+    this.last = performance.now();
     if (this.clientToldClose) {
       this.down.feed(chunk); // the upstream's answer to the client's Close, or late data: not relayed
       return;
@@ -125,6 +167,7 @@ export class Tunnel extends WebSocketBase {
   }
 
   private fromClient(chunk: Uint8Array): void {
+    this.last = performance.now();
     if (this.upstreamDone) {
       this.up.feed(chunk);
       return;
