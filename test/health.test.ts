@@ -7,7 +7,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
 import process from "node:process";
@@ -53,6 +53,12 @@ async function pythonApp(): Promise<{ url: string; pid: number; child: ChildProc
   };
 }
 
+/** Sends SIGSTOP and waits until the kernel shows the process stopped (state T in /proc/PID/stat, read through `cat`). */
+async function freeze(pid: number): Promise<void> {
+  process.kill(pid, "SIGSTOP");
+  await until(`pid ${pid} to be stopped`, () => / T /.test(execFileSync("cat", [`/proc/${pid}/stat`], { encoding: "utf8" }).replace(/^.*\)/, ")")), 5000);
+}
+
 function upstream(p: Proxy, url: string) {
   return p.status().then((s) => s.upstreams.find((u) => u.url === url) as Record<string, unknown>);
 }
@@ -88,13 +94,13 @@ test("holdup runs the app: frozen with SIGSTOP, it is marked unhealthy, killed, 
     const first = await p.waitForLine("instance #1 serving", (l) => l.msg === "app instance serving" && l.instance === 1, 20_000);
     const pid1 = first.pid as number;
     assert.equal((await get(p.url + "/before")).pid, pid1);
-    process.kill(pid1, "SIGSTOP");
     const hungAt = performance.now();
+    await freeze(pid1);
     // Sent right after the hang: it reaches the frozen app (or is held), and is answered by the next instance.
     const r = await get(p.url + "/after-hang");
     const hangToAnswer = performance.now() - hungAt;
     assert.equal(r.status, 200, r.text);
-    assert.ok(r.pid !== null && r.pid !== pid1, `answered by pid ${r.pid}, the frozen one is ${pid1}`);
+    assert.ok(r.pid !== null && r.pid !== pid1, `answered by pid ${r.pid} after ${Math.round(hangToAnswer)} ms, the frozen one is ${pid1}\n${p.stderr}`);
     const unhealthy = await p.waitForLine("upstream unhealthy", (l) => l.msg === "upstream unhealthy");
     assert.match(String(unhealthy.reason), /health checks failed in a row; the last: no answer to GET \/up within 300ms/);
     await p.waitForLine("the kill", (l) => l.msg === "app instance unhealthy: killing it (SIGKILL) and starting a new one" && l.pid === pid1);
@@ -116,7 +122,7 @@ test("two upstreams, one frozen with SIGSTOP: it is marked down and requests go 
   const p = await startProxy([...FAST, "-u", a.url, "-u", b.url, "--response-timeout", "5s"]);
   try {
     await until("both upstreams up", async () => (await p.status()).upstreams.every((u) => u.status === "up"), 10_000);
-    process.kill(a.pid, "SIGSTOP");
+    await freeze(a.pid);
     const line = await p.waitForLine("upstream unhealthy", (l) => l.msg === "upstream unhealthy" && l.upstream === a.url);
     assert.match(String(line.reason), /no answer to GET \/up within 300ms/);
     const down = await upstream(p, a.url);
