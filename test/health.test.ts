@@ -16,7 +16,7 @@ import { defaultLayer, resolve, toJSON } from "../src/config/layers.ts";
 import { alive, freePort, type Proxy, ROOT, startProxy, until } from "./helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/app.py");
-const FAST = ["--health-path", "/up", "--health-interval", "200ms", "--health-timeout", "300ms", "--unhealthy-after", "2"];
+const FAST = ["--health-path", "/up", "--health-interval", "200ms", "--health-timeout", "500ms", "--unhealthy-after", "2"];
 
 async function get(url: string): Promise<{ status: number; pid: number | null; ms: number; text: string }> {
   const t0 = performance.now();
@@ -94,7 +94,7 @@ test("holdup runs the app: frozen with SIGSTOP, it is marked unhealthy, killed, 
     const first = await p.waitForLine("instance #1 serving", (l) => l.msg === "app instance serving" && l.instance === 1, 20_000);
     const pid1 = first.pid as number;
     assert.equal((await get(p.url + "/before")).pid, pid1);
-    const hungAt = performance.now();
+    const hungAt = performance.now(), hungWall = Date.now();
     await freeze(pid1);
     // Sent right after the hang: it reaches the frozen app (or is held), and is answered by the next instance.
     const r = await get(p.url + "/after-hang");
@@ -102,7 +102,7 @@ test("holdup runs the app: frozen with SIGSTOP, it is marked unhealthy, killed, 
     assert.equal(r.status, 200, r.text);
     assert.ok(r.pid !== null && r.pid !== pid1, `answered by pid ${r.pid} after ${Math.round(hangToAnswer)} ms, the frozen one is ${pid1}\n${p.stderr}`);
     const unhealthy = await p.waitForLine("upstream unhealthy", (l) => l.msg === "upstream unhealthy");
-    assert.match(String(unhealthy.reason), /health checks failed in a row; the last: no answer to GET \/up within 300ms/);
+    assert.match(String(unhealthy.reason), /health checks failed in a row; the last: no answer to GET \/up within 500ms/);
     await p.waitForLine("the kill", (l) => l.msg === "app instance unhealthy: killing it (SIGKILL) and starting a new one" && l.pid === pid1);
     await until("the frozen pid to be gone", () => !alive(pid1), 5000);
     for (let i = 0; i < 5; i++) assert.equal((await get(p.url + `/later/${i}`)).pid, r.pid);
@@ -110,7 +110,9 @@ test("holdup runs the app: frozen with SIGSTOP, it is marked unhealthy, killed, 
     assert.equal(app.pid, r.pid);
     assert.equal(app.unhealthyKills, 1);
     assert.equal(app.lastExit.signal, "SIGKILL");
-    console.log(`hang → first request answered by the new instance: ${Math.round(hangToAnswer)} ms (healthInterval 200ms, healthTimeout 300ms, unhealthyAfter 2)`);
+    const second = await p.waitForLine("instance #2 serving", (l) => l.msg === "app instance serving" && l.instance === 2);
+    console.log(`hang → first request answered by the new instance: ${Math.round(hangToAnswer)} ms (healthInterval 200ms, healthTimeout 500ms, unhealthyAfter 2): ` +
+      `marked unhealthy after ${Date.parse(String(unhealthy.time)) - hungWall} ms, new instance ready ${second.readyMs} ms after its start (crash backoff 500 ms before it)`);
   } finally {
     await p.stop();
   }
@@ -124,7 +126,7 @@ test("two upstreams, one frozen with SIGSTOP: it is marked down and requests go 
     await until("both upstreams up", async () => (await p.status()).upstreams.every((u) => u.status === "up"), 10_000);
     await freeze(a.pid);
     const line = await p.waitForLine("upstream unhealthy", (l) => l.msg === "upstream unhealthy" && l.upstream === a.url);
-    assert.match(String(line.reason), /no answer to GET \/up within 300ms/);
+    assert.match(String(line.reason), /no answer to GET \/up within 500ms/);
     const down = await upstream(p, a.url);
     assert.equal(down.status, "down");
     assert.equal(down.healthy, false);
