@@ -26,6 +26,7 @@ const OPTIONS = {
   "health-timeout": { type: "string" },
   "unhealthy-after": { type: "string" },
   "ws-idle-timeout": { type: "string" },
+  "ws-ping-interval": { type: "string" },
   "max-held": { type: "string" },
   "max-body-buffer": { type: "string" },
   "max-held-body-bytes": { type: "string" },
@@ -65,6 +66,7 @@ const FLAG_FOR: Record<string, string> = {
   healthTimeout: "--health-timeout",
   unhealthyAfter: "--unhealthy-after",
   wsIdleTimeout: "--ws-idle-timeout",
+  wsPingInterval: "--ws-ping-interval",
   maxHeld: "--max-held",
   maxBodyBuffer: "--max-body-buffer",
   maxHeldBodyBytes: "--max-held-body-bytes",
@@ -117,6 +119,7 @@ export function parseCli(argv: string[]): Cli {
   if (values["health-timeout"] !== undefined) raw.healthTimeout = values["health-timeout"];
   if (values["unhealthy-after"] !== undefined) raw.unhealthyAfter = values["unhealthy-after"];
   if (values["ws-idle-timeout"] !== undefined) raw.wsIdleTimeout = values["ws-idle-timeout"];
+  if (values["ws-ping-interval"] !== undefined) raw.wsPingInterval = values["ws-ping-interval"];
   if (values["max-held"] !== undefined) raw.maxHeld = values["max-held"];
   if (values["max-body-buffer"] !== undefined) raw.maxBodyBuffer = values["max-body-buffer"];
   if (values["max-held-body-bytes"] !== undefined) raw.maxHeldBodyBytes = values["max-held-body-bytes"];
@@ -218,6 +221,9 @@ Connections (every client connection; a held request is exempt from the timeouts
                              1013 between frames); none idle: the new one is refused (default 10000)
       --ws-idle-timeout DUR|off [wsIdleTimeout] a WebSocket with no byte either way (data,
                              ping or pong) for DUR is closed with 1001 between frames (default 10m)
+      --ws-ping-interval DUR|off [wsPingInterval] a WebSocket client silent for DUR is sent a
+                             Ping; its Pong (passed on to the app) keeps the socket open,
+                             a vanished client is closed by wsIdleTimeout      (default off)
 
 Fleet (several holdups acting as one):
       --state URL            [state] redis://host:6379 (also rediss://, :password@, /db):

@@ -9,6 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { Buffer } from "node:buffer";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import http2 from "node:http2";
@@ -16,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { nodeGet, type Proxy, run, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
-import { type Client, open, websocketd } from "./ws-helpers.ts";
+import { type Client, open, rawHandshake, websocketd } from "./ws-helpers.ts";
 
 const CAP = "16";
 
@@ -153,6 +154,32 @@ test("wsIdleTimeout: a WebSocket silent that long is closed with 1001 between fr
     assert.equal(line.closed_by, "holdup");
     talker.ws.close();
     console.log(`idle WebSocket closed after ${Math.round(quietFor)} ms of silence (wsIdleTimeout 600ms)`);
+  } finally {
+    await p.stop();
+    await up.stop();
+  }
+});
+
+test("wsPingInterval: a silent client that answers holdup's Pings stays open past wsIdleTimeout; one that does not answer is closed with 1001", async () => {
+  const up = await websocketd();
+  const p = await startProxy(["-u", up.url, "--ws-idle-timeout", "600ms", "--ws-ping-interval", "150ms"]);
+  try {
+    const live = await open(`${p.url.replace("http", "ws")}/live`);
+    let liveClosed = false;
+    void live.closed.then(() => liveClosed = true);
+    assert.equal(await live.echo("hi"), "hi");
+    const deaf = await rawHandshake(p.port, "/deaf", ["Host: 127.0.0.1"]);
+    assert.equal(deaf.status, 101);
+    // The deaf client reads holdup's Pings but never answers: closed after wsIdleTimeout.
+    await Promise.race([deaf.closed, new Promise((_, reject) => setTimeout(() => reject(new Error("the deaf WebSocket was not closed within 10 s")), 10_000))]);
+    const ping = Buffer.from([0x89, 6, ...Buffer.from("holdup")]);
+    assert.ok(deaf.rest.subarray(0, 8).equals(ping), `first frame: ${deaf.rest.subarray(0, 8).toString("hex")}`);
+    const close = deaf.rest.indexOf(Buffer.from([0x88]));
+    assert.ok(close > 0 && deaf.rest.readUInt16BE(close + 2) === 1001, "a Close 1001 after the Pings");
+    // By now the live client has been silent past the idle time too, answering Pings only.
+    assert.ok(!liveClosed, "the live client was closed");
+    assert.equal(await live.echo("still"), "still");
+    live.ws.close();
   } finally {
     await p.stop();
     await up.stop();

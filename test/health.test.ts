@@ -71,6 +71,7 @@ test("config: healthInterval, healthTimeout, unhealthyAfter and wsIdleTimeout ha
   assert.equal(d.effective.config.healthTimeout, 2000);
   assert.equal(d.effective.config.unhealthyAfter, 3);
   assert.equal(d.effective.config.wsIdleTimeout, 600_000);
+  assert.equal(d.effective.config.wsPingInterval, null);
   const cli = parseCli(["--health-interval", "1s", "--health-timeout", "500ms", "--unhealthy-after", "5", "--ws-idle-timeout", "off"]);
   assert.equal(cli.kind, "run");
   const r = resolve([defaults, cli.kind === "run" ? cli.flags! : defaults]);

@@ -72,6 +72,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       wsMaxBuffered: "16MiB",
       wsCloseSpread: "5s",
       wsIdleTimeout: "10m",
+      wsPingInterval: null,
       drainTimeout: "30s",
       admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null, hosts: [] },
       log: opts.stderrIsTTY ? "text" : "json",
@@ -216,6 +217,7 @@ export function toJSON(c: Config): Record<string, unknown> {
     wsMaxBuffered: c.wsMaxBuffered,
     wsCloseSpread: formatDuration(c.wsCloseSpread),
     wsIdleTimeout: c.wsIdleTimeout === null ? "off" : formatDuration(c.wsIdleTimeout),
+    wsPingInterval: c.wsPingInterval === null ? "off" : formatDuration(c.wsPingInterval),
     drainTimeout: formatDuration(c.drainTimeout),
     admin: {
       listen: c.admin.listen ? formatListen(c.admin.listen) : "off",

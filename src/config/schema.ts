@@ -65,6 +65,8 @@ export interface Config {
   maxConnections: number;
   /** A WebSocket with no byte either way for this long is closed (1001); null: never. */
   wsIdleTimeout: number | null;
+  /** A WebSocket whose client sent nothing this long gets a Ping from holdup; null: never. */
+  wsPingInterval: number | null;
   /** Per WebSocket: bytes queued toward a side that is not reading, past which it is closed (1009). */
   wsMaxBuffered: number;
   /** Closes of WebSockets on a removed upstream (1012) are spread over this. */
@@ -176,6 +178,8 @@ function parsed<T>(parse: (text: string) => T | string, allowNumber = false) {
  * "600h" tryInterval would otherwise probe thousands of times a second.
  */
 const duration = (min: number, max = DAY) => parsed((t) => durationIn(t, min, max));
+/** A duration, or "off" (also 0 or null): null. */
+const offOr = (min: number) => z.nullable(z.pipe(parsed((t) => (/^(off|0)$/.test(t.trim()) ? 0 : durationIn(t, min, DAY)), true), z.transform((ms) => ms || null)));
 function durationIn(t: string, min: number, max: number): number | string {
   const ms = parseDuration(t);
   if (typeof ms !== "number") return ms;
@@ -266,7 +270,8 @@ export const partialSchema = z.strictObject({
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
   wsCloseSpread: z.optional(duration(0, 3_600_000)),
   // "off" (or 0, or null): never.
-  wsIdleTimeout: z.optional(z.nullable(z.pipe(parsed((t) => (/^(off|0)$/.test(t.trim()) ? 0 : durationIn(t, 100, DAY)), true), z.transform((ms) => ms || null)))),
+  wsIdleTimeout: z.optional(offOr(100)),
+  wsPingInterval: z.optional(offOr(100)),
   drainTimeout: z.optional(duration(0)),
   admin: z.optional(
     z.strictObject({
@@ -417,7 +422,7 @@ const KNOWN = [
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
-  "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "healthInterval", "healthTimeout", "unhealthyAfter", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
+  "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 
 function suggest(key: string): string {

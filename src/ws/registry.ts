@@ -90,6 +90,7 @@ export interface WsSettings {
   wsMaxBuffered: number;
   /** Absent (the edge entry): no idle timeout. */
   wsIdleTimeout?: number | null;
+  wsPingInterval?: number | null;
 }
 
 export class WsRegistry implements TunnelHost {
@@ -173,6 +174,10 @@ export class WsRegistry implements TunnelHost {
 
   idleTimeout(): number | null {
     return this.settings().wsIdleTimeout ?? null;
+  }
+
+  pingInterval(): number | null {
+    return this.settings().wsPingInterval ?? null;
   }
 
   warn(message: string, fields: Record<string, unknown>): void {

@@ -14,14 +14,15 @@
  * Idle: no byte either way (data, ping or pong) for wsIdleTimeout closes it
  * with 1001 "idle timeout"; and between frames both ways it counts as idle for
  * the listener's connection cap (serve/conns.ts), which may close the one idle
- * longest with 1013 to let a new client in. holdup sends no pings of its own:
- * the app's or the client's heartbeats pass through and keep it open.
+ * longest with 1013 to let a new client in. With wsPingInterval, a client
+ * silent that long gets a Ping from holdup (between frames): a live client's
+ * Pong keeps the socket open, a vanished one's silence lets wsIdleTimeout close it.
  */
 import type { Socket } from "node:net";
 import { onDrain } from "../drain.ts";
 import type { Upstream } from "../upstream.ts";
 import { type OpenWebSocket, WebSocketBase } from "./registry.ts";
-import { clientClose, FrameTracker, serverClose } from "./frames.ts";
+import { clientClose, FrameTracker, SERVER_PING, serverClose } from "./frames.ts";
 import { setUpgraded } from "../serve/conns.ts";
 
 /** How long a closing handshake holdup started may take before the sockets are cut. */
@@ -38,6 +39,8 @@ export interface TunnelHost {
   maxBuffered(): number;
   /** No byte either way for this long closes it (1001); null: never. */
   idleTimeout?(): number | null;
+  /** A client silent this long is sent a Ping; null: never. */
+  pingInterval?(): number | null;
   warn(message: string, fields: Record<string, unknown>): void;
 }
 
@@ -55,7 +58,9 @@ export class Tunnel extends WebSocketBase {
   private closedSockets = 0;
   /** performance.now() of the last byte either way. */
   private last = performance.now();
+  private lastFromClient = this.last;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  private pingTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly client: Socket,
@@ -101,6 +106,20 @@ export class Tunnel extends WebSocketBase {
       evict: () => this.closeWith(1013, "connection limit reached"),
     });
     this.armIdle(this.host.idleTimeout?.() ?? null);
+    this.armPing(this.host.pingInterval?.() ?? null);
+  }
+
+  private armPing(ms: number | null): void {
+    if (ms === null) return;
+    this.pingTimer = setTimeout(() => {
+      const every = this.host.pingInterval?.() ?? null;
+      if (every === null || this.ended) return;
+      const quiet = performance.now() - this.lastFromClient;
+      if (quiet < every) return this.armPing(every - quiet);
+      // Only between frames toward the client, and not once a close is under way.
+      if (this.down.atBoundary && !this.pending && this.code === null && !this.client.destroyed) this.client.write(SERVER_PING);
+      this.armPing(every);
+    }, ms);
   }
 
   /** Since when it has been idle (between frames both ways, no close under way); null: busy. */
@@ -122,7 +141,8 @@ export class Tunnel extends WebSocketBase {
 
   protected override finish(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    this.idleTimer = this.pingTimer = null;
     super.finish();
   }
 
@@ -167,7 +187,7 @@ export class Tunnel extends WebSocketBase {
   }
 
   private fromClient(chunk: Uint8Array): void {
-    this.last = performance.now();
+    this.last = this.lastFromClient = performance.now();
     if (this.upstreamDone) {
       this.up.feed(chunk);
       return;
