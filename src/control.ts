@@ -60,8 +60,6 @@ export class Control {
   private appUpstreams: string[] | null = null;
   /** Set when holdup runs the app: a zero-downtime restart. */
   restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
-  /** Set when holdup runs the app: health checks marked this upstream down (see run/supervisor.ts). */
-  onUnhealthy: ((app: string, url: string, reason: string) => void) | null = null;
   /** Set when holdup runs the app: its part of GET /status. */
   appStatus: (() => Record<string, unknown>) | null = null;
   connectionStatus: (() => unknown) | null = null; // the proxy listener's connections, for GET /status

@@ -113,7 +113,7 @@ export async function main(rt: Runtime): Promise<void> {
     h.control.setAppUpstream(null);
     h.control.restartApp = (trigger) => sup.restart(trigger);
     h.control.appStatus = () => sup.status();
-    h.control.onUnhealthy = (_app, url, reason) => sup.unhealthy(url, reason);
+    h.hooks.onUnhealthy = (_app, url, reason) => sup.unhealthy(url, reason);
   }
   const proxyHandler: IncomingHandler = app
     ? ((sup) => (req) => {
