@@ -263,7 +263,9 @@ test("idle stop: an open WebSocket is activity; the app is stopped only after it
     await ws.closed;
     const closedAt = performance.now();
     await until("the idle app to be stopped", () => !alive(pid), 10_000);
-    console.log(`app stopped ${Math.round(performance.now() - closedAt)} ms after the WebSocket closed (idleStop 500ms)`);
+    const after = performance.now() - closedAt;
+    assert.ok(after >= 300, `stopped ${Math.round(after)} ms after the WebSocket closed, before the idle time`);
+    console.log(`app stopped ${Math.round(after)} ms after the WebSocket closed (idleStop 500ms)`);
     assert.equal((await appStatus(p)).phase, "idle");
     // A handshake starts it again.
     const again = await open(p.url.replace("http", "ws") + "/echo");

@@ -269,7 +269,8 @@ export class Supervisor {
       this.lastActivity = performance.now();
       return;
     }
-    if (this.o.state.held > 0 || performance.now() - this.lastActivity < idle) return;
+    const last = Math.max(this.lastActivity, this.o.state.websockets.lastEnded);
+    if (this.o.state.held > 0 || performance.now() - last < idle) return;
     this.phase = "idle";
     this.current = null;
     this.o.control.setAppUpstream(null);

@@ -101,6 +101,8 @@ export class WsRegistry implements TunnelHost {
   messagesToUpstream = 0;
   messagesToClient = 0;
   opened = 0;
+  /** performance.now() when the last one closed (activity, for --idle-stop). */
+  lastEnded = 0;
   /** Closes by code (1006: dropped without a Close frame). */
   readonly closes = new Map<number, number>();
   /** Set by shutdown: new handshakes are refused. */
@@ -186,6 +188,7 @@ export class WsRegistry implements TunnelHost {
 
   ended(t: OpenWebSocket): void {
     if (!this.open.delete(t)) return;
+    this.lastEnded = performance.now();
     const n = this.countFor(t.target) - 1;
     if (n > 0) this.perUpstream.set(t.target, n);
     else this.perUpstream.delete(t.target);
