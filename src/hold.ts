@@ -72,8 +72,9 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     const u = snap.mode === "running" ? state.pick(snap) : null;
     if (u) {
       const input = {
-        // A request that was never held skips watching its client: the hot path stays lean.
-        target, method: req.method, headers, body, fresh, signal: wasHeld ? req.signal : null,
+        // A client that leaves cancels its upstream request (the fetch is aborted, its connection closed), as nginx
+        // and Caddy do — not on a runtime that would then resend it (see Runtime.abortResends).
+        target, method: req.method, headers, body, fresh, signal: wasHeld || !d.runtime.abortResends ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;

@@ -69,6 +69,7 @@ export const bunRuntime: Runtime = {
   wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
   tlsHandOff: true,
+  abortResends: false,
   get version() {
     return Bun.version;
   },
