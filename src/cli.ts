@@ -24,6 +24,7 @@ const OPTIONS = {
   "health-path": { type: "string" },
   "max-held": { type: "string" },
   "max-body-buffer": { type: "string" },
+  "max-body": { type: "string" },
   "max-held-body-bytes": { type: "string" },
   "header-timeout": { type: "string" },
   "body-timeout": { type: "string" },
@@ -59,6 +60,7 @@ const FLAG_FOR: Record<string, string> = {
   healthPath: "--health-path",
   maxHeld: "--max-held",
   maxBodyBuffer: "--max-body-buffer",
+  maxBody: "--max-body",
   maxHeldBodyBytes: "--max-held-body-bytes",
   headerTimeout: "--header-timeout",
   bodyTimeout: "--body-timeout",
@@ -107,6 +109,7 @@ export function parseCli(argv: string[]): Cli {
   if (values["health-path"] !== undefined) raw.healthPath = values["health-path"];
   if (values["max-held"] !== undefined) raw.maxHeld = values["max-held"];
   if (values["max-body-buffer"] !== undefined) raw.maxBodyBuffer = values["max-body-buffer"];
+  if (values["max-body"] !== undefined) raw.maxBody = values["max-body"];
   if (values["max-held-body-bytes"] !== undefined) raw.maxHeldBodyBytes = values["max-held-body-bytes"];
   if (values["header-timeout"] !== undefined) raw.headerTimeout = values["header-timeout"];
   if (values["body-timeout"] !== undefined) raw.bodyTimeout = values["body-timeout"];
@@ -187,6 +190,8 @@ Options (config-file key in brackets; a flag overrides the file):
       --health-path PATH     [healthPath] upstream is ready only when GET PATH is 2xx (default none)
       --max-held N           [maxHeld] most requests held at once; past it, 503     (default 10000)
       --max-body-buffer SIZE [maxBodyBuffer] largest body kept in memory for replay (default 1MiB)
+      --max-body SIZE        [maxBody] larger request bodies get 413, nothing sent upstream;
+                             a chunked body is then read whole first          (default none)
       --max-held-body-bytes SIZE [maxHeldBodyBytes] buffered bodies of all held requests
                              together; past it, 503 with Retry-After          (default 256MiB)
 

@@ -15,7 +15,7 @@
  * - no response head within responseTimeout → 504.
  */
 import { attempt } from "./forward/attempt.ts";
-import { type Body, bodySize, prepareBody } from "./forward/body.ts";
+import { type Body, bodySize, prepareBody, TooLarge } from "./forward/body.ts";
 import { clientHeaders, upstreamHeaders } from "./forward/headers.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
@@ -50,8 +50,12 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
 
   let body: Body;
   try {
-    body = await prepareBody(req, snap.config.maxBodyBuffer);
-  } catch {
+    body = await prepareBody(req, snap.config.maxBodyBuffer, snap.config.maxBody);
+  } catch (e) {
+    if (e instanceof TooLarge) {
+      // The rest of the body stays unread: the connection closes after the answer.
+      return done(413, `the request body is larger than maxBody (${snap.config.maxBody} bytes)`, 0, undefined, [["connection", "close"]]);
+    }
     return done(499, "client disconnected while sending the body", 0);
   }
   const headers = upstreamHeaders(req);

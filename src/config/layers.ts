@@ -59,6 +59,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       healthPath: null,
       maxHeld: 10000,
       maxBodyBuffer: "1MiB",
+      maxBody: null,
       maxHeldBodyBytes: "256MiB",
       headerTimeout: "10s",
       bodyTimeout: "60s",
@@ -201,6 +202,7 @@ export function toJSON(c: Config): Record<string, unknown> {
     healthPath: c.healthPath,
     maxHeld: c.maxHeld,
     maxBodyBuffer: c.maxBodyBuffer,
+    maxBody: c.maxBody,
     maxHeldBodyBytes: c.maxHeldBodyBytes,
     headerTimeout: formatDuration(c.headerTimeout),
     bodyTimeout: formatDuration(c.bodyTimeout),
@@ -226,6 +228,7 @@ export function toJSON(c: Config): Record<string, unknown> {
       responseTimeout: formatDuration(a.responseTimeout),
       maxHeld: a.maxHeld,
       maxBodyBuffer: a.maxBodyBuffer,
+      maxBody: a.maxBody,
       ...(a.tls ? { tls: a.tls } : {}),
     })),
     ...(c.tls.cert || c.tls.redirectHttp || c.tls.acme
