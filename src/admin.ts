@@ -140,13 +140,8 @@ export function adminApp(d: AdminDeps): Hono {
       "x-content-type-options": "nosniff",
     }));
   app.get("/healthz", (c) => c.text("ok\n"));
-  /** ?app=NAME (or a JSON "app" field): that app; without it, every app. */
-  const which = (c: Context, body?: unknown): App[] | Response => {
-    const fromBody = body && typeof body === "object" ? (body as { app?: unknown }).app : undefined;
-    const name = c.req.query("app") ?? (typeof fromBody === "string" ? fromBody : null);
-    const apps = d.control.select(name);
-    return apps ?? c.json({ error: `no app named "${name}"; apps: ${d.apps.list.map((a) => a.name).join(", ")}` }, 404);
-  };
+  /** ?app=NAME: that app; without it, every app. */
+  const which = (c: Context): App[] | Response => selectApps(c, d, c.req.query("app") ?? null);
 
   app.get("/status", (c) => {
     const apps = which(c);
@@ -204,14 +199,14 @@ export function adminApp(d: AdminDeps): Hono {
     return c.json(d.control.status());
   };
 
-  app.post("/pause", (c) => {
-    const apps = which(c);
-    return apps instanceof Response ? apps : setMode(c, apps, "paused");
+  app.post("/pause", async (c) => {
+    const t = await modeTarget(c, d, false);
+    return t instanceof Response ? t : setMode(c, t.apps, "paused");
   });
 
-  app.post("/resume", (c) => {
-    const apps = which(c);
-    return apps instanceof Response ? apps : setMode(c, apps, "running");
+  app.post("/resume", async (c) => {
+    const t = await modeTarget(c, d, false);
+    return t instanceof Response ? t : setMode(c, t.apps, "running");
   });
 
   app.post("/deploy", async (c) => {
@@ -226,27 +221,46 @@ export function adminApp(d: AdminDeps): Hono {
   });
 
   app.post("/stop", async (c) => {
-    const parsed = await jsonBody(c);
-    if ("error" in parsed) return parsed.error;
-    let message = "";
-    if ("value" in parsed) {
-      const body = parsed.value;
-      const m = (body as { message?: unknown })?.message;
-      const keys = body && typeof body === "object" ? Object.keys(body) : [];
-      if (typeof body !== "object" || body === null || keys.some((k) => k !== "message" && k !== "app") || (m !== undefined && typeof m !== "string")) {
-        return c.json({ error: 'expected {"message": "text shown to clients", "app"?: "name"}' }, 400);
-      }
-      message = (m as string | undefined) ?? "";
-    }
-    const apps = which(c, "value" in parsed ? parsed.value : undefined);
-    if (apps instanceof Response) return apps;
-    return setMode(c, apps, "stopped", message);
+    const t = await modeTarget(c, d, true);
+    return t instanceof Response ? t : setMode(c, t.apps, "stopped", t.message);
   });
 
   app.notFound((c) =>
     c.json({ error: `no such admin endpoint: ${c.req.method} ${c.req.path}`, endpoints: ENDPOINTS }, 404)
   );
   return app;
+}
+
+/** NAME's app, every app (null), or 404 naming the apps there are. */
+function selectApps(c: Context, d: AdminDeps, name: string | null): App[] | Response {
+  const apps = d.control.select(name);
+  return apps ?? c.json({ error: `no app named "${name}"; apps: ${d.apps.list.map((a) => a.name).join(", ")}` }, 404);
+}
+
+/**
+ * What POST /pause, /resume and /stop act on: the app named by ?app=NAME or
+ * by the JSON body's "app" (both: the same name), every app only when neither
+ * names one. The body may hold only "app" (and for /stop "message"): any other
+ * key, or an "app" that is not a name, is 400 — a request meant for one app
+ * never acts on all.
+ */
+async function modeTarget(c: Context, d: AdminDeps, stop: boolean): Promise<{ apps: App[]; message: string } | Response> {
+  const shape = stop ? '{"app"?: "name", "message"?: "text shown to clients"}' : '{"app"?: "name"}';
+  const parsed = await jsonBody(c);
+  if ("error" in parsed) return parsed.error;
+  const body = "value" in parsed ? parsed.value : {};
+  if (!body || typeof body !== "object" || Array.isArray(body)) return c.json({ error: `expected a JSON object: ${shape}` }, 400);
+  const b = body as Record<string, unknown>;
+  const unknown = Object.keys(b).find((k) => k !== "app" && !(stop && k === "message"));
+  if (unknown !== undefined) return c.json({ error: `unknown key "${unknown}"; expected ${shape}` }, 400);
+  if (b.app !== undefined && (typeof b.app !== "string" || b.app === "")) return c.json({ error: `app: must be an app's name; expected ${shape}` }, 400);
+  if (b.message !== undefined && typeof b.message !== "string") return c.json({ error: `message: must be a string; expected ${shape}` }, 400);
+  const query = c.req.query("app");
+  if (query !== undefined && b.app !== undefined && query !== b.app) {
+    return c.json({ error: `?app=${query} and the body's "app": "${b.app}" name different apps; name one` }, 400);
+  }
+  const apps = selectApps(c, d, query ?? (b.app as string | undefined) ?? null);
+  return apps instanceof Response ? apps : { apps, message: (b.message as string | undefined) ?? "" };
 }
 
 const ENDPOINTS = [

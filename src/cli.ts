@@ -33,6 +33,7 @@ export const OPTIONS = {
   "ws-ping-interval": { type: "string" },
   "max-held": { type: "string" },
   "max-body-buffer": { type: "string" },
+  "max-body": { type: "string" },
   "max-held-body-bytes": { type: "string" },
   "header-timeout": { type: "string" },
   "body-timeout": { type: "string" },
@@ -75,6 +76,7 @@ const FLAG_FOR: Record<string, string> = {
   wsPingInterval: "--ws-ping-interval",
   maxHeld: "--max-held",
   maxBodyBuffer: "--max-body-buffer",
+  maxBody: "--max-body",
   maxHeldBodyBytes: "--max-held-body-bytes",
   headerTimeout: "--header-timeout",
   bodyTimeout: "--body-timeout",
@@ -140,6 +142,7 @@ export function parseCli(argv: string[]): Cli {
   if (values["ws-ping-interval"] !== undefined) raw.wsPingInterval = values["ws-ping-interval"];
   if (values["max-held"] !== undefined) raw.maxHeld = values["max-held"];
   if (values["max-body-buffer"] !== undefined) raw.maxBodyBuffer = values["max-body-buffer"];
+  if (values["max-body"] !== undefined) raw.maxBody = values["max-body"];
   if (values["max-held-body-bytes"] !== undefined) raw.maxHeldBodyBytes = values["max-held-body-bytes"];
   if (values["header-timeout"] !== undefined) raw.headerTimeout = values["header-timeout"];
   if (values["body-timeout"] !== undefined) raw.bodyTimeout = values["body-timeout"];
@@ -254,6 +257,8 @@ Options (config-file key in brackets; a flag overrides the file):
                              runs is killed (SIGKILL) and restarted         (default 3)
       --max-held N           [maxHeld] most requests held at once; past it, 503     (default 10000)
       --max-body-buffer SIZE [maxBodyBuffer] largest body kept in memory for replay (default 1MiB)
+      --max-body SIZE        [maxBody] larger request bodies get 413, nothing sent upstream;
+                             a chunked body is then read whole first          (default none)
       --max-held-body-bytes SIZE [maxHeldBodyBytes] buffered bodies of all held requests
                              together; past it, 503 with Retry-After          (default 256MiB)
 

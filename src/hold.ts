@@ -15,7 +15,7 @@
  * - no response head within responseTimeout → 504.
  */
 import { attempt } from "./forward/attempt.ts";
-import { type Body, bodySize, prepareBody } from "./forward/body.ts";
+import { type Body, bodySize, prepareBody, TooLarge } from "./forward/body.ts";
 import { clientHeaders, upstreamHeaders } from "./forward/headers.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
@@ -50,8 +50,12 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
 
   let body: Body;
   try {
-    body = await prepareBody(req, snap.config.maxBodyBuffer);
-  } catch {
+    body = await prepareBody(req, snap.config.maxBodyBuffer, snap.config.maxBody);
+  } catch (e) {
+    if (e instanceof TooLarge) {
+      // The rest of the body stays unread: the connection closes after the answer.
+      return done(413, `the request body is larger than maxBody (${snap.config.maxBody} bytes)`, 0, undefined, [["connection", "close"]]);
+    }
     return done(499, "client disconnected while sending the body", 0);
   }
   const headers = upstreamHeaders(req);
@@ -72,8 +76,9 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     const u = snap.mode === "running" ? state.pick(snap) : null;
     if (u) {
       const input = {
-        // A request that was never held skips watching its client: the hot path stays lean.
-        target, method: req.method, headers, body, fresh, signal: wasHeld ? req.signal : null,
+        // A client that leaves cancels its upstream request (the fetch is aborted, its connection closed), as nginx
+        // and Caddy do — not on a runtime that would then resend it (see Runtime.abortResends).
+        target, method: req.method, headers, body, fresh, signal: wasHeld || !d.runtime.abortResends ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { createHash, randomBytes, X509Certificate } from "node:crypto";
-import { freePort, type Proxy, ROOT, run, runtimeCommand, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
+import { freePort, type Proxy, rawRequest, ROOT, run, RUNTIME, runtimeCommand, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
 import { clientFrame, websocketd } from "./ws-helpers.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "holdup-tls-"));
@@ -88,6 +88,29 @@ test("HTTPS from --tls-cert/--tls-key: curl gets the upstream's answer, X-Forwar
     const acme = await curl(["-o", "/dev/null", "-w", "%{http_code}", `http://localhost:${rp}/.well-known/acme-challenge/nope`]);
     assert.equal(acme.out, "404");
     assert.equal(up.received.length, 2);
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+// Not on Deno yet: its node:http2 server serves one request only on a connection handed over by a front door (Runtime.tlsHandOff).
+const noHandOff = RUNTIME === "deno" ? "Deno: no front door (Runtime.tlsHandOff)" : false;
+test("plain HTTP sent to the HTTPS port gets a 400 saying the port speaks HTTPS, then the connection closes; TLS on the port still works", { skip: noHandOff }, async () => {
+  const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key]);
+  try {
+    const r = await rawRequest(proxy.port, "GET /plain HTTP/1.1\nHost: localhost"); // resolves when holdup closes it
+    assert.equal(r.status, 400);
+    assert.match(r.body.toString(), /this port speaks HTTPS; the plain HTTP request was sent to an HTTPS port/);
+    assert.equal(r.header("connection"), "close");
+    assert.equal(up.received.length, 0, "nothing reached the upstream");
+    const s = await connect(proxy.port);
+    assert.deepEqual(await tlsRequest(s, "/tls"), { status: 200, body: "ok /tls" });
+    assert.deepEqual(await tlsRequest(s, "/again"), { status: 200, body: "ok /again" }, "the connection is kept alive");
+    s.destroy();
+    const h2 = await curl(["--cacert", A.cert, "--http2", "-w", "\n%{http_code} %{http_version}", `https://localhost:${proxy.port}/h2`]);
+    assert.equal(h2.out, "ok /h2\n200 2", h2.err);
   } finally {
     await proxy.stop();
     await up.close();

@@ -64,6 +64,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       unhealthyAfter: 3,
       maxHeld: 10000,
       maxBodyBuffer: "1MiB",
+      maxBody: null,
       maxHeldBodyBytes: "256MiB",
       headerTimeout: "10s",
       bodyTimeout: "60s",
@@ -213,6 +214,7 @@ export function toJSON(c: Config): Record<string, unknown> {
     unhealthyAfter: c.unhealthyAfter,
     maxHeld: c.maxHeld,
     maxBodyBuffer: c.maxBodyBuffer,
+    maxBody: c.maxBody,
     maxHeldBodyBytes: c.maxHeldBodyBytes,
     headerTimeout: formatDuration(c.headerTimeout),
     bodyTimeout: formatDuration(c.bodyTimeout),
@@ -240,6 +242,7 @@ export function toJSON(c: Config): Record<string, unknown> {
       responseTimeout: formatDuration(a.responseTimeout),
       maxHeld: a.maxHeld,
       maxBodyBuffer: a.maxBodyBuffer,
+      maxBody: a.maxBody,
       ...(a.tls ? { tls: a.tls } : {}),
     })),
     ...(c.tls.cert || c.tls.redirectHttp || c.tls.acme

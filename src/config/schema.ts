@@ -54,6 +54,8 @@ export interface Config {
   unhealthyAfter: number;
   maxHeld: number;
   maxBodyBuffer: number;
+  /** A request body larger than this is refused 413 before any of it goes upstream; null: no limit. */
+  maxBody: number | null;
   /** Buffered bodies of all held requests together; past it, 503. */
   maxHeldBodyBytes: number;
   /** The whole request head must arrive within this. */
@@ -131,7 +133,7 @@ export const ACME_DEFAULTS = {
 
 /** The keys an app may set for itself; top-level values are their defaults. */
 export const APP_KEYS = [
-  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer",
+  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "maxBody",
 ] as const;
 
 export interface AppConfig {
@@ -148,6 +150,7 @@ export interface AppConfig {
   responseTimeout: number;
   maxHeld: number;
   maxBodyBuffer: number;
+  maxBody: number | null;
   /** This app's certificate, chosen by SNI for its hosts; null: the top-level one. */
   tls: CertFiles | null;
 }
@@ -223,6 +226,7 @@ const app = z.strictObject({
   responseTimeout: z.optional(duration(1)),
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
+  maxBody: z.optional(z.nullable(size(2 ** 40))),
   tls: z.optional(z.nullable(z.strictObject({ cert: filePath, key: filePath }))),
 });
 export type ParsedApp = z.output<typeof app>;
@@ -268,6 +272,7 @@ export const partialSchema = z.strictObject({
   unhealthyAfter: z.optional(parsed((t) => (/^\d+$/.test(t.trim()) && +t >= 1 && +t <= 1000 ? +t : `"${t}" is not a number of failed probes from 1 to 1000`), true)),
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
+  maxBody: z.optional(z.nullable(size(2 ** 40))),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
   // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
@@ -427,7 +432,7 @@ function typeOf(v: unknown): string {
 
 const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
-  "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
+  "maxHeld", "maxBodyBuffer", "maxBody", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
   "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",

@@ -14,9 +14,18 @@ export type Body =
 
 const NONE: Body = { kind: "none" };
 
-export async function prepareBody(req: Incoming, maxBuffer: number): Promise<Body> {
+/** The body is larger than maxBody (declared, or counted while reading a chunked one). */
+export class TooLarge extends Error {}
+
+/**
+ * `maxBody` (null: none): a declared length past it throws TooLarge before a
+ * byte is read; a chunked body is then read whole (at most maxBody) before
+ * anything goes upstream, so a body found too large has sent nothing.
+ */
+export async function prepareBody(req: Incoming, maxBuffer: number, maxBody: number | null = null): Promise<Body> {
   const n = req.contentLength;
   if (n === 0) return NONE;
+  if (n !== null && maxBody !== null && n > maxBody) throw new TooLarge();
   const stream = req.body;
   if (!stream) return NONE;
   if (n !== null) {
@@ -34,7 +43,12 @@ export async function prepareBody(req: Incoming, maxBuffer: number): Promise<Bod
     if (done) break;
     chunks.push(value);
     size += value.byteLength;
-    if (size > maxBuffer) return { kind: "stream", stream: resume(chunks, reader) };
+    if (maxBody !== null) {
+      if (size > maxBody) {
+        reader.cancel().catch(() => {});
+        throw new TooLarge();
+      }
+    } else if (size > maxBuffer) return { kind: "stream", stream: resume(chunks, reader) };
   }
   if (size === 0) return NONE;
   return { kind: "buffered", bytes: concat(chunks, size) };

@@ -45,10 +45,11 @@
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
-import type { Socket } from "node:net";
+import type { Server as NetServer, Socket } from "node:net";
 import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
 import { type Conn, type ConnKind, ConnTable, upgradedOf } from "./conns.ts";
+import { tlsFrontDoor } from "./front-door.ts";
 import { drained } from "../drain.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
@@ -71,6 +72,8 @@ export interface ListenOptions {
    * listen() again on the listening handle re-arms it: done on a timer there.
    */
   rearmAccept?: boolean;
+  /** HTTPS: answer plain HTTP on the port 400 through a front door (see front-door.ts; Runtime.tlsHandOff). */
+  frontDoor?: boolean;
   /** See Runtime.wholeBodyMax. */
   wholeBodyMax?: number;
   /**
@@ -334,17 +337,19 @@ export function listen(o: ListenOptions): Promise<Listener> {
     else start();
   });
 
+  // HTTPS: a front door answers plain HTTP on the port 400 (see front-door.ts) and hands TLS on to `server`.
+  const acceptor: NetServer = o.tls && o.frontDoor ? tlsFrontDoor(server, () => limits.headerTimeout) : server;
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort }, () => {
-      server.off("error", reject);
-      server.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
-      const addr = server.address();
+    acceptor.once("error", reject);
+    acceptor.listen({ port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort }, () => {
+      acceptor.off("error", reject);
+      acceptor.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
+      const addr = acceptor.address();
       const port = addr && typeof addr === "object" ? addr.port : o.port;
       let rearm: ReturnType<typeof setInterval> | null = null;
       if (o.rearmAccept) {
         // deno-lint-ignore no-explicit-any
-        const handle = (server as any)._handle;
+        const handle = (acceptor as any)._handle;
         if (typeof handle?.listen === "function") {
           rearm = setInterval(() => handle.listen(511), 250);
           (rearm as { unref?: () => void }).unref?.();
@@ -378,7 +383,8 @@ export function listen(o: ListenOptions): Promise<Listener> {
           closing = true;
           return new Promise<void>((done) => {
             for (const session of sessions) session.close();
-            server.close(() => done());
+            acceptor.close(() => done());
+            if (acceptor !== server) server.close(noop); // not listening itself: closes what it has open
             for (const s of conns) if (!s[BUSY]) s.destroy();
           });
         },
