@@ -73,7 +73,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     if (u) {
       const input = {
         // A request that was never held skips watching its client: the hot path stays lean.
-        target, method: req.method, headers, body, fresh, signal: wasHeld ? req.signal : null,
+        target, method: req.method, headers, body, fresh, signal: wasHeld || req.watched ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;
