@@ -48,6 +48,9 @@ import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
 import { drained } from "../drain.ts";
+import { badFraming } from "./framing.ts";
+import { h2Settings, RESET_LIMIT, RESET_WINDOW_MS, resetGuard } from "./h2.ts";
+import { dequeued, queued } from "./pipeline.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
 
@@ -150,7 +153,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   /** HTTP/2 sessions open now, closed gracefully (GOAWAY) by shutdown(). */
   const sessions = new Set<http2.ServerHttp2Session>();
   if (o.tls) {
-    const h2 = http2.createSecureServer({ ...tlsOptions(), allowHTTP1: true } as http2.SecureServerOptions);
+    const h2 = http2.createSecureServer({ ...tlsOptions(), allowHTTP1: true, settings: h2Settings } as http2.SecureServerOptions);
     server = h2 as unknown as http.Server;
     h2.on("session", (session: http2.ServerHttp2Session) => trackSession(session));
   } else server = http.createServer(httpOptions);
@@ -193,7 +196,11 @@ export function listen(o: ListenOptions): Promise<Listener> {
       idle = setTimeout(() => session.close(), ms);
     };
     arm(limits.headerTimeout);
+    const guard = resetGuard(session, () => {
+      o.warn("HTTP/2 client reset too many streams: connection closed", { resets: RESET_LIMIT, windowMs: RESET_WINDOW_MS, client: session.socket?.remoteAddress });
+    });
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      guard(stream);
       streams++;
       if (idle) clearTimeout(idle);
       idle = null;
@@ -282,8 +289,9 @@ export function listen(o: ListenOptions): Promise<Listener> {
     requests++;
     req.on("error", noop);
     const target = originForm(req.url ?? "");
-    const bad = target === null ? BAD_TARGET : badHost(req);
-    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme);
+    const framing = h2 ? null : badFraming(req);
+    const bad = framing ?? (target === null ? BAD_TARGET : badHost(req));
+    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme, h2);
     // HTTP/2: a stream the client reset ends with 'finish' and writableFinished on both runtimes
     // (Deno, Bun): its 'aborted' event says so instead.
     let aborted = false;
@@ -303,9 +311,15 @@ export function listen(o: ListenOptions): Promise<Listener> {
       if (queue?.length) {
         if (!started) {
           const i = queue.indexOf(start);
-          if (i >= 0) queue.splice(i, 1);
+          if (i >= 0) {
+            queue.splice(i, 1);
+            dequeued(socket, queue.length);
+          }
+        } else if (!socket.destroyed && !socket.writableEnded) {
+          const next = queue.shift()!;
+          dequeued(socket, queue.length);
+          next();
         }
-        else if (!socket.destroyed) queue.shift()!();
       }
       if (closing && !socket[BUSY]) socket.destroy();
       else if (ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, limits.keepAliveTimeout);
@@ -313,6 +327,13 @@ export function listen(o: ListenOptions): Promise<Listener> {
     if (closing && !h2) res.shouldKeepAlive = false;
     const start = () => {
       started = true;
+      if (framing) {
+        // Nothing after this request on the connection can be trusted: close it, start no queued request.
+        res.once("finish", () => {
+          socket.end(); // end, not destroy: a reset could cut the refusal before the client reads it
+          setTimeout(() => socket.destroy(), 1000);
+        });
+      }
       if (bad) return void writeReply(res, bad, !h2);
       let reply;
       try {
@@ -324,7 +345,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
         reply.then((r) => writeReply(res, r, false), (e) => writeReply(res, internalError(o, e), false));
       } else writeReply(res, reply, false);
     };
-    if (!h2 && socket[BUSY]! > 1) (socket[QUEUE] ??= []).push(start);
+    if (!h2 && socket[BUSY]! > 1) queued(socket, (socket[QUEUE] ??= []).push(start));
     else start();
   });
 
@@ -427,7 +448,7 @@ class NodeIncoming implements Incoming {
   private gone = false;
   private _body: ReadableStream<Uint8Array> | null | undefined;
 
-  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https") {
+  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https", readonly watched = false) {
     this.method = req.method ?? "GET";
   }
 
