@@ -76,6 +76,8 @@ export class Metrics {
     out.push(`holdup_pipelined_deepest ${pipelineStats.deepest}`);
     metric("holdup_pipeline_stopped_connections", "gauge", "Connections not read now because their pipeline is full.");
     out.push(`holdup_pipeline_stopped_connections ${pipelineStats.stopped}`);
+    metric("holdup_pipeline_cut_connections_total", "counter", "Connections closed because more than 4096 pipelined requests waited on them.");
+    out.push(`holdup_pipeline_cut_connections_total ${pipelineStats.cut}`);
 
     metric("holdup_hold_seconds", "histogram", "How long held requests waited before they were sent or answered.");
     for (const a of apps) {

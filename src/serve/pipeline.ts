@@ -14,12 +14,20 @@
  * most PIPELINE_DEPTH plus one read's requests, whatever it sends.
  * How to stop: on Deno 2.9 the parser reads the socket's handle directly, so
  * socket.pause() (and setting handle.reading) leaves it reading; only
- * handle.readStop() stops it. On Bun there is no handle: socket.pause() does.
+ * handle.readStop() stops it. Bun 1.4's server parses natively and keeps
+ * reading whatever JS does (socket.pause() only delays the events: all 60,000
+ * requests arrived anyway), so there the hard bound is what holds: past
+ * PIPELINE_CUT requests waiting, the connection is closed. The requests
+ * still waiting were never sent upstream; the ones answered stay answered.
+ * No client that is not attacking pipelines thousands of requests.
  */
 import type { Socket } from "node:net";
 
 /** Requests waiting behind the one being answered before holdup stops reading the connection. */
 export const PIPELINE_DEPTH = 16;
+
+/** Requests waiting on one connection past which it is closed (more than one read's worth on Deno). */
+export const PIPELINE_CUT = 4096;
 
 /** Process-wide figures, for GET /metrics. */
 export const pipelineStats = {
@@ -29,6 +37,8 @@ export const pipelineStats = {
   deepest: 0,
   /** Connections holdup has stopped reading now because their pipeline is full. */
   stopped: 0,
+  /** Connections closed for more than PIPELINE_CUT requests waiting. */
+  cut: 0,
 };
 
 const STOPPED = Symbol("holdup.pipeline.stopped");
@@ -43,6 +53,11 @@ export function queued(socket: Socket, depth: number): void {
   const s = socket as PipelinedSocket;
   pipelineStats.waiting++;
   if (depth > pipelineStats.deepest) pipelineStats.deepest = depth;
+  if (depth > PIPELINE_CUT && !s.destroyed) {
+    pipelineStats.cut++;
+    s.destroy();
+    return;
+  }
   if (depth < PIPELINE_DEPTH || s[STOPPED] || s.destroyed) return;
   s[STOPPED] = true;
   pipelineStats.stopped++;
