@@ -146,3 +146,23 @@ test("HTTP/2 rapid reset: 1,000 streams opened and reset at once start few upstr
     await up.close();
   }
 });
+
+test("HTTPS, HTTP/1.1: 200 pipelined GETs on one TLS connection are all answered, in order (reading stops and starts again past 16 waiting)", async () => {
+  const up = await startUpstream((req, res) => res.end(req.url));
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", cert, "--tls-key", key]);
+  const s = tls.connect({ port: proxy.port, host: "127.0.0.1", servername: "localhost", ca, ALPNProtocols: ["http/1.1"] });
+  s.on("error", () => {});
+  try {
+    await new Promise((r) => s.once("secureConnect", r));
+    let got = "";
+    s.on("data", (d: Buffer) => got += d.toString("latin1"));
+    s.write(Array.from({ length: 200 }, (_, i) => `GET /${i} HTTP/1.1\r\nHost: localhost\r\n\r\n`).join(""));
+    await until("200 answers", () => (got.match(/HTTP\/1\.1 200/g) ?? []).length === 200, 30_000);
+    const bodies = [...got.matchAll(/\r\n\r\n(\/\d+)/g)].map((m) => m[1]);
+    assert.deepEqual(bodies, Array.from({ length: 200 }, (_, i) => `/${i}`));
+  } finally {
+    s.destroy();
+    await proxy.stop();
+    await up.close();
+  }
+});

@@ -16,7 +16,8 @@
  * socket.pause() (and setting handle.reading) leaves it reading; only
  * handle.readStop() stops it. Bun 1.4's server parses natively and keeps
  * reading whatever JS does (socket.pause() only delays the events: all 60,000
- * requests arrived anyway), so there the hard bound is what holds: past
+ * requests arrived anyway; it has no readStop), so there the hard bound is
+ * what holds: past
  * PIPELINE_CUT requests waiting, the connection is closed. The requests
  * still waiting were never sent upstream; the ones answered stay answered.
  * No client that is not attacking pipelines thousands of requests.
@@ -58,12 +59,12 @@ export function queued(socket: Socket, depth: number): void {
     s.destroy();
     return;
   }
-  if (depth < PIPELINE_DEPTH || s[STOPPED] || s.destroyed) return;
+  // Only where the runtime can stop reading (Deno): on Bun, pause() stops nothing and could stall a body.
+  const h = s._handle;
+  if (depth < PIPELINE_DEPTH || s[STOPPED] || s.destroyed || typeof h?.readStop !== "function") return;
   s[STOPPED] = true;
   pipelineStats.stopped++;
-  const h = s._handle;
-  if (typeof h?.readStop === "function") h.readStop();
-  else s.pause();
+  h.readStop();
   s.once("close", () => unstop(s));
 }
 
@@ -73,9 +74,7 @@ export function dequeued(socket: Socket, depth: number): void {
   pipelineStats.waiting--;
   if (!s[STOPPED] || depth > PIPELINE_DEPTH / 2 || s.destroyed) return;
   unstop(s);
-  const h = s._handle;
-  if (typeof h?.readStart === "function") h.readStart();
-  else s.resume();
+  s._handle?.readStart?.();
 }
 
 function unstop(s: PipelinedSocket): void {
