@@ -43,7 +43,14 @@ async function exchange(port: number, raw: string): Promise<string> {
   s.on("data", (d) => got += d.toString("latin1"));
   s.on("error", () => {});
   s.write(raw);
+  let stuck = false;
+  const timer = setTimeout(() => {
+    stuck = true;
+    s.destroy();
+  }, 10_000);
   await once(s, "close");
+  clearTimeout(timer);
+  if (stuck) throw new Error(`holdup did not close the connection within 10 s; got ${JSON.stringify(got)}`);
   return got;
 }
 

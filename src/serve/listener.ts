@@ -301,11 +301,12 @@ export function listen(o: ListenOptions): Promise<Listener> {
         incoming.clientGone();
       });
     }
-    let started = false;
+    let started = false, replied = false;
     res.on("close", () => {
       requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
-      if (h2 ? aborted : !res.writableFinished) incoming.clientGone();
+      // HTTP/2: a stream closed before its reply was ready (its session destroyed, e.g. past the reset bound) is gone too.
+      if (h2 ? aborted || !replied : !res.writableFinished) incoming.clientGone();
       if (h2) return;
       const queue = socket[QUEUE];
       if (queue?.length) {
@@ -342,8 +343,14 @@ export function listen(o: ListenOptions): Promise<Listener> {
         return void writeReply(res, internalError(o, e), false);
       }
       if (reply instanceof Promise) {
-        reply.then((r) => writeReply(res, r, false), (e) => writeReply(res, internalError(o, e), false));
-      } else writeReply(res, reply, false);
+        reply.then((r) => {
+          replied = true;
+          writeReply(res, r, false);
+        }, (e) => writeReply(res, internalError(o, e), false));
+      } else {
+        replied = true;
+        writeReply(res, reply, false);
+      }
     };
     if (!h2 && socket[BUSY]! > 1) queued(socket, (socket[QUEUE] ??= []).push(start));
     else start();
