@@ -1,5 +1,6 @@
 /**
- * HTTP/1.1 on the wire, as a hostile client writes it: a pipeline of 60,000
+ * HTTP/1.1 on the wire, as a hostile client writes it (pipelining and
+ * request framing; test/framing.test.ts on main covers other framing cases): a pipeline of 60,000
  * requests on one connection (bounded in memory, answered in order), and
  * framing that two HTTP parsers could read differently (Transfer-Encoding
  * lists, repeated Transfer-Encoding headers, a request line with two spaces).
