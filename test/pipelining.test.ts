@@ -1,10 +1,10 @@
 /**
- * HTTP/1.1 on the wire, as a hostile client writes it (pipelining and
- * request framing; test/framing.test.ts on main covers other framing cases): a pipeline of 60,000
- * requests on one connection (bounded in memory, answered in order), and
- * framing that two HTTP parsers could read differently (Transfer-Encoding
- * lists, repeated Transfer-Encoding headers, a request line with two spaces).
- * Raw sockets throughout: a polite client never sends these.
+ * HTTP/1.1 on the wire, as a hostile client writes it: a pipeline of 60,000
+ * requests on one connection (the requests waiting bounded, answered in
+ * order), and Transfer-Encoding that two HTTP parsers could read differently
+ * (a list ending in chunked, two Transfer-Encoding headers). Raw sockets
+ * throughout: a polite client never sends these. (test/framing.test.ts holds
+ * other framing cases.)
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
