@@ -77,8 +77,9 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     if (u) {
       const input = {
         // A client that leaves cancels its upstream request (the fetch is aborted, its connection closed), as nginx
-        // and Caddy do — not on a runtime that would then resend it (see Runtime.abortResends).
-        target, method: req.method, headers, body, fresh, signal: wasHeld || !d.runtime.abortResends ? req.signal : null,
+        // and Caddy do — not on a runtime that would then resend it (Runtime.abortResends), except a reset h2 stream.
+        target, method: req.method, headers, body, fresh,
+        signal: wasHeld || req.watched || !d.runtime.abortResends ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;

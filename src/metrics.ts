@@ -1,4 +1,5 @@
 /** Counters for GET /metrics, in the Prometheus text format. */
+import { pipelineStats } from "./serve/pipeline.ts";
 import type { Snapshot } from "./state.ts";
 import type { WsRegistry } from "./ws/registry.ts";
 
@@ -68,6 +69,15 @@ export class Metrics {
 
     metric("holdup_held_requests", "gauge", "Requests held right now, waiting for an upstream.");
     for (const a of apps) out.push(`holdup_held_requests{app="${esc(a.name)}"} ${a.state.held}`);
+
+    metric("holdup_pipelined_waiting", "gauge", "Pipelined HTTP/1.1 requests waiting for the one before them on their connection.");
+    out.push(`holdup_pipelined_waiting ${pipelineStats.waiting}`);
+    metric("holdup_pipelined_deepest", "gauge", "The most pipelined requests that waited on one connection at once, since start.");
+    out.push(`holdup_pipelined_deepest ${pipelineStats.deepest}`);
+    metric("holdup_pipeline_stopped_connections", "gauge", "Connections not read now because their pipeline is full.");
+    out.push(`holdup_pipeline_stopped_connections ${pipelineStats.stopped}`);
+    metric("holdup_pipeline_cut_connections_total", "counter", "Connections closed because more than 4096 pipelined requests waited on them.");
+    out.push(`holdup_pipeline_cut_connections_total ${pipelineStats.cut}`);
 
     metric("holdup_hold_seconds", "histogram", "How long held requests waited before they were sent or answered.");
     for (const a of apps) {

@@ -151,7 +151,13 @@ export async function runParent(o: {
       HOLDUP_WORKER_PARENT: String(process.pid),
       HOLDUP_WORKER_GROUP: group,
     };
-    const child = w.child = spawn(self[0], self[1], { env, stdio: ["pipe", "pipe", "inherit"] });
+    let child: ChildProcess;
+    try {
+      child = w.child = spawn(self[0], self[1], { env, stdio: ["pipe", "pipe", "inherit"] });
+    } catch (e) {
+      // Out of descriptors or processes (EMFILE, EAGAIN): the parent and the other workers stay; try again later.
+      return void retry(w, String((e as Error).message ?? e));
+    }
     child.stdin!.on("error", () => {});
     let out = "";
     child.stdout!.setEncoding("utf8");
@@ -170,7 +176,14 @@ export async function runParent(o: {
         }
       }
     });
-    child.on("error", (e) => log.error("worker could not start", { worker: w.index, error: String(e.message) }));
+    child.on("error", (e) => {
+      log.error("worker could not start", { worker: w.index, error: String(e.message) });
+      // No process came of it (no pid): no 'close' will follow to restart it.
+      if (child.pid === undefined && w.child === child) {
+        w.child = null;
+        retry(w, String(e.message));
+      }
+    });
     child.on("close", (code, signal) => {
       if (w.child !== child) return;
       w.child = null;
@@ -188,6 +201,19 @@ export async function runParent(o: {
       log.warn("worker exited; restarting it", { worker: w.index, pid: child.pid, code, signal, restartInMs: wait });
       setTimeout(() => start(w), wait);
     });
+  };
+  /** A spawn that failed: again after a backoff (as for a worker that exits), unless holdup is stopping. */
+  const retry = (w: Worker, error: string) => {
+    if (stopping) return;
+    if (!serving) {
+      o.log.error("a worker could not be started; stopping", { worker: w.index, error });
+      setTimeout(() => void shutdown("start-up failure", 1), 0); // later: shutdown is declared below
+      return;
+    }
+    w.failures++;
+    const wait = Math.min(250 * 2 ** (w.failures - 1), 30_000);
+    log.error("a worker could not be started; trying again", { worker: w.index, error, retryInMs: wait });
+    setTimeout(() => start(w), wait);
   };
   for (const w of workers) start(w);
 

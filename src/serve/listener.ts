@@ -51,6 +51,9 @@ import type { Certificates } from "./tls.ts";
 import { type Conn, type ConnKind, ConnTable, upgradedOf } from "./conns.ts";
 import { tlsFrontDoor } from "./front-door.ts";
 import { drained } from "../drain.ts";
+import { badFraming } from "./framing.ts";
+import { h2Settings, RESET_LIMIT, RESET_WINDOW_MS, resetGuard } from "./h2.ts";
+import { dequeued, queued } from "./pipeline.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
 
@@ -162,7 +165,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   /** HTTP/2 sessions open now, closed gracefully (GOAWAY) by shutdown(). */
   const sessions = new Set<http2.ServerHttp2Session>();
   if (o.tls) {
-    const h2 = http2.createSecureServer({ ...tlsOptions(), allowHTTP1: true } as http2.SecureServerOptions);
+    const h2 = http2.createSecureServer({ ...tlsOptions(), allowHTTP1: true, settings: h2Settings } as http2.SecureServerOptions);
     server = h2 as unknown as http.Server;
     h2.on("session", (session: http2.ServerHttp2Session) => trackSession(session));
   } else server = http.createServer(httpOptions);
@@ -214,7 +217,11 @@ export function listen(o: ListenOptions): Promise<Listener> {
       idle = setTimeout(() => session.close(), ms);
     };
     arm(limits.headerTimeout);
+    const guard = resetGuard(session, () => {
+      o.warn("HTTP/2 client reset too many streams: connection closed", { resets: RESET_LIMIT, windowMs: RESET_WINDOW_MS, client: session.socket?.remoteAddress });
+    });
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      guard(stream);
       streams++;
       if (idle) clearTimeout(idle);
       idle = null;
@@ -290,8 +297,9 @@ export function listen(o: ListenOptions): Promise<Listener> {
     requests++;
     req.on("error", noop);
     const target = originForm(req.url ?? "");
-    const bad = target === null ? BAD_TARGET : badHost(req);
-    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme);
+    const framing = h2 ? null : badFraming(req);
+    const bad = framing ?? (target === null ? BAD_TARGET : badHost(req));
+    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme, h2);
     // HTTP/2: a stream the client reset ends with 'finish' and writableFinished on both runtimes
     // (Deno, Bun): its 'aborted' event says so instead.
     let aborted = false;
@@ -301,20 +309,27 @@ export function listen(o: ListenOptions): Promise<Listener> {
         incoming.clientGone();
       });
     }
-    let started = false;
+    let started = false, replied = false;
     res.on("close", () => {
       requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
       socket[SINCE] = performance.now();
-      if (h2 ? aborted : !res.writableFinished) incoming.clientGone();
+      // HTTP/2: a stream closed before its reply was ready (its session destroyed, e.g. past the reset bound) is gone too.
+      if (h2 ? aborted || !replied : !res.writableFinished) incoming.clientGone();
       if (h2) return;
       const queue = socket[QUEUE];
       if (queue?.length) {
         if (!started) {
           const i = queue.indexOf(start);
-          if (i >= 0) queue.splice(i, 1);
+          if (i >= 0) {
+            queue.splice(i, 1);
+            dequeued(socket, queue.length);
+          }
+        } else if (!socket.destroyed && !socket.writableEnded) {
+          const next = queue.shift()!;
+          dequeued(socket, queue.length);
+          next();
         }
-        else if (!socket.destroyed) queue.shift()!();
       }
       if (closing && !socket[BUSY]) socket.destroy();
       else if (ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, limits.keepAliveTimeout);
@@ -322,6 +337,13 @@ export function listen(o: ListenOptions): Promise<Listener> {
     if (closing && !h2) res.shouldKeepAlive = false;
     const start = () => {
       started = true;
+      if (framing) {
+        // Nothing after this request on the connection can be trusted: close it, start no queued request.
+        res.once("finish", () => {
+          socket.end(); // end, not destroy: a reset could cut the refusal before the client reads it
+          setTimeout(() => socket.destroy(), 1000);
+        });
+      }
       if (bad) return void writeReply(res, bad, !h2);
       let reply;
       try {
@@ -330,10 +352,16 @@ export function listen(o: ListenOptions): Promise<Listener> {
         return void writeReply(res, internalError(o, e), false);
       }
       if (reply instanceof Promise) {
-        reply.then((r) => writeReply(res, r, false), (e) => writeReply(res, internalError(o, e), false));
-      } else writeReply(res, reply, false);
+        reply.then((r) => {
+          replied = true;
+          writeReply(res, r, false);
+        }, (e) => writeReply(res, internalError(o, e), false));
+      } else {
+        replied = true;
+        writeReply(res, reply, false);
+      }
     };
-    if (!h2 && socket[BUSY]! > 1) (socket[QUEUE] ??= []).push(start);
+    if (!h2 && socket[BUSY]! > 1) queued(socket, (socket[QUEUE] ??= []).push(start));
     else start();
   });
 
@@ -440,7 +468,7 @@ class NodeIncoming implements Incoming {
   private gone = false;
   private _body: ReadableStream<Uint8Array> | null | undefined;
 
-  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https") {
+  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https", readonly watched = false) {
     this.method = req.method ?? "GET";
   }
 

@@ -87,6 +87,11 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
     return refuse(501, "only WebSocket upgrades are supported", undefined);
   }
   if (req.method !== "GET") return refuse(400, "a WebSocket handshake must be a GET");
+  // A body would be announced upstream and never sent (holdup does not read it): the upstream would wait for it.
+  const cl = req.headers["content-length"];
+  if ((cl !== undefined && cl !== "0") || req.headers["transfer-encoding"] !== undefined) {
+    return refuse(400, "a WebSocket handshake carries no body (Content-Length or Transfer-Encoding)");
+  }
 
   // The client is not read until the tunnel starts; what it sends early is kept, and its leaving noticed.
   const abort = new AbortController();
@@ -269,11 +274,16 @@ function relayRefusal(client: Socket, upstream: Socket, head: Uint8Array, rest: 
   if (bodyless || length === 0) return finish();
   let left = length ?? Infinity;
   const chunks = chunked ? new ChunkedEnd() : null;
+  // Exactly the refusal: what the upstream sends after its end (a second response) never reaches the client.
   const onData = (c: Uint8Array) => {
     if (c.byteLength > left) c = c.subarray(0, left);
     left -= c.byteLength;
-    client.write(c);
-    if (left <= 0 || chunks?.feed(c)) finish();
+    const end = chunks ? chunks.feed(c) : -1;
+    client.write(end >= 0 ? c.subarray(0, end) : c);
+    if (left <= 0 || end >= 0) {
+      upstream.off("data", onData);
+      finish();
+    }
   };
   upstream.on("data", onData);
   upstream.once("end", finish);
@@ -289,8 +299,8 @@ class ChunkedEnd {
   private left = 0;
   private lineLen = 0;
 
-  /** True once the whole body has passed. */
-  feed(c: Uint8Array): boolean {
+  /** Once the whole body has passed: how many bytes of `c` belong to it; -1 before. */
+  feed(c: Uint8Array): number {
     for (let i = 0; i < c.byteLength; i++) {
       const b = c[i];
       switch (this.state) {
@@ -316,13 +326,13 @@ class ChunkedEnd {
           break;
         case "trailer":
           if (b === 10) {
-            if (this.lineLen === 0) return true;
+            if (this.lineLen === 0) return i + 1;
             this.lineLen = 0;
           } else if (b !== 13) this.lineLen++;
           break;
       }
     }
-    return false;
+    return -1;
   }
 
   private endSize(): void {
