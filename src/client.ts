@@ -156,7 +156,7 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
           err("holdup restart: this holdup does not run the app itself (start it as holdup [options] -- COMMAND)");
           return 1;
         }
-        if (r.status !== 200) return fail(err, "restart failed; the old instance keeps serving", r);
+        if (r.status !== 200) return fail(err, "restart failed", r);
         const done = (r.body as { restarted?: { instance: number; pid: number; readyMs: number } }).restarted;
         say(done ? `restarted: instance #${done.instance} (pid ${done.pid}) ready after ${secs(done.readyMs)} and serving` : "restarted");
         return 0;
