@@ -81,6 +81,8 @@ export interface ListenOptions {
   tls?: { certs: Certificates };
   /** Share the port with the other `--workers` (SO_REUSEPORT; on Bun see Runtime.workerEnv). */
   reusePort?: boolean;
+  /** Serve this already-listening socket (socket activation, serve/activation.ts) instead of binding. */
+  fd?: number;
   /** Events worth a log line (connection refused at the cap, …). */
   warn(message: string, fields?: Record<string, unknown>): void;
 }
@@ -331,7 +333,8 @@ export function listen(o: ListenOptions): Promise<Listener> {
 
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort }, () => {
+    const where = o.fd !== undefined ? { fd: o.fd } : { port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort };
+    server.listen(where, () => {
       server.off("error", reject);
       server.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
       const addr = server.address();
@@ -346,7 +349,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
         }
       }
       resolve({
-        hostname: o.hostname,
+        hostname: o.fd !== undefined && addr && typeof addr === "object" ? addr.address : o.hostname,
         port,
         scheme,
         setCertificates(next) {
