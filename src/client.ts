@@ -183,7 +183,7 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
         return 0;
       }
       case "restart": {
-        if (!o.json) say("starting a new instance; the old one serves until it is ready…");
+        if (!o.json) say("restarting the app (run.restart overlap: the old instance serves until the new one is ready; serial: requests are held)…");
         const r = await call("POST", `/restart${q}`);
         if (o.json) return printJSON(say, r);
         if (r.status === 409 || r.status === 404) {
