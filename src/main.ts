@@ -134,7 +134,7 @@ export async function main(rt: Runtime): Promise<void> {
     : h.proxy;
 
   const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"], tls?: ListenOptions["tls"]) =>
-    open(rt, what, addr, () =>
+    open(rt, what, what === "proxy" && activatedFd !== undefined ? `the passed socket (fd ${activatedFd}, LISTEN_FDS)` : formatListen(addr), () =>
       listen({
         hostname: addr.hostname,
         port: addr.port,
@@ -312,8 +312,7 @@ function limitsOf(c: Config): ListenerLimits {
   };
 }
 
-async function open(rt: Runtime, what: string, a: Config["listen"], start: () => Promise<Listener>): Promise<Listener> {
-  const addr = formatListen(a);
+async function open(rt: Runtime, what: string, addr: string, start: () => Promise<Listener>): Promise<Listener> {
   try {
     return await start();
   } catch (e) {

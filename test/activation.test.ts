@@ -60,6 +60,13 @@ test("socket activation on Bun: one line saying it cannot, exit 1 (not a listene
   assert.match(lines[0], /^holdup: socket activation \(LISTEN_FDS\) does not work on Bun/);
 });
 
+test("LISTEN_FDS for holdup but no socket on fd 3: one line naming the passed socket, exit 1", async () => {
+  const r = await run("sh", ["-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3<&-`, "sh", ...DENO_RUN, "-u", ":9", "--admin", "off"], { timeoutMs: 20_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr.trim(), /^holdup: cannot listen on the passed socket \(fd 3, LISTEN_FDS\) for the proxy: /);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+});
+
 test("LISTEN_FDS meant for another process (LISTEN_PID not holdup's) is ignored: holdup binds --listen", async () => {
   const up = await startUpstream((_q, res) => res.end("served"));
   const p = await startProxy(["-u", up.url], { env: { LISTEN_FDS: "1", LISTEN_PID: "1" } });
