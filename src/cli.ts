@@ -48,6 +48,8 @@ export const OPTIONS = {
   "allow-upstream": { type: "string", multiple: true },
   log: { type: "string" },
   "idle-stop": { type: "string" },
+  restart: { type: "string" },
+  release: { type: "string" },
   "waiting-page-after": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
@@ -91,6 +93,8 @@ const FLAG_FOR: Record<string, string> = {
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
   "run.idleStop": "--idle-stop",
+  "run.restart": "--restart",
+  "run.release": "--release",
   "tls.cert": "--tls-cert",
   "tls.key": "--tls-key",
   "tls.redirectHttp": "--redirect-http",
@@ -178,10 +182,12 @@ export function parseCli(argv: string[]): Cli {
     raw.tls ??= {};
     raw.tls.acme = Object.fromEntries(Object.entries(acme).filter(([, v]) => v !== undefined));
   }
-  if (command || values["idle-stop"] !== undefined) {
+  if (command || values["idle-stop"] !== undefined || values.restart !== undefined || values.release !== undefined) {
     raw.run = {};
     if (command) raw.run.command = command;
     if (values["idle-stop"] !== undefined) raw.run.idleStop = values["idle-stop"];
+    if (values.restart !== undefined) raw.run.restart = values.restart as "overlap" | "serial";
+    if (values.release !== undefined) raw.run.release = values.release;
   }
   return {
     kind: "run",
@@ -344,13 +350,20 @@ Admin API:
                              this long gets a self-reloading "starting…" page (default off)
 
 Running the app (everything after -- is its command; config key run: {command, cwd,
-env, readyTimeout, stopSignal, stopTimeout, drainTimeout, idleStop}):
+env, readyTimeout, stopSignal, stopTimeout, drainTimeout, idleStop, restart, release}):
   holdup starts it on a free loopback port (PORT=…, {port} in its arguments) and
   proxies to it; SIGHUP or POST /restart starts a new instance, swaps to it once it
   is ready, drains and stops the old one; a crash is restarted with backoff
   (0.5 s doubling to 30 s) while requests are held. The app dies with holdup.
       --idle-stop DUR        [run.idleStop] stop the app after DUR without requests;
                              the next request starts it again (default off)
+      --restart MODE         [run.restart] overlap (default): the new instance starts while
+                             the old one serves; serial: hold requests, drain and stop the
+                             old one, run --release, start the new one (never two at once)
+      --release CMD          [run.release] run with sh -c before each new instance (at start
+                             and on restart; in overlap mode while the old one serves), output
+                             prefixed [release]. Fails: serial starts the app again; overlap
+                             keeps the old instance and the restart fails (POST /restart 502)
   -h, --help                 show this help
   -V, --version              print the version
 
@@ -381,6 +394,9 @@ Admin API (JSON, on --admin): GET /status, POST /reload, POST /deploy,
 POST /restart, POST /pause, POST /resume, POST /stop, GET /metrics,
 GET /healthz. JSON bodies need Content-Type: application/json; a request
 from a web page of another origin that would change anything gets 403.
+Socket activation: with LISTEN_FDS=1 and LISTEN_PID (a systemd .socket unit,
+systemd-socket-activate), the proxy serves the passed socket (fd 3) instead of
+--listen. Deno only: on Bun holdup refuses in one line (exit 1).
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a port is in use,
 2 for bad flags or config.
 

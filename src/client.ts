@@ -10,6 +10,7 @@ import type { Runtime } from "./runtime/types.ts";
 import { commandHelp } from "./commands.ts";
 import { explainArgsError } from "./suggest.ts";
 import { permissionLine } from "./runtime/permissions.ts";
+import { runDuring } from "./during.ts";
 
 export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"] as const;
 type Command = typeof COMMANDS[number];
@@ -24,6 +25,7 @@ export const OPTIONS = {
   "drain-timeout": { type: "string" },
   message: { type: "string", short: "m" },
   watch: { type: "boolean", short: "w" },
+  during: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -37,6 +39,9 @@ export const CLIENT_HELP = `Command-line client (talks to a running holdup's adm
                              wait until the new upstreams are healthy, switch APP to them
                              (held and new requests go there), drain the old ones
   holdup pause [APP]         hold new requests (every app without APP)
+  holdup pause [APP] --during -- CMD [ARGS…]
+                             pause, run CMD here, resume (also when CMD fails or is
+                             interrupted); exit with CMD's status
   holdup resume [APP]        release what is held; also ends a stop
   holdup stop [APP] [--message TEXT]   answer 503 with TEXT until resume
   holdup status [APP] [--watch]        mode, held requests, upstreams (--watch: follow
@@ -55,9 +60,12 @@ Example (blue/green): start v2 on :8004, then switch to it (and stop v1 once thi
 export async function runClient(rt: Runtime, args: string[]): Promise<number> {
   const say = (t: string) => rt.writeStdout(t + "\n");
   const err = (t: string) => rt.writeStderr(t + "\n");
+  // holdup pause --during -- CMD [ARGS…]: everything after the first -- is CMD.
+  const dashes = args.indexOf("--");
+  const during = dashes < 0 ? null : args.slice(dashes + 1);
   let parsed;
   try {
-    parsed = parseArgs({ args: args.slice(1), options: OPTIONS, strict: true, allowPositionals: true });
+    parsed = parseArgs({ args: args.slice(1, dashes < 0 ? undefined : dashes), options: OPTIONS, strict: true, allowPositionals: true });
   } catch (e) {
     err(`holdup ${args[0]}: ${explainArgsError((e as Error).message, Object.keys(OPTIONS))}\nRun holdup ${args[0]} --help to see its options.`);
     return 2;
@@ -81,6 +89,31 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
   const usage = (m: string) => {
     err(`holdup ${cmd}: ${m}\nUsage: ${commandHelp(cmd).split("\n")[0].replace(/^Usage: /, "")}\nRun holdup ${cmd} --help for more.`);
     return 2;
+  };
+
+  if (o.during || during) {
+    if (cmd !== "pause") return usage("--during and -- CMD are for holdup pause --during -- CMD");
+    if (!o.during) return usage("to run a command while paused, say --during: holdup pause --during -- CMD");
+    if (!during?.length) return usage("--during needs the command after --, e.g. holdup pause --during -- ./migrate.sh");
+  }
+
+  let paused = false;
+  /** Pause, run CMD, resume whatever CMD did; CMD's status (1 when it succeeded but the resume failed). */
+  const pauseDuring = async (command: string[]): Promise<number> => {
+    const r = await call("POST", `/pause${q}`);
+    if (r.status !== 200) return fail(err, "pause failed; not running the command", r);
+    paused = true;
+    err(`paused ${app ?? "every app"}: ${describeStatus(r.body, app)}; running ${command.join(" ")}`);
+    const status = await runDuring(rt, command, err);
+    const back = await call("POST", `/resume${q}`);
+    paused = false;
+    if (back.status !== 200) {
+      fail(err, `${command[0]} exited with ${status}, but resume failed; requests are still held: run holdup resume${app ? ` ${app}` : ""}`, back);
+      return status || 1;
+    }
+    if (o.json) printJSON(say, back);
+    else err(`${command[0]} exited with ${status}; resumed ${app ?? "every app"}: ${describeStatus(back.body, app)}`);
+    return status;
   };
 
   try {
@@ -109,6 +142,7 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
       }
       case "pause":
       case "resume": {
+        if (during?.length) return await pauseDuring(during);
         const r = await call("POST", `/${cmd}${q}`);
         if (o.json) return printJSON(say, r);
         if (r.status !== 200) return fail(err, `${cmd} failed`, r);
@@ -149,20 +183,21 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
         return 0;
       }
       case "restart": {
-        if (!o.json) say("starting a new instance; the old one serves until it is ready…");
+        if (!o.json) say("restarting the app (run.restart overlap: the old instance serves until the new one is ready; serial: requests are held)…");
         const r = await call("POST", `/restart${q}`);
         if (o.json) return printJSON(say, r);
         if (r.status === 409 || r.status === 404) {
           err("holdup restart: this holdup does not run the app itself (start it as holdup [options] -- COMMAND)");
           return 1;
         }
-        if (r.status !== 200) return fail(err, "restart failed; the old instance keeps serving", r);
+        if (r.status !== 200) return fail(err, "restart failed", r);
         const done = (r.body as { restarted?: { instance: number; pid: number; readyMs: number } }).restarted;
         say(done ? `restarted: instance #${done.instance} (pid ${done.pid}) ready after ${secs(done.readyMs)} and serving` : "restarted");
         return 0;
       }
     }
   } catch (e) {
+    if (paused) err(`holdup pause --during: requests to ${app ?? "every app"} are still held; run holdup resume${app ? ` ${app}` : ""}`);
     const denied = permissionLine(e);
     if (denied) {
       err(denied);

@@ -30,9 +30,13 @@ export const COMMAND_DOCS: Record<string, CommandDoc> = {
     ],
   },
   pause: {
-    usage: "holdup pause [APP]",
-    about: "Holds new requests (of APP, or of every app) until holdup resume; in-flight ones finish.",
-    examples: ["holdup pause", "holdup pause default"],
+    usage: "holdup pause [APP] [--during -- CMD [ARGS…]]",
+    about: "Holds new requests (of APP, or of every app) until holdup resume; in-flight ones finish.\n" +
+      "With --during -- CMD: pauses, runs CMD here (a migration, a backup), then resumes — also\n" +
+      "when CMD fails or is interrupted (SIGINT/SIGTERM are passed on to it) — and exits with\n" +
+      "CMD's status. Held requests are answered after CMD, if it ends before their tryDuration.",
+    options: ["    --during -- CMD        run CMD while paused, then resume"],
+    examples: ["holdup pause", "holdup pause default", "holdup pause --during -- sh -c 'echo migrating; sleep 1'"],
   },
   resume: {
     usage: "holdup resume [APP]",

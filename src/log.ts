@@ -80,6 +80,13 @@ export class Logger {
     } else this.push(`[app#${id}] ${line}`);
   }
 
+  /** A line the release command (run.release) wrote: `[release] line`, or a JSON event. */
+  release(stream: "stdout" | "stderr", line: string): void {
+    if (this.eventFormat === "json") {
+      this.push(JSON.stringify({ time: new Date().toISOString(), level: "info", msg: "release output", stream, line: `[release] ${line}` }));
+    } else this.push(`[release] ${line}`);
+  }
+
   /** An event an operator should see. Printed even with the access log off. */
   info(msg: string, fields: Record<string, unknown> = {}): void {
     this.event("info", msg, fields);

@@ -23,6 +23,7 @@ import { redirectHandler, servesName } from "./serve/redirect.ts";
 import { startAcme } from "./acme/start.ts";
 import { acmeHosts } from "./acme/hosts.ts";
 import { missingPermission } from "./runtime/permissions.ts";
+import { passedSocketPort, socketActivation } from "./serve/activation.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
@@ -68,6 +69,11 @@ export async function main(rt: Runtime): Promise<void> {
   if (config.state?.startsWith("kv")) {
     fail(rt, 2, `holdup: state "${config.state}" (Deno KV) works in the edge entry only (deno serve --parallel src/edge.ts, or a Deno Deploy-style host): between separate processes Deno KV's watch never fires, so command-line holdups would not see each other's changes in time. For a fleet of command-line holdups, or --workers, use Redis: --state redis://host:6379${rt.name === "bun" ? " (and Bun has no Deno KV at all)" : ""}`);
   }
+  // Socket activation: the proxy serves the socket systemd passed (serve/activation.ts).
+  const activation = role ? null : socketActivation(rt.name);
+  if (activation && "error" in activation) fail(rt, 1, `holdup: ${activation.error}`);
+  const activatedFd = activation && "fd" in activation ? activation.fd : undefined;
+  if (activatedFd !== undefined && config.workers > 1) fail(rt, 2, "holdup: --workers cannot be combined with socket activation (LISTEN_FDS) yet; run one holdup per .socket unit");
   if (config.workers > 1) {
     if (config.run) fail(rt, 2, "holdup: --workers cannot be combined with running the app (-- COMMAND, config run): each worker would start its own app; run one holdup per app, or proxy to an app you start yourself");
     if (config.tls.acme) fail(rt, 2, "holdup: --workers cannot be combined with automatic certificates (tls.acme) yet: each worker would order its own, and an ACME challenge could reach a worker that did not order it; use certificate files (--tls-cert, --tls-key) with --workers, or one process with tls.acme");
@@ -129,7 +135,7 @@ export async function main(rt: Runtime): Promise<void> {
     : h.proxy;
 
   const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"], tls?: ListenOptions["tls"]) =>
-    open(rt, what, addr, () =>
+    open(rt, what, what === "proxy" && activatedFd !== undefined ? `the passed socket (fd ${activatedFd}, LISTEN_FDS)` : formatListen(addr), () =>
       listen({
         hostname: addr.hostname,
         port: addr.port,
@@ -142,6 +148,7 @@ export async function main(rt: Runtime): Promise<void> {
         wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
         reusePort: role !== null && what !== "admin API",
+        fd: what === "proxy" ? activatedFd : undefined,
       }));
   // A WebSocket handshake is activity too (and starts an idle-stopped app).
   const upgradeHandler: ListenOptions["upgrade"] = app
@@ -152,6 +159,10 @@ export async function main(rt: Runtime): Promise<void> {
     : h.upgrade;
   const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, certs ? { certs } : undefined);
   h.control.connectionStatus = () => proxyServer.stats();
+  const passed = activatedFd === undefined ? null : passedSocketPort(activatedFd);
+  if (passed !== null && passed !== proxyServer.port) {
+    fail(rt, 1, `holdup: socket activation: the proxy listens on port ${proxyServer.port}, not on the passed socket's port ${passed}; this runtime cannot serve a passed socket`);
+  }
   const redirectServer = https && config.tls.redirectHttp
     ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined, (name) => {
       const c = h.control.effective.config;
@@ -217,6 +228,7 @@ export async function main(rt: Runtime): Promise<void> {
     version: VERSION,
     runtime: `${rt.name} ${rt.version}`,
     listen: formatListen(proxyServer),
+    ...(activatedFd !== undefined ? { socketActivation: `fd ${activatedFd}` } : {}),
     ...(certs ? { scheme: "https", certificates: certs.describe() } : {}),
     ...(acme ? { acme: [...acme.manager.managed.keys()] } : {}),
     ...(redirectServer ? { redirectHttp: formatListen(redirectServer) } : {}),
@@ -310,8 +322,7 @@ function limitsOf(c: Config): ListenerLimits {
   };
 }
 
-async function open(rt: Runtime, what: string, a: Config["listen"], start: () => Promise<Listener>): Promise<Listener> {
-  const addr = formatListen(a);
+async function open(rt: Runtime, what: string, addr: string, start: () => Promise<Listener>): Promise<Listener> {
   try {
     return await start();
   } catch (e) {

@@ -270,6 +270,8 @@ export function toJSON(c: Config): Record<string, unknown> {
           stopTimeout: formatDuration(c.run.stopTimeout),
           drainTimeout: formatDuration(c.run.drainTimeout),
           idleStop: c.run.idleStop === null ? null : formatDuration(c.run.idleStop),
+          restart: c.run.restart,
+          release: c.run.release,
         },
       }
       : {}),

@@ -24,6 +24,10 @@ export interface RunConfig {
   drainTimeout: number;
   /** Stop the app after this long without a request; null: never. */
   idleStop: number | null;
+  /** overlap: the new instance starts while the old one serves; serial: stop the old one first (requests held). */
+  restart: "overlap" | "serial";
+  /** Run before each new instance (start, restart): a string for `sh -c`, or an argv array; null: none. */
+  release: string | string[] | null;
 }
 
 export const RUN_DEFAULTS: Omit<RunConfig, "command"> = {
@@ -34,6 +38,8 @@ export const RUN_DEFAULTS: Omit<RunConfig, "command"> = {
   stopTimeout: 10_000,
   drainTimeout: 30_000,
   idleStop: null,
+  restart: "overlap",
+  release: null,
 };
 
 const SIGNAL_NAMES = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL"] as const;
@@ -329,6 +335,11 @@ export const partialSchema = z.strictObject({
       stopTimeout: z.optional(duration(0)),
       drainTimeout: z.optional(duration(0)),
       idleStop: z.optional(z.nullable(duration(100))),
+      restart: z.optional(z.enum(["overlap", "serial"])),
+      release: z.optional(z.nullable(z.union([
+        z.string().check(z.refine((s) => s.trim() !== "", "must not be empty (give a command for sh -c, or null for none)")),
+        z.array(z.string()).check(z.minLength(1, 'needs the program and its arguments, e.g. ["./manage.py", "migrate"]')),
+      ]))),
     }),
   ),
 });
@@ -434,7 +445,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxBody", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop", "restart", "release",
   "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 

@@ -89,6 +89,8 @@ export interface ListenOptions {
   tls?: { certs: Certificates };
   /** Share the port with the other `--workers` (SO_REUSEPORT; on Bun see Runtime.workerEnv). */
   reusePort?: boolean;
+  /** Serve this already-listening socket (socket activation, serve/activation.ts) instead of binding. */
+  fd?: number;
   /** Events worth a log line (connection refused at the cap, …). */
   warn(message: string, fields?: Record<string, unknown>): void;
 }
@@ -369,7 +371,8 @@ export function listen(o: ListenOptions): Promise<Listener> {
   const acceptor: NetServer = o.tls && o.frontDoor ? tlsFrontDoor(server, () => limits.headerTimeout) : server;
   return new Promise((resolve, reject) => {
     acceptor.once("error", reject);
-    acceptor.listen({ port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort }, () => {
+    const where = o.fd !== undefined ? { fd: o.fd } : { port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort };
+    acceptor.listen(where, () => {
       acceptor.off("error", reject);
       acceptor.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
       const addr = acceptor.address();
@@ -384,7 +387,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
         }
       }
       resolve({
-        hostname: o.hostname,
+        hostname: o.fd !== undefined && addr && typeof addr === "object" ? addr.address : o.hostname,
         port,
         scheme,
         setCertificates(next) {
