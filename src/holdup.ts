@@ -6,6 +6,7 @@ import { Control } from "./control.ts";
 import { EventHub } from "./dashboard/events.ts";
 import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
+import type { PageSet } from "./pages.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { Apps } from "./apps.ts";
 import { wsUpgradeHandler } from "./ws/upgrade.ts";
@@ -26,10 +27,12 @@ export interface HoldupOptions {
 export function createHoldup(o: HoldupOptions) {
   const log = new Logger(o.effective.config.log, (t) => o.runtime.writeStderr(t), o.runtime.stderrIsTTY());
   const metrics = new Metrics();
+  const pages: { set: PageSet | null } = { set: null };
   const apps = new Apps(o.effective.config, o.effective.sources, {
     runtime: o.runtime,
     log,
     metrics,
+    pages,
     events: (app) => ({
       onUpstreamStatus(u, from, error) {
         if (u.status === "up") {
@@ -81,6 +84,7 @@ export function createHoldup(o: HoldupOptions) {
     events,
     metrics,
     apps,
+    pages,
     /** The first app's state (the only one without `apps` in the config). */
     get state() {
       return apps.first.state;
