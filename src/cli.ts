@@ -43,6 +43,8 @@ export const OPTIONS = {
   log: { type: "string" },
   "idle-stop": { type: "string" },
   "waiting-page-after": { type: "string" },
+  "metrics-listen": { type: "string" },
+  pages: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "redirect-http": { type: "string" },
@@ -78,6 +80,8 @@ const FLAG_FOR: Record<string, string> = {
   allowUpstreams: "--allow-upstream",
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
+  "metrics.listen": "--metrics-listen",
+  pages: "--pages",
   "run.idleStop": "--idle-stop",
   "tls.cert": "--tls-cert",
   "tls.key": "--tls-key",
@@ -149,6 +153,8 @@ export function parseCli(argv: string[]): Cli {
   }
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
   if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
+  if (values["metrics-listen"] !== undefined) raw.metrics = { listen: values["metrics-listen"] };
+  if (values.pages !== undefined) raw.pages = values.pages;
   if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
     raw.tls = {};
     if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
@@ -309,6 +315,16 @@ Admin API:
                              (default text on a terminal, else json)
       --waiting-page-after DUR [waitingPageAfter] a browser (Accept: text/html) held
                              this long gets a self-reloading "starting…" page (default off)
+      --pages DIR            [pages] your own stop.html, waiting.html, 502.html, 503.html,
+                             504.html (any of them; the rest stay built in), with {{message}},
+                             {{requestId}}, {{retryAfter}} and {{app}} filled in HTML-escaped.
+                             Read at start and on every reload; a bad one is an error naming
+                             the file (a reload keeps the old set). Clients whose Accept
+                             excludes text/html get JSON {error, message, requestId, retryAfter}
+      --metrics-listen ADDR|off [metrics.listen] a listener serving GET /metrics only, with
+                             no token, for a remote Prometheus (default off)
+Every request carries an X-Request-Id (the client's when printable and at most 200
+characters, else a new random one): sent upstream, echoed, logged as request_id.
 
 Running the app (everything after -- is its command; config key run: {command, cwd,
 env, readyTimeout, stopSignal, stopTimeout, drainTimeout, idleStop}):

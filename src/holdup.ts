@@ -27,6 +27,7 @@ export interface HoldupOptions {
 export function createHoldup(o: HoldupOptions) {
   const log = new Logger(o.effective.config.log, (t) => o.runtime.writeStderr(t), o.runtime.stderrIsTTY());
   const metrics = new Metrics();
+  metrics.build = { version: VERSION, runtime: o.runtime.name };
   const pages: { set: PageSet | null } = { set: null };
   const apps = new Apps(o.effective.config, o.effective.sources, {
     runtime: o.runtime,

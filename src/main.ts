@@ -9,6 +9,7 @@ import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
+import { metricsHandler } from "./metrics-port.ts";
 import { isClientCommand, runClient } from "./client.ts";
 import process from "node:process";
 import { Fleet } from "./fleet/shared.ts";
@@ -119,6 +120,7 @@ export async function main(rt: Runtime): Promise<void> {
     h.control.setAppUpstream(null);
     h.control.restartApp = (trigger) => sup.restart(trigger);
     h.control.appStatus = () => sup.status();
+    h.metrics.runApp = () => ({ instance: sup.current?.id ?? null, restarts: sup.restarts, failedRestarts: sup.failedRestarts });
   }
   const proxyHandler: IncomingHandler = app
     ? ((sup) => (req) => {
@@ -139,7 +141,7 @@ export async function main(rt: Runtime): Promise<void> {
         rearmAccept: rt.acceptStallsOnEmfile,
         wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
-        reusePort: role !== null && what !== "admin API",
+        reusePort: role !== null && what !== "admin API" && what !== "metrics",
       }));
   const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
   const redirectServer = https && config.tls.redirectHttp
@@ -159,10 +161,17 @@ export async function main(rt: Runtime): Promise<void> {
     const a = config.admin.listen;
     adminServer = await serve("admin API", a, adminHandler(h.admin, `http://${formatListen(a)}`));
   }
+  // GET /metrics without a token, on a listener of its own (worker 0 only, as the admin API).
+  let metricsServer: Listener | null = null;
+  if (config.metrics.listen && (!role || role.index === 0)) {
+    const render = () => h.metrics.render(h.apps.list, h.control.configVersion, h.control.fleet);
+    metricsServer = await serve("metrics", config.metrics.listen, metricsHandler(render));
+  }
   // Timeouts and the connection cap follow reloads.
   h.control.onApplied = (c) => {
     proxyServer.update(limitsOf(c));
     adminServer?.update(limitsOf(c));
+    metricsServer?.update(limitsOf(c));
     redirectServer?.update(limitsOf(c));
   };
   // Certificates are read again on every reload (SIGHUP, POST /reload), and checked before it is put
@@ -213,6 +222,7 @@ export async function main(rt: Runtime): Promise<void> {
     ...(config.run ? { app: config.run.command } : { upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])) }),
     admin: adminServer ? formatListen(adminServer) : "off",
     ...(adminServer ? { dashboard: dashboardUrl(adminServer) } : {}),
+    ...(metricsServer ? { metrics: `http://${formatListen(metricsServer)}/metrics` } : {}),
     tryDuration: formatDuration(config.tryDuration),
     tryInterval: formatDuration(config.tryInterval),
     ...(cli.configPath ? { config: cli.configPath } : {}),
@@ -256,7 +266,7 @@ export async function main(rt: Runtime): Promise<void> {
       void a.state.websockets.shutdown(() => proxyServer.requests === 0);
     }
     h.events.close(); // and dashboards' event streams end (their pages reconnect to the next holdup)
-    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown(), redirectServer?.shutdown()]).then(() => true);
+    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown(), redirectServer?.shutdown(), metricsServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);
     if (app) {
@@ -307,7 +317,7 @@ async function open(rt: Runtime, what: string, a: Config["listen"], start: () =>
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (err.code === "EADDRINUSE") {
-      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : what === "redirect" ? "--redirect-http" : "--admin"})`);
+      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : what === "redirect" ? "--redirect-http" : what === "metrics" ? "--metrics-listen" : "--admin"})`);
     }
     fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: ${err.message ?? e}`);
   }
