@@ -10,6 +10,7 @@ import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
 import { metricsHandler } from "./metrics-port.ts";
+import { loadPages, reloadPagesWith } from "./templates.ts";
 import { isClientCommand, runClient } from "./client.ts";
 import process from "node:process";
 import { Fleet } from "./fleet/shared.ts";
@@ -93,6 +94,10 @@ export async function main(rt: Runtime): Promise<void> {
     base: { defaults, configPath: cli.configPath, overrides: cli.flags },
     adminCheckHost: true,
   });
+  // --pages: read before anything listens; a bad template stops holdup here, naming the file.
+  const pages = loadPages(config.pages);
+  if ("errors" in pages) invalid(rt, pages.errors);
+  h.pages.set = pages.set;
 
   if (role) h.log.worker = role.index;
   // ACME: stored certificates are read now; orders start once the redirect listener answers.
@@ -201,6 +206,9 @@ export async function main(rt: Runtime): Promise<void> {
       },
     };
   };
+
+  // --pages: read again on every reload (after the certificates' hook, which it wraps).
+  reloadPagesWith(h.control, h.pages);
 
   if (role) {
     // POST /reload without a body re-reads the file here (worker 0): the parent has the others do it too.
