@@ -138,10 +138,13 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     if (performance.now() >= pageAt) return waitingPage(d, req, rid, start, heldMs);
     state.held++;
     state.heldBodyBytes += heldBytes;
+    const mark = { at: start };
+    state.heldSince.add(mark);
     const since = performance.now();
     const why = await state.waiters.wait(Math.min(deadline, pageAt), req.signal);
     state.held--;
     state.heldBodyBytes -= heldBytes;
+    state.heldSince.delete(mark);
     heldMs += performance.now() - since;
     if (why === "aborted") return done(499, "client disconnected while held", heldMs);
     if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, undefined, 5);

@@ -77,7 +77,7 @@ export function createHoldup(o: HoldupOptions) {
       return { upstreams: apps.list.flatMap((a) => a.state.current.upstreams) };
     },
   };
-  const events = new EventHub({ control, state: all, metrics });
+  const events = new EventHub({ control, state: all, metrics, apps });
   log.onEvent = (level, msg, fields) => events.record(level, msg, fields);
   events.start();
   return {

@@ -149,6 +149,7 @@ export async function main(rt: Runtime): Promise<void> {
         reusePort: role !== null && what !== "admin API" && what !== "metrics",
       }));
   const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
+  h.events.proxyAddress = formatListen(proxyServer);
   const redirectServer = https && config.tls.redirectHttp
     ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined, (name) => {
       const c = h.control.effective.config;
