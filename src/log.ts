@@ -71,7 +71,7 @@ export class Logger {
       const why = e.reason ? ` (${e.reason})` : "";
       this.push(
         `${time()}${this.worker !== null ? ` [w${this.worker}]` : ""} ${e.method} ${e.path} ${e.status} ${e.bytes ?? "-"}B ${round(e.durationMs)}ms${held}` +
-          ` → ${e.upstream ?? "holdup"} id=${e.requestId}${why}`,
+          ` → ${e.upstream ?? "holdup"}${why} id=${e.requestId}`,
       );
     }
   }
