@@ -320,7 +320,8 @@ Admin API:
                              {{requestId}}, {{retryAfter}} and {{app}} filled in HTML-escaped.
                              Read at start and on every reload; a bad one is an error naming
                              the file (a reload keeps the old set). Clients whose Accept
-                             excludes text/html get JSON {error, message, requestId, retryAfter}
+                             names JSON, or excludes text/html, get JSON {error, message,
+                             requestId, retryAfter}
       --metrics-listen ADDR|off [metrics.listen] a listener serving GET /metrics only, with
                              no token, for a remote Prometheus (default off)
 Every request carries an X-Request-Id (the client's when printable and at most 200

@@ -2,8 +2,8 @@
  * holdup's own answers — the maintenance page (stop), the "starting…" page
  * (waiting) and its 502/503/504 — in the form the client asked for: HTML for
  * browsers, JSON `{"error","message","requestId","retryAfter"}` for clients
- * whose Accept excludes text/html, plain text for the rest (curl: no Accept or
- * * / *). Each carries the request's X-Request-Id. `--pages DIR` swaps in the
+ * whose Accept excludes text/html or names JSON, plain text for the rest (curl:
+ * no Accept or * / *). Each carries the request's X-Request-Id. `--pages DIR` swaps in the
  * operator's own HTML templates (see templates.ts).
  */
 import type { HeaderList, Incoming } from "./serve/types.ts";
@@ -45,6 +45,8 @@ type Format = "html" | "json" | "text";
 function format(req: Incoming, kind: PageKind | null): Format {
   const accept = req.header("accept") ?? "";
   if (accept.includes("text/html")) return kind ? "html" : "text";
+  // An API client naming JSON gets it, */* or not (axios sends "application/json, text/plain, */*").
+  if (accept.includes("json")) return "json";
   if (accept === "" || accept.includes("*/*") || accept.includes("text/*")) return "text";
   return "json";
 }

@@ -50,6 +50,10 @@ test("--pages: templates filled and escaped for browsers, JSON for API clients, 
     assert.equal(api.headers.get("content-type"), "application/json");
     assert.deepEqual(await api.json(), { error: "maintenance", message, requestId: "api-1", retryAfter: 30 });
 
+    const axios = await fetch(p.url + "/", { headers: { accept: "application/json, text/plain, */*", "x-request-id": "axios-1" } });
+    assert.equal(axios.headers.get("content-type"), "application/json", "a client naming JSON gets JSON, */* or not");
+    assert.equal((await axios.json()).requestId, "axios-1");
+
     const curl = await fetch(p.url + "/", { headers: { accept: "*/*", "x-request-id": "curl-1" } });
     assert.match(curl.headers.get("content-type")!, /^text\/plain/);
     assert.equal(await curl.text(), `${message}\nrequest id: curl-1\n`);
