@@ -10,6 +10,7 @@ import type { AppConfig, Config } from "./config/schema.ts";
 import type { ProxyDeps } from "./hold.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import type { PageSet } from "./pages.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { State, type StateEvents } from "./state.ts";
 
@@ -22,7 +23,7 @@ export class App {
   constructor(public cfg: AppConfig, top: Config, sources: Record<string, Source>, shared: Shared) {
     this.state = new State({ config: view(top, cfg), sources }, shared.runtime, shared.events(cfg.name));
     shared.setup?.(cfg.name, this.state);
-    this.deps = { state: this.state, runtime: shared.runtime, log: shared.log, metrics: shared.metrics, app: cfg.name };
+    this.deps = { state: this.state, runtime: shared.runtime, log: shared.log, metrics: shared.metrics, app: cfg.name, pages: shared.pages };
   }
 
   get name(): string {
@@ -39,6 +40,8 @@ interface Shared {
   runtime: Runtime;
   log: Logger;
   metrics: Metrics;
+  /** `--pages DIR`: shared by every app, swapped whole on reload. */
+  pages: { set: PageSet | null };
   events(app: string): StateEvents;
   /** Called once for each app's new State (hooks that need the state itself). */
   setup?(app: string, state: State): void;

@@ -51,6 +51,8 @@ export const OPTIONS = {
   restart: { type: "string" },
   release: { type: "string" },
   "waiting-page-after": { type: "string" },
+  "metrics-listen": { type: "string" },
+  pages: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "redirect-http": { type: "string" },
@@ -92,6 +94,8 @@ const FLAG_FOR: Record<string, string> = {
   allowUpstreams: "--allow-upstream",
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
+  "metrics.listen": "--metrics-listen",
+  pages: "--pages",
   "run.idleStop": "--idle-stop",
   "run.restart": "--restart",
   "run.release": "--release",
@@ -171,6 +175,8 @@ export function parseCli(argv: string[]): Cli {
   }
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
   if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
+  if (values["metrics-listen"] !== undefined) raw.metrics = { listen: values["metrics-listen"] };
+  if (values.pages !== undefined) raw.pages = values.pages;
   if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
     raw.tls = {};
     if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
@@ -348,6 +354,17 @@ Admin API:
                              (default text on a terminal, else json)
       --waiting-page-after DUR [waitingPageAfter] a browser (Accept: text/html) held
                              this long gets a self-reloading "starting…" page (default off)
+      --pages DIR            [pages] your own stop.html, waiting.html, 502.html, 503.html,
+                             504.html (any of them; the rest stay built in), with {{message}},
+                             {{requestId}}, {{retryAfter}} and {{app}} filled in HTML-escaped.
+                             Read at start and on every reload; a bad one is an error naming
+                             the file (a reload keeps the old set). Clients whose Accept
+                             names JSON, or excludes text/html, get JSON {error, message,
+                             requestId, retryAfter}
+      --metrics-listen ADDR|off [metrics.listen] a listener serving GET /metrics only, with
+                             no token, for a remote Prometheus (default off)
+Every request carries an X-Request-Id (the client's when printable and at most 200
+characters, else a new random one): sent upstream, echoed, logged as request_id.
 
 Running the app (everything after -- is its command; config key run: {command, cwd,
 env, readyTimeout, stopSignal, stopTimeout, drainTimeout, idleStop, restart, release}):

@@ -64,6 +64,9 @@ async function build() {
   if (c.tls.cert || c.tls.redirectHttp || c.tls.acme || c.apps.some((a) => a.tls)) {
     throw new Error("holdup: the edge entry does not terminate TLS (config key tls, apps[].tls): the platform in front of it does; for HTTPS in holdup use the command-line proxy: holdup --tls-cert FILE --tls-key FILE");
   }
+  if (c.pages || c.metrics.listen) {
+    throw new Error(`holdup: the edge entry has no ${c.pages ? "pages (--pages): it reads no files" : "metrics.listen: it has one listener; /_holdup/metrics serves the metrics"}; use the command-line proxy`);
+  }
   const h = createHoldup({
     runtime,
     effective: resolved.effective,

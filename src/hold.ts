@@ -17,8 +17,10 @@
 import { attempt } from "./forward/attempt.ts";
 import { type Body, bodySize, prepareBody, TooLarge } from "./forward/body.ts";
 import { clientHeaders, upstreamHeaders } from "./forward/headers.ts";
+import { requestId } from "./forward/requestid.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { kindFor, type PageKind, type PageSet, render } from "./pages.ts";
 import type { Runtime } from "./runtime/types.ts";
 import type { HeaderList, Incoming, Reply } from "./serve/types.ts";
 import type { State } from "./state.ts";
@@ -35,6 +37,8 @@ export interface ProxyDeps {
   metrics: Metrics;
   /** The app's name, for metrics and the access log. */
   app: string;
+  /** `--pages DIR`: the operator's templates (null: the built-in pages). Swapped whole on reload. */
+  pages: { set: PageSet | null };
 }
 
 /** `target`: the path and query to send upstream (the request's own, less a stripped app prefix). */
@@ -42,11 +46,15 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
   const start = performance.now();
   const { state } = d;
   let snap = state.current;
+  const rid = requestId(req.header("x-request-id"));
   // What the client reads is short and says what happened; the detail (upstream, error) goes to the log.
-  const done = (status: number, message: string, heldMs: number, detail?: string, extra?: HeaderList) =>
-    finish(d, req, start, ownReply(status, message, heldMs, extra), heldMs, null, detail ?? message);
+  const done = (status: number, message: string, heldMs: number, detail?: string, retryAfter: number | null = null, extra?: HeaderList) => {
+    const reply = ownReply(d, req, rid, kindFor(status), status, message, heldMs, retryAfter);
+    if (extra) reply.headers.push(...extra);
+    return finish(d, req, rid, start, reply, heldMs, null, detail ?? message);
+  };
 
-  if (snap.mode === "stopped") return stopped(d, req, start, snap.stopMessage);
+  if (snap.mode === "stopped") return stopped(d, req, rid, start, snap.stopMessage);
 
   let body: Body;
   try {
@@ -54,11 +62,11 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
   } catch (e) {
     if (e instanceof TooLarge) {
       // The rest of the body stays unread: the connection closes after the answer.
-      return done(413, `the request body is larger than maxBody (${snap.config.maxBody} bytes)`, 0, undefined, [["connection", "close"]]);
+      return done(413, `the request body is larger than maxBody (${snap.config.maxBody} bytes)`, 0, undefined, null, [["connection", "close"]]);
     }
     return done(499, "client disconnected while sending the body", 0);
   }
-  const headers = upstreamHeaders(req);
+  const headers = upstreamHeaders(req, rid);
   const idempotent = IDEMPOTENT.has(req.method);
   const replayable = body.kind !== "stream";
   // Only on a connection of its own does "refused" prove a request unsent.
@@ -71,7 +79,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
 
   for (;;) {
     snap = state.current;
-    if (snap.mode === "stopped") return stopped(d, req, start, snap.stopMessage, heldMs);
+    if (snap.mode === "stopped") return stopped(d, req, rid, start, snap.stopMessage, heldMs);
     const deadline = start + snap.config.tryDuration;
     const u = snap.mode === "running" ? state.pick(snap) : null;
     if (u) {
@@ -94,7 +102,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       } else out = await attempt(d.runtime, u, input);
       if (out.kind === "response") {
         const res = out.response;
-        const h = clientHeaders(res, Math.round(heldMs));
+        const h = clientHeaders(res, Math.round(heldMs), rid);
         if ("error" in h) {
           res.body?.cancel().catch(() => {});
           return done(502, "the upstream sent a response that cannot be relayed", heldMs, `upstream ${u.url}: ${h.error}`);
@@ -102,7 +110,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
         const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
         if (bodyless) res.body?.cancel().catch(() => {});
         u.relaying++;
-        return finish(d, req, start, {
+        return finish(d, req, rid, start, {
           status: res.status,
           headers: h.headers,
           body: bodyless ? null : res.body,
@@ -126,55 +134,61 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     // Hold: wait for a reload, a resume, an upstream coming up, the deadline or the client leaving.
     if (!wasHeld) {
       if (state.held >= snap.config.maxHeld) {
-        return done(503, "too many requests are waiting; try again shortly", 0, `maxHeld ${snap.config.maxHeld} reached`, [["retry-after", "1"]]);
+        return done(503, "too many requests are waiting; try again shortly", 0, `maxHeld ${snap.config.maxHeld} reached`, 1);
       }
       if (heldBytes > 0 && state.heldBodyBytes + heldBytes > snap.config.maxHeldBodyBytes) {
-        return done(503, "too many request bodies are waiting; try again shortly", 0, `maxHeldBodyBytes ${snap.config.maxHeldBodyBytes} reached`, [["retry-after", "1"]]);
+        return done(503, "too many request bodies are waiting; try again shortly", 0, `maxHeldBodyBytes ${snap.config.maxHeldBodyBytes} reached`, 1);
       }
       wasHeld = true;
     }
     if (performance.now() >= deadline) return heldTooLong(snap.mode, snap.config.tryDuration);
     // A browser held past waitingPageAfter gets a page that reloads itself; API clients stay held.
     const pageAt = snap.config.waitingPageAfter !== null && wantsPage(req) ? start + snap.config.waitingPageAfter : Infinity;
-    if (performance.now() >= pageAt) return waitingPage(d, req, start, heldMs);
+    if (performance.now() >= pageAt) return waitingPage(d, req, rid, start, heldMs);
     state.held++;
     state.heldBodyBytes += heldBytes;
+    const mark = { at: start };
+    state.heldSince.add(mark);
     const since = performance.now();
     const why = await state.waiters.wait(Math.min(deadline, pageAt), req.signal);
     state.held--;
     state.heldBodyBytes -= heldBytes;
+    state.heldSince.delete(mark);
     heldMs += performance.now() - since;
     if (why === "aborted") return done(499, "client disconnected while held", heldMs);
-    if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, undefined, [["retry-after", "5"]]);
+    if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, undefined, 5);
     if (why === "deadline" && performance.now() >= deadline) return heldTooLong(state.current.mode, snap.config.tryDuration);
   }
 
   function heldTooLong(mode: string, tryDuration: number): Reply {
     const what = mode === "paused" ? "holdup is paused" : "no upstream became reachable";
-    return done(503, `${what}; held for the whole tryDuration (${tryDuration}ms)`, heldMs, undefined, [["retry-after", "5"]]);
+    return done(503, `${what}; held for the whole tryDuration (${tryDuration}ms)`, heldMs, undefined, 5);
   }
 }
 
-function ownReply(status: number, message: string, heldMs: number, extra?: HeaderList): Reply {
-  const headers: HeaderList = [
-    ["content-type", "text/plain; charset=utf-8"],
-    ["x-holdup-held-ms", String(Math.round(heldMs))],
-  ];
-  if (extra) headers.push(...extra);
-  return { status, headers, body: `holdup: ${message}\n` };
+/** One of holdup's own answers: HTML, JSON or plain text (see pages.ts), with the request id and Retry-After. */
+function ownReply(
+  d: ProxyDeps,
+  req: Incoming,
+  rid: string,
+  kind: PageKind | null,
+  status: number,
+  message: string,
+  heldMs: number,
+  retryAfter: number | null,
+  plain = `holdup: ${message}`,
+): Reply {
+  const page = render(req, kind, { status, message, requestId: rid, retryAfter, app: d.app }, d.pages.set, plain);
+  const headers: HeaderList = page.headers;
+  headers.push(["x-holdup-held-ms", String(Math.round(heldMs))], ["x-request-id", rid]);
+  if (retryAfter !== null) headers.push(["retry-after", String(retryAfter)]);
+  if (kind === "stop" || kind === "waiting") headers.push(["cache-control", "no-store"]);
+  return { status, headers, body: req.method === "HEAD" ? null : page.body };
 }
 
-function stopped(d: ProxyDeps, req: Incoming, start: number, message: string, heldMs = 0): Reply {
+function stopped(d: ProxyDeps, req: Incoming, rid: string, start: number, message: string, heldMs = 0): Reply {
   const text = message || "This service is down for maintenance. Please try again soon.";
-  const html = (req.header("accept") ?? "").includes("text/html");
-  const headers: HeaderList = [
-    ["retry-after", "30"],
-    ["x-holdup-held-ms", String(Math.round(heldMs))],
-    ["cache-control", "no-store"],
-    ["content-type", html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8"],
-  ];
-  const body = html ? maintenancePage(text) : text + "\n";
-  return finish(d, req, start, { status: 503, headers, body }, heldMs, null, "stopped");
+  return finish(d, req, rid, start, ownReply(d, req, rid, "stop", 503, text, heldMs, 30, text), heldMs, null, "stopped");
 }
 
 function wantsPage(req: Incoming): boolean {
@@ -182,36 +196,16 @@ function wantsPage(req: Incoming): boolean {
 }
 
 /** `--waiting-page-after`: a small "starting…" page that reloads itself, for browsers held that long. */
-function waitingPage(d: ProxyDeps, req: Incoming, start: number, heldMs: number): Reply {
-  const headers: HeaderList = [
-    ["retry-after", "2"],
-    ["x-holdup-held-ms", String(Math.round(heldMs))],
-    ["cache-control", "no-store"],
-    ["content-type", "text/html; charset=utf-8"],
-  ];
-  const body = req.method === "HEAD" ? null : `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="2"><title>Starting…</title>
-<style>body{font:18px/1.5 system-ui,sans-serif;max-width:36em;margin:15vh auto;padding:0 1em;color:#222}</style>
-</head><body><h1>Starting…</h1><p>The service is starting. This page reloads itself in a moment.</p></body></html>
-`;
-  return finish(d, req, start, { status: 503, headers, body }, heldMs, null, "waiting page");
-}
-
-function maintenancePage(text: string): string {
-  const esc = text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Down for maintenance</title>
-<style>body{font:18px/1.5 system-ui,sans-serif;max-width:36em;margin:15vh auto;padding:0 1em;color:#222}</style>
-</head><body><h1>Down for maintenance</h1><p>${esc}</p></body></html>
-`;
+function waitingPage(d: ProxyDeps, req: Incoming, rid: string, start: number, heldMs: number): Reply {
+  const message = "The service is starting. This page reloads itself in a moment.";
+  return finish(d, req, rid, start, ownReply(d, req, rid, "waiting", 503, message, heldMs, 2), heldMs, null, "waiting page");
 }
 
 /** Counts and logs the reply once it is decided (a streamed body: once it has been sent). */
 function finish(
   d: ProxyDeps,
   req: Incoming,
+  requestId: string,
   start: number,
   reply: Reply,
   heldMs: number,
@@ -229,7 +223,7 @@ function finish(
   reply.onDone = (bytes, complete) => {
     relayed?.();
     d.log.access({
-      method, path, status, bytes, durationMs: performance.now() - start, heldMs, upstream,
+      method, path, status, bytes, durationMs: performance.now() - start, heldMs, upstream, requestId,
       reason: complete ? reason : reason ?? "response cut short",
     });
   };

@@ -6,6 +6,7 @@ import { Control } from "./control.ts";
 import { EventHub } from "./dashboard/events.ts";
 import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
+import type { PageSet } from "./pages.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { Apps } from "./apps.ts";
 import { wsUpgradeHandler } from "./ws/upgrade.ts";
@@ -28,10 +29,13 @@ export function createHoldup(o: HoldupOptions) {
   const metrics = new Metrics();
   /** Set by main.ts when holdup runs the app: health checks marked this upstream down (see run/supervisor.ts). */
   const hooks: { onUnhealthy: ((app: string, url: string, reason: string) => void) | null } = { onUnhealthy: null };
+  metrics.build = { version: VERSION, runtime: o.runtime.name };
+  const pages: { set: PageSet | null } = { set: null };
   const apps = new Apps(o.effective.config, o.effective.sources, {
     runtime: o.runtime,
     log,
     metrics,
+    pages,
     events: (app) => ({
       onUpstreamStatus(u, from, error) {
         if (u.status === "up") {
@@ -79,7 +83,7 @@ export function createHoldup(o: HoldupOptions) {
       return { upstreams: apps.list.flatMap((a) => a.state.current.upstreams) };
     },
   };
-  const events = new EventHub({ control, state: all, metrics });
+  const events = new EventHub({ control, state: all, metrics, apps });
   log.onEvent = (level, msg, fields) => events.record(level, msg, fields);
   events.start();
   return {
@@ -87,6 +91,7 @@ export function createHoldup(o: HoldupOptions) {
     events,
     metrics,
     apps,
+    pages,
     /** The first app's state (the only one without `apps` in the config). */
     get state() {
       return apps.first.state;

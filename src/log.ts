@@ -16,6 +16,8 @@ export interface AccessEntry {
   durationMs: number;
   heldMs: number;
   upstream: string | null;
+  /** The request's X-Request-Id (see forward/requestid.ts). */
+  requestId: string;
   /** Why holdup answered itself ("held past tryDuration", …). */
   reason?: string;
 }
@@ -61,6 +63,7 @@ export class Logger {
         duration_ms: round(e.durationMs),
         held_ms: round(e.heldMs),
         upstream: e.upstream,
+        request_id: e.requestId,
         ...(e.reason ? { reason: e.reason } : {}),
       }));
     } else {
@@ -68,7 +71,7 @@ export class Logger {
       const why = e.reason ? ` (${e.reason})` : "";
       this.push(
         `${time()}${this.worker !== null ? ` [w${this.worker}]` : ""} ${e.method} ${e.path} ${e.status} ${e.bytes ?? "-"}B ${round(e.durationMs)}ms${held}` +
-          ` → ${e.upstream ?? "holdup"}${why}`,
+          ` → ${e.upstream ?? "holdup"}${why} id=${e.requestId}`,
       );
     }
   }

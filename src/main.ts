@@ -9,6 +9,8 @@ import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
 import type { Runtime } from "./runtime/types.ts";
 import { adminHandler } from "./admin.ts";
+import { metricsHandler } from "./metrics-port.ts";
+import { loadPages, reloadPagesWith } from "./templates.ts";
 import { isClientCommand, runClient } from "./client.ts";
 import process from "node:process";
 import { Fleet } from "./fleet/shared.ts";
@@ -98,6 +100,10 @@ export async function main(rt: Runtime): Promise<void> {
     base: { defaults, configPath: cli.configPath, overrides: cli.flags },
     adminCheckHost: true,
   });
+  // --pages: read before anything listens; a bad template stops holdup here, naming the file.
+  const pages = loadPages(config.pages);
+  if ("errors" in pages) invalid(rt, pages.errors);
+  h.pages.set = pages.set;
 
   if (role) h.log.worker = role.index;
   // ACME: stored certificates are read now; orders start once the redirect listener answers.
@@ -126,6 +132,7 @@ export async function main(rt: Runtime): Promise<void> {
     h.control.restartApp = (trigger) => sup.restart(trigger);
     h.control.appStatus = () => sup.status();
     h.hooks.onUnhealthy = (_app, url, reason) => sup.unhealthy(url, reason);
+    h.metrics.runApp = () => ({ instance: sup.current?.id ?? null, restarts: sup.restarts, failedRestarts: sup.failedRestarts });
   }
   const proxyHandler: IncomingHandler = app
     ? ((sup) => (req) => {
@@ -147,7 +154,7 @@ export async function main(rt: Runtime): Promise<void> {
         frontDoor: rt.tlsHandOff,
         wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
-        reusePort: role !== null && what !== "admin API",
+        reusePort: role !== null && what !== "admin API" && what !== "metrics",
         fd: what === "proxy" ? activatedFd : undefined,
       }));
   // A WebSocket handshake is activity too (and starts an idle-stopped app).
@@ -159,6 +166,7 @@ export async function main(rt: Runtime): Promise<void> {
     : h.upgrade;
   const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, certs ? { certs } : undefined);
   h.control.connectionStatus = () => proxyServer.stats();
+  h.events.proxyAddress = formatListen(proxyServer);
   const passed = activatedFd === undefined ? null : passedSocketPort(activatedFd);
   if (passed !== null && passed !== proxyServer.port) {
     fail(rt, 1, `holdup: socket activation: the proxy listens on port ${proxyServer.port}, not on the passed socket's port ${passed}; this runtime cannot serve a passed socket`);
@@ -180,10 +188,17 @@ export async function main(rt: Runtime): Promise<void> {
     const a = config.admin.listen;
     adminServer = await serve("admin API", a, adminHandler(h.admin, `http://${formatListen(a)}`));
   }
+  // GET /metrics without a token, on a listener of its own (worker 0 only, as the admin API).
+  let metricsServer: Listener | null = null;
+  if (config.metrics.listen && (!role || role.index === 0)) {
+    const render = () => h.metrics.render(h.apps.list, h.control.configVersion, h.control.fleet);
+    metricsServer = await serve("metrics", config.metrics.listen, metricsHandler(render));
+  }
   // Timeouts and the connection cap follow reloads.
   h.control.onApplied = (c) => {
     proxyServer.update(limitsOf(c));
     adminServer?.update(limitsOf(c));
+    metricsServer?.update(limitsOf(c));
     redirectServer?.update(limitsOf(c));
   };
   // Certificates are read again on every reload (SIGHUP, POST /reload), and checked before it is put
@@ -214,6 +229,9 @@ export async function main(rt: Runtime): Promise<void> {
     };
   };
 
+  // --pages: read again on every reload (after the certificates' hook, which it wraps).
+  reloadPagesWith(h.control, h.pages);
+
   if (role) {
     // POST /reload without a body re-reads the file here (worker 0): the parent has the others do it too.
     const fromFile = h.control.reloadFromFile.bind(h.control);
@@ -235,6 +253,7 @@ export async function main(rt: Runtime): Promise<void> {
     ...(config.run ? { app: config.run.command } : { upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])) }),
     admin: adminServer ? formatListen(adminServer) : "off",
     ...(adminServer ? { dashboard: dashboardUrl(adminServer) } : {}),
+    ...(metricsServer ? { metrics: `http://${formatListen(metricsServer)}/metrics` } : {}),
     tryDuration: formatDuration(config.tryDuration),
     tryInterval: formatDuration(config.tryInterval),
     ...(cli.configPath ? { config: cli.configPath } : {}),
@@ -278,7 +297,7 @@ export async function main(rt: Runtime): Promise<void> {
       void a.state.websockets.shutdown(() => proxyServer.requests === 0);
     }
     h.events.close(); // and dashboards' event streams end (their pages reconnect to the next holdup)
-    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown(), redirectServer?.shutdown()]).then(() => true);
+    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown(), redirectServer?.shutdown(), metricsServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);
     if (app) {
@@ -328,7 +347,7 @@ async function open(rt: Runtime, what: string, addr: string, start: () => Promis
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (err.code === "EADDRINUSE") {
-      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : what === "redirect" ? "--redirect-http" : "--admin"})`);
+      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : what === "redirect" ? "--redirect-http" : what === "metrics" ? "--metrics-listen" : "--admin"})`);
     }
     fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: ${err.message ?? e}`);
   }

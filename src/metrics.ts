@@ -26,6 +26,10 @@ export class Metrics {
   reloadsFailed = 0;
   deploysOk = 0;
   deploysFailed = 0;
+  /** holdup_build_info's labels. */
+  build: { version: string; runtime: string } | null = null;
+  /** With `-- COMMAND`: the app's serving instance (null while none) and restarts so far. */
+  runApp: (() => { instance: number | null; restarts: number; failedRestarts: number }) | null = null;
 
   /** `app` is "" for requests no app answered. */
   request(status: number, heldMs: number, app: string): void {
@@ -121,6 +125,18 @@ export class Metrics {
     }
     metric("holdup_paused", "gauge", "1 while the app is paused or stopped.");
     for (const a of apps) out.push(`holdup_paused{app="${esc(a.name)}"} ${a.state.current.mode === "running" ? 0 : 1}`);
+    if (this.build) {
+      metric("holdup_build_info", "gauge", "Always 1; the labels say which holdup and runtime serve.");
+      out.push(`holdup_build_info{version="${esc(this.build.version)}",runtime="${esc(this.build.runtime)}"} 1`);
+    }
+    const run = this.runApp?.();
+    if (run) {
+      metric("holdup_app_restarts_total", "counter", "Restarts of the app holdup runs (-- COMMAND), by result.");
+      out.push(`holdup_app_restarts_total{result="ok"} ${run.restarts}`);
+      out.push(`holdup_app_restarts_total{result="failed"} ${run.failedRestarts}`);
+      metric("holdup_app_instance", "gauge", "The number of the app's serving instance (#1 first, +1 each start); 0 while none serves.");
+      out.push(`holdup_app_instance ${run.instance ?? 0}`);
+    }
     return out.join("\n") + "\n";
   }
 }

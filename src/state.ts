@@ -101,6 +101,8 @@ export class State {
   held = 0;
   /** Buffered body bytes of the requests held right now (bounded by maxHeldBodyBytes). */
   heldBodyBytes = 0;
+  /** Arrival times (performance.now()) of the requests waiting right now: the dashboard shows the oldest's age. */
+  readonly heldSince = new Set<{ at: number }>();
   /** Open WebSocket tunnels, by upstream; drained when a reload removes theirs. */
   readonly websockets = new WsRegistry(() => this.current.upstreams, () => this.current.config);
   private upstreams = new Map<string, Upstream>();

@@ -127,6 +127,9 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   delete config["admin.listen"];
   delete config["admin.token"];
   delete config["admin.hosts"];
+  config.metrics = { listen: (merged["metrics.listen"] ?? null) as Config["metrics"]["listen"] };
+  delete config["metrics.listen"];
+  config.pages = (merged.pages ?? null) as string | null;
   config.tls = { cert: merged["tls.cert"] ?? null, key: merged["tls.key"] ?? null, redirectHttp: merged["tls.redirectHttp"] ?? null, acme: null } as Config["tls"];
   delete config["tls.cert"];
   delete config["tls.key"];
@@ -185,7 +188,7 @@ function appConfig(top: Config, a: ParsedApp): AppConfig {
 
 function* flatten(obj: Record<string, unknown>): Generator<[string, unknown]> {
   for (const [k, v] of Object.entries(obj)) {
-    if ((k === "admin" || k === "run" || k === "tls") && v && typeof v === "object") {
+    if ((k === "admin" || k === "run" || k === "tls" || k === "metrics") && v && typeof v === "object") {
       for (const [k2, v2] of Object.entries(v)) {
         if (k === "tls" && k2 === "acme" && v2 && typeof v2 === "object") {
           for (const [k3, v3] of Object.entries(v2)) yield [`tls.acme.${k3}`, v3];
@@ -255,6 +258,8 @@ export function toJSON(c: Config): Record<string, unknown> {
         },
       }
       : {}),
+    ...(c.metrics.listen ? { metrics: { listen: formatListen(c.metrics.listen) } } : {}),
+    ...(c.pages ? { pages: c.pages } : {}),
     log: c.log,
     ...(c.workers > 1 ? { workers: c.workers } : {}),
     ...(c.allowUpstreams.length ? { allowUpstreams: c.allowUpstreams } : {}),

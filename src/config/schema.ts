@@ -83,6 +83,10 @@ export interface Config {
   /** How long connections to an upstream removed by a reload or deploy may keep working. */
   drainTimeout: number;
   admin: { listen: ListenAddress | null; token: string | null; hosts: string[] };
+  /** A listener serving GET /metrics only, without a token (see metrics-port.ts); null: none. */
+  metrics: { listen: ListenAddress | null };
+  /** `--pages DIR`: the operator's templates for holdup's own pages (see templates.ts); null: built-in. */
+  pages: string | null;
   log: LogFormat;
   /** A browser held this long gets a self-reloading "starting…" page; null: never. */
   waitingPageAfter: number | null;
@@ -296,6 +300,8 @@ export const partialSchema = z.strictObject({
       )),
     }),
   ),
+  metrics: z.optional(z.strictObject({ listen: z.optional(adminListen) })),
+  pages: z.optional(z.nullable(filePath)),
   log: z.optional(z.enum(["json", "text", "off"])),
   tls: z.optional(
     z.strictObject({
@@ -447,6 +453,7 @@ const KNOWN = [
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop", "restart", "release",
   "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
+  "metrics", "pages",
 ];
 
 function suggest(key: string): string {

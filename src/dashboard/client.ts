@@ -54,9 +54,43 @@ export const CLIENT_JS = String.raw`
     }).join(" ");
   }
 
+  function uptime(sec) {
+    var d = Math.floor(sec / 86400), h = Math.floor(sec / 3600) % 24, m = Math.floor(sec / 60) % 60, x = sec % 60;
+    return d ? d + " d " + h + " h" : h ? h + " h " + m + " min" : m ? m + " min " + x + " s" : x + " s";
+  }
+  function secs(ms) { return ms >= 10000 ? Math.round(ms / 1000) + " s" : (ms / 1000).toFixed(1) + " s"; }
+  function ago(n) { return n >= 120 ? "−" + Math.round(n / 60) + " min" : "−" + n + " s"; }
+  function renderApp(a) {
+    $("appbox").hidden = !a;
+    if (!a) return;
+    var phase = $("appphase");
+    phase.textContent = a.phase;
+    phase.className = "mode " + (a.phase === "running" ? "running" : a.phase === "backoff" || a.phase === "stopped" ? "stopped" : "paused");
+    $("appinstance").textContent = a.instance ? "#" + a.instance : "–";
+    $("apppid").textContent = a.pid ? String(a.pid) : "–";
+    $("apprestarts").textContent = String(a.restarts) + (a.failedRestarts ? " (" + a.failedRestarts + " failed)" : "");
+    var x = a.lastExit;
+    $("appexit").textContent = x ? "instance #" + x.instance + " " + (x.error ? x.error : x.signal ? "killed by " + x.signal : "exit code " + x.code) +
+      " at " + new Date(x.at).toLocaleTimeString([], { hour12: false }) : "none";
+    // A restart already under way (or holdup stopping) cannot take another.
+    $("restart").disabled = a.phase === "restarting" || a.phase === "stopping" || a.phase === "stopped";
+  }
+
   function renderStatus(s) {
     if (!s || typeof s.mode !== "string") return;
     $("version").textContent = s.holdup + " · " + s.runtime;
+    if (s.proxy) $("proxy").textContent = s.proxy;
+    if (typeof s.uptimeSeconds === "number") $("uptime").textContent = uptime(s.uptimeSeconds);
+    // Buttons that cannot apply are disabled: Pause while paused, Resume while running, Reload without a file.
+    $("pause").disabled = s.mode === "paused";
+    $("resume").disabled = s.mode === "running";
+    if (typeof s.reloadable === "boolean") {
+      $("reload").disabled = !s.reloadable;
+      $("reloadnote").hidden = s.reloadable;
+    }
+    renderApp(s.app);
+    var holding = {};
+    (s.holding || []).forEach(function (h) { holding[h.app] = h; });
     var mode = $("mode");
     mode.textContent = s.mode;
     mode.className = "mode " + s.mode;
@@ -73,7 +107,12 @@ export const CLIENT_JS = String.raw`
       mode.append(el("span", "mode " + a.mode, a.mode));
       if (a.stopMessage) mode.append(" ", el("span", "note", "“" + a.stopMessage + "”"));
       var where = (a.hosts.length ? a.hosts.join(", ") : "any host") + (a.pathPrefix && a.pathPrefix !== "/" ? " " + a.pathPrefix : "");
-      tr.append(el("td", "", a.name), el("td", "note", where), mode, el("td", "", a.held));
+      var h = holding[a.name], late = el("td", "note", "–");
+      if (h && h.oldestMs !== null) {
+        late.textContent = secs(h.oldestMs) + " of " + secs(h.tryDurationMs);
+        if (h.oldestMs > 0.8 * h.tryDurationMs) late.className = "late";
+      } else if (h) late.textContent = "none held (deadline " + secs(h.tryDurationMs) + ")";
+      tr.append(el("td", "", a.name), el("td", "note", where), mode, el("td", "", a.held), late);
       return tr;
     }));
     var body = $("upstreams");
@@ -122,6 +161,8 @@ export const CLIENT_JS = String.raw`
       $(k + "-line").setAttribute("points", pts.join(" "));
       $(k + "-now").textContent = v.length ? String(v[v.length - 1]) : "–";
       $(k + "-max").textContent = String(max);
+      $(k + "-from").textContent = ago(span);
+      $(k + "-mid").textContent = ago(Math.round(span / 2));
     });
     var n = Math.max(60, hist.held.length);
     $("window").textContent = n >= HISTORY ? "Last 15 minutes, one point per second." : "Last " + (n >= 120 ? Math.round(n / 60) + " minutes" : n + " seconds") + " (up to 15 minutes), one point per second.";
@@ -197,7 +238,10 @@ export const CLIENT_JS = String.raw`
       });
       var j = await res.json().catch(function () { return {}; });
       if (res.status === 401) return forgetToken("That token was refused.");
-      if (res.ok) {
+      if (res.ok && j.restarted) {
+        renderStatus(j);
+        result.textContent = "restart: done, instance #" + j.restarted.instance + " (pid " + j.restarted.pid + ") serving after " + Math.round(j.restarted.readyMs) + " ms";
+      } else if (res.ok) {
         renderStatus(j);
         result.textContent = path + ": done, mode " + j.mode + ", config v" + j.configVersion + (j.notes && j.notes.length ? " (" + j.notes.join("; ") + ")" : "");
       } else {

@@ -18,6 +18,19 @@ import type { Metrics } from "../metrics.ts";
 import type { Upstream } from "../upstream.ts";
 
 /** What the hub reads of the proxy's state: held requests and the upstreams in force (all apps together). */
+/** What the page reads of one app's held requests. */
+interface AppHeld {
+  heldSince: Set<{ at: number }>;
+  current: { config: { tryDuration: number } };
+}
+
+/** Age in ms of the oldest of these held requests; null when none is held. */
+function oldestHeldMs(since: Set<{ at: number }>): number | null {
+  let oldest = Infinity;
+  for (const m of since) if (m.at < oldest) oldest = m.at;
+  return oldest === Infinity ? null : Math.round(performance.now() - oldest);
+}
+
 export interface HeldView {
   readonly held: number;
   readonly current: { readonly upstreams: readonly Upstream[] };
@@ -82,7 +95,10 @@ export class EventHub {
   dropped = 0;
   skipped = 0;
 
-  constructor(private d: { control: Control; state: HeldView; metrics: Metrics }) {
+  /** The proxy listener's bound address (host:port), set once it listens; the configured one until then. */
+  proxyAddress: string | null = null;
+
+  constructor(private d: { control: Control; state: HeldView; metrics: Metrics; apps?: { list: Array<{ name: string; state: AppHeld }> } }) {
     const totals = d.metrics.totals();
     this.last = { at: Date.now(), requests: totals.requests, errors: totals.errors5xx };
     this.seen = d.state.current.upstreams;
@@ -167,8 +183,14 @@ export class EventHub {
   /** The status the page shows: GET /status plus draining upstreams and the last sample. */
   snapshot(sample: Sample | null): Record<string, unknown> {
     this.trackDraining();
+    const status = this.d.control.status();
     return {
-      ...this.d.control.status(),
+      ...status,
+      // What the page needs beyond /status: whether Reload can apply (a config file, or certificates to re-read),
+      // and each app's oldest held request against its deadline (tryDuration).
+      reloadable: status.configFile !== null || this.d.control.reloadWithoutFile,
+      proxy: this.proxyAddress ?? (status.config as { listen?: string }).listen,
+      holding: this.d.apps?.list.map((a) => ({ app: a.name, oldestMs: oldestHeldMs(a.state.heldSince), tryDurationMs: a.state.current.config.tryDuration })) ?? [],
       draining: [...this.draining].map((u) => ({ url: u.url, inFlight: u.inFlight, lastError: u.lastError })),
       dashboard: { streams: this.clients.size, dropped: this.dropped, skipped: this.skipped, queuedBytes: this.queuedBytes() },
       ...(sample ? { sample } : {}),

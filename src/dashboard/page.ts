@@ -28,6 +28,18 @@ export interface PageStatus {
   apps?: Array<{ name: string; hosts: string[]; pathPrefix: string; mode: string; stopMessage?: string; held: number }>;
   upstreams: Array<{ app?: string; url: string; status: string; lastError: string | null; inFlight: number; websockets?: number }>;
   draining?: Array<{ url: string; inFlight: number; lastError: string | null }>;
+  uptimeSeconds?: number;
+  /** The proxy listener's address. */
+  proxy?: string;
+  /** With -- COMMAND: the app process (run/supervisor.ts status()). */
+  app?: { phase: string; instance: number | null; pid: number | null; restarts: number };
+  reloadable?: boolean;
+}
+
+/** "3 d 4 h", "2 h 5 min", "4 min 3 s", "12 s" (the client script words it the same way). */
+export function formatUptime(seconds: number): string {
+  const d = Math.floor(seconds / 86400), h = Math.floor(seconds / 3600) % 24, m = Math.floor(seconds / 60) % 60, s = seconds % 60;
+  return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : m ? `${m} min ${s} s` : `${s} s`;
 }
 
 /** How an upstream's state reads on the page (the client script uses the same words). */
@@ -80,6 +92,7 @@ export function renderPage(nonce: string, data: { status: PageStatus; events: Da
 <header>
   <h1>holdup</h1>
   <span id="version">${s ? `${s.holdup} · ${s.runtime}` : ""}</span>
+  <span class="note">proxy <b id="proxy">${s?.proxy ?? "–"}</b> · up <b id="uptime">${s?.uptimeSeconds !== undefined ? formatUptime(s.uptimeSeconds) : "–"}</b></span>
   <span id="conn" class="conn" role="status">${data ? "loading…" : "needs token"}</span>
 </header>
 <main>
@@ -98,18 +111,29 @@ export function renderPage(nonce: string, data: { status: PageStatus; events: Da
   · config <b id="configversion">${s ? `v${s.configVersion}` : "–"}</b>
   · WebSockets open <b id="wsopen">${s ? String(s.websockets?.open ?? 0) : "–"}</b> <span class="note">(<span id="wsdraining">${s ? String(s.websockets?.draining ?? 0) : "–"}</span> draining)</span></p>
   <div class="scroll"><table>
-    <thead><tr><th scope="col">app</th><th scope="col">answers</th><th scope="col">mode</th><th scope="col">held</th></tr></thead>
+    <thead><tr><th scope="col">app</th><th scope="col">answers</th><th scope="col">mode</th><th scope="col">held</th><th scope="col">oldest held / deadline</th></tr></thead>
     <tbody id="apps">${s ? appRows(s) : ""}</tbody>
   </table></div>
+</section>
+
+<section id="appbox" aria-labelledby="apphead" ${s?.app ? "" : raw("hidden")}>
+  <h2 id="apphead">App process</h2>
+  <p class="summary"><span id="appphase" class="mode">${s?.app?.phase ?? "–"}</span>
+  · instance <b id="appinstance">${s?.app?.instance ? `#${s.app.instance}` : "–"}</b>
+  · pid <b id="apppid">${s?.app?.pid ? String(s.app.pid) : "–"}</b>
+  · restarts <b id="apprestarts">${s?.app ? String(s.app.restarts) : "–"}</b></p>
+  <p class="note">last exit: <span id="appexit">–</span></p>
+  <div class="row"><button id="restart" type="button" data-action="restart">Restart app</button></div>
 </section>
 
 <section aria-labelledby="controlshead">
   <h2 id="controlshead">Controls</h2>
   <div class="row">
-    <button id="pause" type="button" data-action="pause">Pause</button>
-    <button id="resume" type="button" data-action="resume">Resume</button>
-    <button id="reload" type="button" data-action="reload">Reload config</button>
+    <button id="pause" type="button" data-action="pause" ${s?.mode === "paused" ? raw("disabled") : ""}>Pause</button>
+    <button id="resume" type="button" data-action="resume" ${s?.mode === "running" ? raw("disabled") : ""}>Resume</button>
+    <button id="reload" type="button" data-action="reload" ${s && !s.reloadable ? raw("disabled") : ""}>Reload config</button>
   </div>
+  <p id="reloadnote" class="note" ${s && !s.reloadable ? "" : raw("hidden")}>Reload needs a config file (-c FILE); change settings with POST /reload and a JSON body.</p>
   <form id="stopform" class="row">
     <label for="stopmessage" class="visually-hidden">Message for clients while stopped</label>
     <input id="stopmessage" type="text" maxlength="500" placeholder="message for clients (optional)">
@@ -153,6 +177,7 @@ function chart(id: string, label: string) {
     <svg id="${id}-chart" viewBox="0 0 900 60" preserveAspectRatio="none" role="img" aria-label="${label}, last 15 minutes">
       <polyline id="${id}-line" points="" fill="none" vector-effect="non-scaling-stroke"></polyline>
     </svg>
+    <div class="axis" aria-hidden="true"><span id="${id}-from">−60 s</span><span id="${id}-mid">−30 s</span><span>now</span></div>
   </figure>`;
 }
 
@@ -163,7 +188,7 @@ function answers(a: { hosts: string[]; pathPrefix: string }): string {
 
 function appRows(s: PageStatus) {
   return (s.apps ?? []).map((a) =>
-    html`<tr><td>${a.name}</td><td class="note">${answers(a)}</td><td><span class="mode ${a.mode}">${a.mode}</span>${a.stopMessage ? html` <span class="note">“${a.stopMessage}”</span>` : ""}</td><td>${String(a.held)}</td></tr>`
+    html`<tr><td>${a.name}</td><td class="note">${answers(a)}</td><td><span class="mode ${a.mode}">${a.mode}</span>${a.stopMessage ? html` <span class="note">“${a.stopMessage}”</span>` : ""}</td><td>${String(a.held)}</td><td class="note">–</td></tr>`
   );
 }
 
@@ -222,6 +247,9 @@ button:focus-visible, input:focus-visible { outline: 3px solid var(--accent); ou
 .charts { display: grid; gap: .5rem; }
 .chart { margin: 0; }
 .chart figcaption { font-size: .85rem; }
+.axis { display: flex; justify-content: space-between; font-size: .75rem; color: var(--muted); font-variant-numeric: tabular-nums; }
+button:disabled { opacity: .45; cursor: not-allowed; }
+.late { color: var(--bad); font-weight: 600; }
 .chart svg { display: block; width: 100%; height: 60px; border: 1px solid var(--line); border-radius: .3rem; }
 #held-line { stroke: var(--warn); stroke-width: 2; }
 #rps-line { stroke: var(--accent); stroke-width: 2; }

@@ -37,9 +37,10 @@ function connectionNamed(value: string | null): Set<string> | null {
  * The headers sent upstream: the client's (Host included, so the app sees the
  * name it was called by), less hop-by-hop, plus X-Forwarded-For (client
  * address appended), X-Forwarded-Proto (the listener's own scheme, whatever
- * the client claims) and X-Forwarded-Host. Built as a plain list in one pass.
+ * the client claims), X-Forwarded-Host and X-Request-Id (see requestid.ts).
+ * Built as a plain list in one pass.
  */
-export function upstreamHeaders(req: Incoming): HeaderList {
+export function upstreamHeaders(req: Incoming, requestId: string): HeaderList {
   const named = connectionNamed(req.header("connection"));
   const out: HeaderList = [];
   let host: string | null = null, forwardedHost: string | null = null, forwardedFor: string | null = null;
@@ -47,7 +48,7 @@ export function upstreamHeaders(req: Incoming): HeaderList {
     if (HOP_SET.has(name) || named?.has(name)) return;
     if (name === "x-forwarded-for") forwardedFor = forwardedFor === null ? value : `${forwardedFor}, ${value}`;
     else if (name === "x-forwarded-host") forwardedHost ??= value;
-    else if (name !== "x-forwarded-proto") {
+    else if (name !== "x-forwarded-proto" && name !== "x-request-id") {
       if (name === "host") host = value;
       out.push([name, value]);
     }
@@ -57,12 +58,13 @@ export function upstreamHeaders(req: Incoming): HeaderList {
   const ip = req.clientIP;
   const xff = ip ? (forwardedFor ? `${forwardedFor}, ${ip}` : ip) : forwardedFor;
   if (xff) out.push(["x-forwarded-for", xff]);
+  out.push(["x-request-id", requestId]);
   return out;
 }
 
 /**
  * The headers sent to the client: the upstream's, less hop-by-hop, plus
- * X-Holdup-Held-Ms, and the declared body length to hold the body to. The
+ * X-Holdup-Held-Ms and holdup's X-Request-Id (the one its log shows), and the declared body length to hold the body to. The
  * body arrives as the upstream encoded it (see Runtime.fetchUpstream), so
  * Content-Encoding and Content-Length pass on unchanged. A response whose
  * framing is ambiguous (Content-Length with Transfer-Encoding, an invalid
@@ -71,6 +73,7 @@ export function upstreamHeaders(req: Incoming): HeaderList {
 export function clientHeaders(
   res: Response,
   heldMs: number,
+  requestId: string,
 ): { headers: HeaderList; length: number | null } | { error: string } {
   const src = res.headers;
   const lengthHeader = src.get("content-length");
@@ -83,9 +86,9 @@ export function clientHeaders(
   const named = connectionNamed(src.get("connection"));
   const out: HeaderList = [];
   src.forEach((value, name) => {
-    if (HOP_SET.has(name) || named?.has(name)) return;
+    if (HOP_SET.has(name) || named?.has(name) || name === "x-request-id") return;
     out.push([name, value]);
   });
-  out.push(["x-holdup-held-ms", String(heldMs)]);
+  out.push(["x-holdup-held-ms", String(heldMs)], ["x-request-id", requestId]);
   return { headers: out, length };
 }

@@ -25,6 +25,7 @@
  * either side, both are closed with 1009.
  */
 import { upstreamHeaders } from "../forward/headers.ts";
+import { requestId } from "../forward/requestid.ts";
 import type { Apps } from "../apps.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -67,6 +68,7 @@ const text = (status: number, message: string, heldMs: number, extra: [string, s
 export async function edgeWebSocket(d: EdgeWsDeps, req: Request, inc: Incoming, arg: unknown): Promise<Response | undefined> {
   const start = performance.now();
   const route = d.apps.route(inc.header("host"), inc.target);
+  const rid = requestId(inc.header("x-request-id"));
   if (!route) {
     d.metrics.request(404, 0, "");
     return text(404, `no app answers host "${(inc.header("host") ?? "").replace(/[^\x21-\x7e]/g, "?").slice(0, 255)}"`, 0);
@@ -77,16 +79,16 @@ export async function edgeWebSocket(d: EdgeWsDeps, req: Request, inc: Incoming, 
   const log = (status: number, upstream: string | null, reason?: string) => {
     d.metrics.request(status, clock.heldMs, route.app.name);
     if (d.log.accessEnabled) {
-      d.log.access({ method: inc.method, path, status, bytes: null, durationMs: performance.now() - start, heldMs: clock.heldMs, upstream, reason });
+      d.log.access({ method: inc.method, path, status, bytes: null, durationMs: performance.now() - start, heldMs: clock.heldMs, upstream, requestId: rid, reason });
     }
   };
   const refuse = (status: number, message: string, detail?: string, extra: [string, string][] = []) => {
     log(status, null, detail ?? message);
-    return text(status, message, clock.heldMs, extra);
+    return text(status, `${message}\nrequest id: ${rid}`, clock.heldMs, [["x-request-id", rid], ...extra]);
   };
   if (inc.method !== "GET") return refuse(400, "a WebSocket handshake must be a GET");
 
-  const headers = handshakeHeaders(inc);
+  const headers = handshakeHeaders(inc, rid);
   const protocols = (inc.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
   const signal = inc.signal;
   const end = await holdForUpstream(state, clock, signal, async (u, snap) => {
@@ -134,8 +136,8 @@ function wsOrigin(u: Upstream): string {
 }
 
 /** The client's handshake headers as the upstream gets them, less those the WebSocket client sets itself. */
-function handshakeHeaders(inc: Incoming): [string, string][] {
-  return upstreamHeaders(inc).filter(([name]) => !name.startsWith("sec-websocket-"));
+function handshakeHeaders(inc: Incoming, rid: string): [string, string][] {
+  return upstreamHeaders(inc, rid).filter(([name]) => !name.startsWith("sec-websocket-"));
 }
 
 /** Opens the upstream WebSocket; resolves once it is open, or with why it is not. */

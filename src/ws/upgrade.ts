@@ -19,6 +19,7 @@ import type http from "node:http";
 import net, { type Socket } from "node:net";
 import tls from "node:tls";
 import { upstreamHeaders } from "../forward/headers.ts";
+import { requestId } from "../forward/requestid.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { originForm } from "../serve/target.ts";
@@ -70,15 +71,17 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
   const path = route?.target ?? "/";
   const appName = route?.app.name ?? "";
   const clock: HoldClock = { start, heldMs: 0 };
+  const sent = req.headers["x-request-id"];
+  const rid = requestId(Array.isArray(sent) ? sent.join(", ") : sent);
   const log = (status: number, upstream: string | null, reason?: string) => {
     const heldMs = clock.heldMs;
     d.metrics.request(status, heldMs, appName);
     if (d.log.accessEnabled) {
-      d.log.access({ method: req.method ?? "GET", path, status, bytes: null, durationMs: performance.now() - start, heldMs, upstream, reason });
+      d.log.access({ method: req.method ?? "GET", path, status, bytes: null, durationMs: performance.now() - start, heldMs, upstream, requestId: rid, reason });
     }
   };
   const refuse = (status: number, message: string, detail?: string, extra: string[] = []) => {
-    answer(client, status, message, [`x-holdup-held-ms: ${Math.round(clock.heldMs)}`, ...extra]);
+    answer(client, status, `${message}\nrequest id: ${rid}`, [`x-holdup-held-ms: ${Math.round(clock.heldMs)}`, `x-request-id: ${rid}`, ...extra]);
     log(status, null, detail ?? message);
   };
 
@@ -114,7 +117,7 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
     client.pause();
   };
 
-  const headers = handshakeHeaders(req);
+  const headers = handshakeHeaders(req, rid);
   const end = await holdForUpstream(state, clock, abort.signal, async (u, snap) => {
     // An upstream with a base path (http://app:8003/base) gets it before the client's path, as requests do.
     const handshake = Buffer.from(`GET ${basePath(u)}${path} HTTP/1.1\r\n${headers}`, "latin1");
@@ -144,14 +147,14 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
     return log(499, u.url, "client disconnected");
   }
   log(101, u.url);
-  client.write(r.head);
+  client.write(withRequestId(r.head, rid));
   const t = new Tunnel(client, r.socket, u, path, clock.heldMs, state.websockets);
   state.websockets.add(t);
   t.start(r.rest, early);
 }
 
 /** The handshake's header block as the upstream gets it: the client's headers (less hop-by-hop) and X-Forwarded-*. */
-function handshakeHeaders(req: http.IncomingMessage): string {
+function handshakeHeaders(req: http.IncomingMessage, rid: string): string {
   const raw = req.rawHeaders;
   const inc = {
     scheme: (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http",
@@ -165,9 +168,17 @@ function handshakeHeaders(req: http.IncomingMessage): string {
     },
   } as unknown as Incoming;
   const lines: string[] = [];
-  for (const [name, value] of upstreamHeaders(inc)) lines.push(`${name}: ${value}`);
+  for (const [name, value] of upstreamHeaders(inc, rid)) lines.push(`${name}: ${value}`);
   lines.push(`connection: Upgrade`, `upgrade: ${req.headers.upgrade}`, "", "");
   return lines.join("\r\n");
+}
+
+/** The upstream's 101 head with holdup's X-Request-Id added (its own, if any, dropped): the client sees the id the log has. */
+function withRequestId(head: Uint8Array, rid: string): Uint8Array {
+  const text = new TextDecoder("latin1").decode(head);
+  const lines = text.slice(0, -4).split("\r\n").filter((l, i) => i === 0 || !/^x-request-id\s*:/i.test(l));
+  lines.push(`x-request-id: ${rid}`, "", "");
+  return Buffer.from(lines.join("\r\n"), "latin1");
 }
 
 /** Connects to `u`, sends the handshake, and reads the response head. */
