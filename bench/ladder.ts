@@ -12,7 +12,7 @@
 //
 // Run: STEP=listener PORT=8081 UPSTREAM=http://127.0.0.1:8003 bun bench/ladder.ts
 //      STEP=headers … deno run -A bench/ladder.ts
-import { clientHeaders, upstreamHeaders } from "../src/forward/headers.ts";
+import { clientHeaders, upstreamHeaders } from "../src/http/headers.ts";
 import { runtime } from "../src/runtime/index.ts";
 import { listen } from "../src/serve/listener.ts";
 import type { HeaderList, Incoming, Reply } from "../src/serve/types.ts";

@@ -36,7 +36,7 @@
 import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
-import { Fleet, redact } from "./fleet/shared.ts";
+import { Fleet, redact } from "./fleet/fleet.ts";
 import { KvEngine } from "./fleet/kv.ts";
 import { runtime } from "./runtime/index.ts";
 import { fromRequest, toResponse } from "./serve/web.ts";

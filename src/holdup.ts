@@ -1,14 +1,14 @@
 /** Assembles one holdup: state, metrics, operator control and the two Hono apps. Used by both entries. */
-import { adminApp } from "./admin.ts";
-import { proxyHandler } from "./app.ts";
+import { adminApp } from "./admin/api.ts";
+import { proxyHandler } from "./http/handler.ts";
 import type { Effective, Layer } from "./config/layers.ts";
-import { Control } from "./control.ts";
-import { EventHub } from "./dashboard/events.ts";
-import { Logger } from "./log.ts";
-import { Metrics } from "./metrics.ts";
-import type { PageSet } from "./pages.ts";
+import { Control } from "./control/control.ts";
+import { EventHub } from "./admin/events.ts";
+import { Logger } from "./observe/log.ts";
+import { Metrics } from "./observe/metrics.ts";
+import type { PageSet } from "./http/pages.ts";
 import type { Runtime } from "./runtime/types.ts";
-import { Apps } from "./apps.ts";
+import { Apps } from "./apps/apps.ts";
 import { wsUpgradeHandler } from "./ws/upgrade.ts";
 import pkg from "../package.json" with { type: "json" };
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseCli } from "../src/cli.ts";
+import { parseCli } from "../src/cli/flags.ts";
 import { defaultLayer, resolve } from "../src/config/layers.ts";
 import { type Proxy, ROOT, startProxy, until } from "./helpers.ts";
 

@@ -6,7 +6,7 @@ import * as z from "zod/mini";
 import { isLoopback, parseListen, parseUpstream } from "./address.ts";
 import type { ListenAddress } from "./address.ts";
 import { formatDuration, parseDuration, parseSize } from "./units.ts";
-import { closest } from "../suggest.ts";
+import { closest } from "../util/suggest.ts";
 
 export type LogFormat = "json" | "text" | "off";
 

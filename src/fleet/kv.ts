@@ -15,7 +15,7 @@
  * larger reload body is refused by KV).
  */
 import type { KvLike } from "../runtime/types.ts";
-import type { Batch, Engine, EngineEvents } from "./shared.ts";
+import type { Batch, Engine, EngineEvents } from "./fleet.ts";
 
 const LEN = ["holdup", "ops-len"];
 const OP = (n: number) => ["holdup", "ops", n];

@@ -23,10 +23,10 @@ import net from "node:net";
 import process from "node:process";
 import { formatListen, type ListenAddress } from "../config/address.ts";
 import type { Config } from "../config/schema.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { Hub } from "./hub.ts";
-import { redact } from "./shared.ts";
+import { redact } from "./fleet.ts";
 
 /** What a worker is told by its parent (environment variables). */
 export interface WorkerRole {

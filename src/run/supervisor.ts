@@ -21,11 +21,11 @@
  * also runs in overlap mode, while the old one serves (its failure keeps it).
  */
 import type { RunConfig } from "../config/schema.ts";
-import type { Control, RestartResult } from "../control.ts";
-import type { Logger } from "../log.ts";
+import type { Control, RestartResult } from "../control/control.ts";
+import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
-import type { State } from "../state.ts";
-import type { Upstream } from "../upstream.ts";
+import type { State } from "../apps/state.ts";
+import type { Upstream } from "../apps/upstream.ts";
 import { type Exit, formatExit, freeLoopbackPort, Instance } from "./instance.ts";
 import { warnIfPortUnused } from "./portcheck.ts";
 import { type ReleaseRun, runRelease } from "./release.ts";

@@ -18,7 +18,7 @@
  */
 import http from "node:http";
 import https from "node:https";
-import { drained } from "../drain.ts";
+import { drained } from "../util/drain.ts";
 import type { UpstreamInit } from "./types.ts";
 
 const agentOptions = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: "lifo" as const };

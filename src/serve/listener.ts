@@ -50,7 +50,7 @@ import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
 import { type Conn, type ConnKind, ConnTable, upgradedOf } from "./conns.ts";
 import { tlsFrontDoor } from "./front-door.ts";
-import { drained } from "../drain.ts";
+import { drained } from "../util/drain.ts";
 import { badFraming } from "./framing.ts";
 import { h2Settings, RESET_LIMIT, RESET_WINDOW_MS, resetGuard } from "./h2.ts";
 import { dequeued, queued } from "./pipeline.ts";

@@ -10,8 +10,8 @@
  * whole. `attempt` tries one picked upstream; it returns RETRY when the
  * upstream was never reached (it marks it down), and the loop holds again.
  */
-import type { Snapshot, State } from "../state.ts";
-import type { Upstream } from "../upstream.ts";
+import type { Snapshot, State } from "../apps/state.ts";
+import type { Upstream } from "../apps/upstream.ts";
 
 export const RETRY: unique symbol = Symbol("retry");
 

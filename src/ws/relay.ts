@@ -24,16 +24,16 @@
  * the other is slow: when more than wsMaxBuffered bytes are queued toward
  * either side, both are closed with 1009.
  */
-import { upstreamHeaders } from "../forward/headers.ts";
-import { requestId } from "../forward/requestid.ts";
-import type { Apps } from "../apps.ts";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
+import { upstreamHeaders } from "../http/headers.ts";
+import { requestId } from "../http/requestid.ts";
+import type { Apps } from "../apps/apps.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import type { Runtime, WsHandlers, WsPeer } from "../runtime/types.ts";
 import type { Incoming } from "../serve/types.ts";
-import type { Upstream } from "../upstream.ts";
+import type { Upstream } from "../apps/upstream.ts";
 import { basePath, type HoldClock, holdForUpstream, RETRY } from "./hold.ts";
-import { WebSocketBase } from "./registry.ts";
+import { WebSocketBase } from "../apps/websockets.ts";
 import type { ClosedBy, TunnelHost } from "./tunnel.ts";
 
 export interface EdgeWsDeps {

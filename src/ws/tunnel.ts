@@ -19,9 +19,9 @@
  * Pong keeps the socket open, a vanished one's silence lets wsIdleTimeout close it.
  */
 import type { Socket } from "node:net";
-import { onDrain } from "../drain.ts";
-import type { Upstream } from "../upstream.ts";
-import { type OpenWebSocket, WebSocketBase } from "./registry.ts";
+import { onDrain } from "../util/drain.ts";
+import type { Upstream } from "../apps/upstream.ts";
+import { type OpenWebSocket, WebSocketBase } from "../apps/websockets.ts";
 import { clientClose, FrameTracker, SERVER_PING, serverClose } from "./frames.ts";
 import { setUpgraded } from "../serve/conns.ts";
 

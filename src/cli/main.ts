@@ -2,30 +2,30 @@
  * The command-line proxy: parse flags, load the config, serve the proxy and
  * admin listeners, reload on SIGHUP, shut down gracefully on SIGTERM/SIGINT.
  */
-import { formatListen } from "./config/address.ts";
-import { formatDuration } from "./config/units.ts";
-import { defaultLayer, fileLayer, type Layer, type LayerError, resolve } from "./config/layers.ts";
-import { describeError, flagFor, helpText, parseCli } from "./cli.ts";
-import { createHoldup, VERSION } from "./holdup.ts";
-import type { Runtime } from "./runtime/types.ts";
-import { adminHandler } from "./admin.ts";
-import { metricsHandler } from "./metrics-port.ts";
-import { loadPages, reloadPagesWith } from "./templates.ts";
+import { formatListen } from "../config/address.ts";
+import { formatDuration } from "../config/units.ts";
+import { defaultLayer, fileLayer, type Layer, type LayerError, resolve } from "../config/layers.ts";
+import { describeError, flagFor, helpText, parseCli } from "./flags.ts";
+import { createHoldup, VERSION } from "../holdup.ts";
+import type { Runtime } from "../runtime/types.ts";
+import { adminHandler } from "../admin/api.ts";
+import { metricsHandler } from "../observe/metrics-port.ts";
+import { loadPages, reloadPagesWith } from "../http/templates.ts";
 import { isClientCommand, runClient } from "./client.ts";
 import process from "node:process";
-import { Fleet } from "./fleet/shared.ts";
-import { Logger } from "./log.ts";
-import { askParentToReload, followParent, READY, runParent, workerRole } from "./fleet/workers.ts";
-import { type Listener, type ListenerLimits, listen, type ListenOptions } from "./serve/listener.ts";
-import type { IncomingHandler } from "./serve/types.ts";
-import type { Config } from "./config/schema.ts";
-import { Supervisor } from "./run/supervisor.ts";
-import { type Certificates, loadCertificates, tlsWanted } from "./serve/tls.ts";
-import { redirectHandler, servesName } from "./serve/redirect.ts";
-import { startAcme } from "./acme/start.ts";
-import { acmeHosts } from "./acme/hosts.ts";
-import { missingPermission } from "./runtime/permissions.ts";
-import { passedSocketPort, socketActivation } from "./serve/activation.ts";
+import { Fleet } from "../fleet/fleet.ts";
+import { Logger } from "../observe/log.ts";
+import { askParentToReload, followParent, READY, runParent, workerRole } from "../fleet/workers.ts";
+import { type Listener, type ListenerLimits, listen, type ListenOptions } from "../serve/listener.ts";
+import type { IncomingHandler } from "../serve/types.ts";
+import type { Config } from "../config/schema.ts";
+import { Supervisor } from "../run/supervisor.ts";
+import { type Certificates, loadCertificates, tlsWanted } from "../serve/tls.ts";
+import { redirectHandler, servesName } from "../serve/redirect.ts";
+import { startAcme } from "../acme/start.ts";
+import { acmeHosts } from "../acme/hosts.ts";
+import { missingPermission } from "../runtime/permissions.ts";
+import { passedSocketPort, socketActivation } from "../serve/activation.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;

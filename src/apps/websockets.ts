@@ -5,8 +5,8 @@
  * byte tunnels (tunnel.ts) and the edge entry's message relays (relay.ts);
  * both implement OpenWebSocket.
  */
-import type { Upstream } from "../upstream.ts";
-import type { ClosedBy, TunnelHost } from "./tunnel.ts";
+import type { Upstream } from "./upstream.ts";
+import type { ClosedBy, TunnelHost } from "../ws/tunnel.ts";
 
 /** One direction's counts: complete data messages and bytes relayed. */
 export interface Relayed {

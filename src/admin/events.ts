@@ -13,9 +13,9 @@
  * is dropped once an event would push its queue past DROP_BYTES: a stalled
  * dashboard costs at most that much memory, plus the socket's own buffers.
  */
-import type { Control } from "../control.ts";
-import type { Metrics } from "../metrics.ts";
-import type { Upstream } from "../upstream.ts";
+import type { Control } from "../control/control.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import type { Upstream } from "../apps/upstream.ts";
 
 /** What the hub reads of the proxy's state: held requests and the upstreams in force (all apps together). */
 /** What the page reads of one app's held requests. */

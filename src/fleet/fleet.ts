@@ -26,9 +26,9 @@
  * refused with 503 (applied nowhere, rather than here only), so the fleet
  * never diverges.
  */
-import type { App, Apps } from "../apps.ts";
-import type { Control } from "../control.ts";
-import type { Logger } from "../log.ts";
+import type { App, Apps } from "../apps/apps.ts";
+import type { Control } from "../control/control.ts";
+import type { Logger } from "../observe/log.ts";
 import type { RawConfig } from "../config/schema.ts";
 import { Redis } from "./resp.ts";
 import { type ModeEntry, type Op, parseOp, SharedState } from "./ops.ts";

@@ -6,10 +6,10 @@
  */
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import type { Runtime } from "./runtime/types.ts";
+import type { Runtime } from "../runtime/types.ts";
 import { commandHelp } from "./commands.ts";
-import { explainArgsError } from "./suggest.ts";
-import { permissionLine } from "./runtime/permissions.ts";
+import { explainArgsError } from "../util/suggest.ts";
+import { permissionLine } from "../runtime/permissions.ts";
 import { runDuring } from "./during.ts";
 
 export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"] as const;

@@ -7,8 +7,8 @@
  * upstream.ts only run while an upstream is not ready; these also catch an
  * app that hangs while it serves (SIGSTOP, a deadlock, a full thread pool).
  */
-import type { Config } from "./config/schema.ts";
-import type { Runtime } from "./runtime/types.ts";
+import type { Config } from "../config/schema.ts";
+import type { Runtime } from "../runtime/types.ts";
 import { probeOnce, type Upstream } from "./upstream.ts";
 
 export class HealthChecker {

@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import os from "node:os";
 import process from "node:process";
-import type { Runtime } from "./runtime/types.ts";
+import type { Runtime } from "../runtime/types.ts";
 
 /** CMD's exit status: its code, 128+N when signal N ended it, 127 when it could not be started. */
 export function runDuring(rt: Runtime, command: string[], err: (t: string) => void): Promise<number> {

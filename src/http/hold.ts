@@ -14,16 +14,16 @@
  * - a streamed (unbuffered) body is sent once: any failure → 502.
  * - no response head within responseTimeout → 504.
  */
-import { attempt } from "./forward/attempt.ts";
-import { type Body, bodySize, prepareBody, TooLarge } from "./forward/body.ts";
-import { clientHeaders, upstreamHeaders } from "./forward/headers.ts";
-import { requestId } from "./forward/requestid.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
+import { attempt } from "./attempt.ts";
+import { type Body, bodySize, prepareBody, TooLarge } from "./body.ts";
+import { clientHeaders, upstreamHeaders } from "./headers.ts";
+import { requestId } from "./requestid.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import { kindFor, type PageKind, type PageSet, render } from "./pages.ts";
-import type { Runtime } from "./runtime/types.ts";
-import type { HeaderList, Incoming, Reply } from "./serve/types.ts";
-import type { State } from "./state.ts";
+import type { Runtime } from "../runtime/types.ts";
+import type { HeaderList, Incoming, Reply } from "../serve/types.ts";
+import type { State } from "../apps/state.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
 const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);

@@ -5,7 +5,7 @@
  * once per tick, so a busy proxy makes one write per tick rather than one per
  * request.
  */
-import type { LogFormat } from "./config/schema.ts";
+import type { LogFormat } from "../config/schema.ts";
 
 export interface AccessEntry {
   method: string;

@@ -5,13 +5,13 @@
  * prefix. Without `apps` in the config there is one app, "default", for every
  * host and path, and routing costs one comparison.
  */
-import type { Source } from "./config/layers.ts";
-import type { AppConfig, Config } from "./config/schema.ts";
-import type { ProxyDeps } from "./hold.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
-import type { PageSet } from "./pages.ts";
-import type { Runtime } from "./runtime/types.ts";
+import type { Source } from "../config/layers.ts";
+import type { AppConfig, Config } from "../config/schema.ts";
+import type { ProxyDeps } from "../http/hold.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import type { PageSet } from "../http/pages.ts";
+import type { Runtime } from "../runtime/types.ts";
 import { State, type StateEvents } from "./state.ts";
 
 export class App {

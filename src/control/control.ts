@@ -3,17 +3,17 @@
  * current config), pause, resume, stop, and the status that describes it all.
  * SIGHUP and the admin API both come here.
  */
-import { type Effective, fileLayer, type Layer, type LayerError, resolve, toJSON } from "./config/layers.ts";
-import type { Config } from "./config/schema.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
-import type { Runtime } from "./runtime/types.ts";
-import type { App, Apps } from "./apps.ts";
-import type { Upstream } from "./upstream.ts";
-import { probeOnce } from "./upstream.ts";
-import type { Fleet } from "./fleet/shared.ts";
-import { bodyErrors, keepRestartOnly, upstreamRefused } from "./config/guard.ts";
-import { compactLayers } from "./config/merge.ts";
+import { type Effective, fileLayer, type Layer, type LayerError, resolve, toJSON } from "../config/layers.ts";
+import type { Config } from "../config/schema.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import type { Runtime } from "../runtime/types.ts";
+import type { App, Apps } from "../apps/apps.ts";
+import type { Upstream } from "../apps/upstream.ts";
+import { probeOnce } from "../apps/upstream.ts";
+import type { Fleet } from "../fleet/fleet.ts";
+import { bodyErrors, keepRestartOnly, upstreamRefused } from "../config/guard.ts";
+import { compactLayers } from "../config/merge.ts";
 
 export interface ControlOptions {
   apps: Apps;

@@ -4,7 +4,7 @@
  * scrape holdup without the admin token (which also opens /stop, /reload, …).
  * Everything else is 404; the text is the admin API's /metrics, byte for byte.
  */
-import type { IncomingHandler } from "./serve/types.ts";
+import type { IncomingHandler } from "../serve/types.ts";
 
 export function metricsHandler(render: () => string): IncomingHandler {
   return (req) => {

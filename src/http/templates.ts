@@ -9,9 +9,9 @@
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { LayerError } from "./config/layers.ts";
-import type { Config } from "./config/schema.ts";
-import type { Control } from "./control.ts";
+import type { LayerError } from "../config/layers.ts";
+import type { Config } from "../config/schema.ts";
+import type { Control } from "../control/control.ts";
 import { PAGE_KINDS, type PageSet, type Template } from "./pages.ts";
 
 const PLACEHOLDERS = ["message", "requestId", "retryAfter", "app"];

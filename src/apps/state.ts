@@ -9,12 +9,12 @@
  * or shutdown. It then reads `state.current` afresh — old config or new, never
  * a mix — and tries again.
  */
-import type { Config } from "./config/schema.ts";
-import type { Source } from "./config/layers.ts";
+import type { Config } from "../config/schema.ts";
+import type { Source } from "../config/layers.ts";
 import { Upstream, type UpstreamEnv } from "./upstream.ts";
-import { Deadlines } from "./forward/deadlines.ts";
-import { Gate } from "./gate.ts";
-import { WsRegistry } from "./ws/registry.ts";
+import { Deadlines } from "../util/deadlines.ts";
+import { Gate } from "../util/gate.ts";
+import { WsRegistry } from "./websockets.ts";
 import { HealthChecker } from "./health.ts";
 
 export type Mode = "running" | "paused" | "stopped";

@@ -4,7 +4,7 @@
  * tryInterval — one probe, however many requests are held — and when a probe
  * succeeds every held request is woken at once.
  */
-import type { Runtime } from "./runtime/types.ts";
+import type { Runtime } from "../runtime/types.ts";
 
 export type UpstreamStatus = "unknown" | "up" | "down";
 

@@ -6,7 +6,7 @@
  * no Accept or * / *). Each carries the request's X-Request-Id. `--pages DIR` swaps in the
  * operator's own HTML templates (see templates.ts).
  */
-import type { HeaderList, Incoming } from "./serve/types.ts";
+import type { HeaderList, Incoming } from "../serve/types.ts";
 
 export type PageKind = "stop" | "waiting" | "502" | "503" | "504";
 export const PAGE_KINDS: PageKind[] = ["stop", "waiting", "502", "503", "504"];

@@ -1,9 +1,9 @@
 /** The proxy listener's handler: route to an app, then every method and path goes through its hold loop. */
-import type { Apps } from "./apps.ts";
-import { requestId } from "./forward/requestid.ts";
+import type { Apps } from "../apps/apps.ts";
+import { requestId } from "./requestid.ts";
 import { proxy } from "./hold.ts";
-import type { Metrics } from "./metrics.ts";
-import type { HeaderList, Incoming, IncomingHandler, Reply } from "./serve/types.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import type { HeaderList, Incoming, IncomingHandler, Reply } from "../serve/types.ts";
 
 export function proxyHandler(apps: Apps, metrics: Metrics): IncomingHandler {
   return (req) => {

@@ -1,7 +1,7 @@
 /** Counters for GET /metrics, in the Prometheus text format. */
-import { pipelineStats } from "./serve/pipeline.ts";
-import type { Snapshot } from "./state.ts";
-import type { WsRegistry } from "./ws/registry.ts";
+import { pipelineStats } from "../serve/pipeline.ts";
+import type { Snapshot } from "../apps/state.ts";
+import type { WsRegistry } from "../apps/websockets.ts";
 
 /** Hold-time histogram buckets, in seconds. */
 const BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];

@@ -6,17 +6,17 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import type { Control } from "./control.ts";
-import type { Metrics } from "./metrics.ts";
-import { fromResponse, toRequest } from "./serve/web.ts";
-import type { Incoming, IncomingHandler, Reply } from "./serve/types.ts";
-import type { App, Apps } from "./apps.ts";
-import { jsonErrorPlace } from "./config/layers.ts";
-import { parseUpstream } from "./config/address.ts";
-import { parseDuration } from "./config/units.ts";
-import { DEFAULT_DEPLOY_TIMEOUT } from "./control.ts";
-import type { EventHub } from "./dashboard/events.ts";
-import { newNonce, type PageStatus, pageHeaders, renderPage } from "./dashboard/page.ts";
+import type { Control } from "../control/control.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import { fromResponse, toRequest } from "../serve/web.ts";
+import type { Incoming, IncomingHandler, Reply } from "../serve/types.ts";
+import type { App, Apps } from "../apps/apps.ts";
+import { jsonErrorPlace } from "../config/layers.ts";
+import { parseUpstream } from "../config/address.ts";
+import { parseDuration } from "../config/units.ts";
+import { DEFAULT_DEPLOY_TIMEOUT } from "../control/control.ts";
+import type { EventHub } from "./events.ts";
+import { newNonce, type PageStatus, pageHeaders, renderPage } from "./dashboard.ts";
 
 /** Largest admin request body; a larger one is refused (413) without being read. */
 export const ADMIN_MAX_BODY = 1024 * 1024;

@@ -6,11 +6,11 @@
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import type { Layer, LayerError } from "./config/layers.ts";
-import type { RawConfig } from "./config/schema.ts";
+import type { Layer, LayerError } from "../config/layers.ts";
+import type { RawConfig } from "../config/schema.ts";
 import { CLIENT_HELP, COMMANDS } from "./client.ts";
 import { COMMAND_DOCS, commandHelp } from "./commands.ts";
-import { closest, explainArgsError } from "./suggest.ts";
+import { closest, explainArgsError } from "../util/suggest.ts";
 
 export type Cli =
   | { kind: "help"; text?: string }

@@ -14,7 +14,7 @@
  */
 import { html, raw } from "hono/html";
 import type { DashEvent } from "./events.ts";
-import { CLIENT_JS } from "./client.ts";
+import { CLIENT_JS } from "./browser.ts";
 
 export interface PageStatus {
   holdup: string;

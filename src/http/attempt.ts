@@ -4,9 +4,9 @@
  * terms the hold loop can act on; the retry policy lives there, not here.
  */
 import type { Runtime } from "../runtime/types.ts";
-import { CUT, type Upstream } from "../upstream.ts";
+import { CUT, type Upstream } from "../apps/upstream.ts";
 import { type Body, bodyInit } from "./body.ts";
-import { Deadlines } from "./deadlines.ts";
+import { Deadlines } from "../util/deadlines.ts";
 import { classifyFailure, describeFailure, type FailureKind } from "./errors.ts";
 
 export type Outcome =
