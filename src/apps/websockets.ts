@@ -3,10 +3,12 @@
  * reload drains (1012, spread over wsCloseSpread after drainTimeout) and what
  * shutdown closes (1001). Two kinds register here: the command-line proxy's
  * byte tunnels (tunnel.ts) and the edge entry's message relays (relay.ts);
- * both implement OpenWebSocket.
+ * both implement OpenWebSocket and report to a WebSocketHost (this registry).
  */
 import type { Upstream } from "./upstream.ts";
-import type { ClosedBy, TunnelHost } from "../ws/tunnel.ts";
+
+/** Who sent the first Close frame. */
+export type ClosedBy = "client" | "upstream" | "holdup";
 
 /** One direction's counts: complete data messages and bytes relayed. */
 export interface Relayed {
@@ -38,50 +40,19 @@ export interface OpenWebSocket {
   closeWith(code: number, reason: string): void;
 }
 
-/**
- * What the tunnel and the relay share: the close bookkeeping, their timers
- * (all cleared when it ends) and the drain schedule. Each says how it closes
- * (closeWith) and calls finish() once both of its sides are closed.
- */
-export abstract class WebSocketBase implements OpenWebSocket {
-  abstract readonly target: Upstream;
-  abstract readonly path: string;
-  abstract readonly heldMs: number;
-  abstract readonly up: Relayed;
-  abstract readonly down: Relayed;
-  protected abstract readonly host: TunnelHost;
-  readonly opened = performance.now();
-  code: number | null = null;
-  reason = "";
-  closedBy: ClosedBy | null = null;
-  draining = false;
-  protected ended = false;
-  private timers: ReturnType<typeof setTimeout>[] = [];
-
-  abstract closeWith(code: number, reason: string): void;
-
-  drainAfter(ms: number, code: number, reason: string): void {
-    if (this.draining || this.ended) return;
-    this.draining = true;
-    this.later(ms, () => this.closeWith(code, reason));
-  }
-
-  protected later(ms: number, fn: () => void): void {
-    this.timers.push(setTimeout(fn, ms));
-  }
-
-  /** Both sides are closed: stop every timer, and report it (1006 when no Close frame passed either way). */
-  protected finish(): void {
-    if (this.ended) return;
-    this.ended = true;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
-    if (this.code === null) {
-      this.code = 1006;
-      this.closedBy = null;
-    }
-    this.host.ended(this);
-  }
+/** What an open WebSocket reports to, and asks of, the registry it is in. */
+export interface WebSocketHost {
+  /** Bytes relayed, as they are written. */
+  relayed(toUpstream: boolean, bytes: number): void;
+  /** Both sides are closed. */
+  ended(t: OpenWebSocket): void;
+  /** Per-direction cap on bytes queued toward a side that is not reading. */
+  maxBuffered(): number;
+  /** No byte either way for this long closes it (1001); null: never. */
+  idleTimeout?(): number | null;
+  /** A client silent this long is sent a Ping; null: never. */
+  pingInterval?(): number | null;
+  warn(message: string, fields: Record<string, unknown>): void;
 }
 
 export interface WsSettings {
@@ -93,7 +64,7 @@ export interface WsSettings {
   wsPingInterval?: number | null;
 }
 
-export class WsRegistry implements TunnelHost {
+export class WsRegistry implements WebSocketHost {
   private open = new Set<OpenWebSocket>();
   private perUpstream = new Map<Upstream, number>();
   bytesToUpstream = 0;
@@ -163,7 +134,7 @@ export class WsRegistry implements TunnelHost {
     while (this.open.size) await new Promise((r) => setTimeout(r, 25));
   }
 
-  // TunnelHost
+  // WebSocketHost
 
   relayed(toUpstream: boolean, bytes: number): void {
     if (toUpstream) this.bytesToUpstream += bytes;

@@ -33,8 +33,8 @@ import type { Runtime, WsHandlers, WsPeer } from "../runtime/types.ts";
 import type { Incoming } from "../serve/types.ts";
 import type { Upstream } from "../apps/upstream.ts";
 import { basePath, type HoldClock, holdForUpstream, RETRY } from "./hold.ts";
-import { WebSocketBase } from "../apps/websockets.ts";
-import type { ClosedBy, TunnelHost } from "./tunnel.ts";
+import type { ClosedBy, WebSocketHost } from "../apps/websockets.ts";
+import { WebSocketBase } from "./socket.ts";
 
 export interface EdgeWsDeps {
   apps: Apps;
@@ -263,7 +263,7 @@ export class Relay extends WebSocketBase {
     readonly target: Upstream,
     readonly path: string,
     readonly heldMs: number,
-    protected readonly host: TunnelHost,
+    protected readonly host: WebSocketHost,
   ) {
     super();
     ws.onmessage = (e) => this.fromUpstream(e.data);

@@ -21,28 +21,17 @@
 import type { Socket } from "node:net";
 import { onDrain } from "../util/drain.ts";
 import type { Upstream } from "../apps/upstream.ts";
-import { type OpenWebSocket, WebSocketBase } from "../apps/websockets.ts";
+import type { ClosedBy, WebSocketHost } from "../apps/websockets.ts";
+import { WebSocketBase } from "./socket.ts";
 import { clientClose, FrameTracker, SERVER_PING, serverClose } from "./frames.ts";
 import { setUpgraded } from "../serve/conns.ts";
 
 /** How long a closing handshake holdup started may take before the sockets are cut. */
 const CLOSE_GRACE_MS = 1000;
 
-export type ClosedBy = "client" | "upstream" | "holdup";
-
-export interface TunnelHost {
-  /** Bytes relayed, as they are written. */
-  relayed(toUpstream: boolean, bytes: number): void;
-  /** Both sides are closed. */
-  ended(t: OpenWebSocket): void;
-  /** Per-direction cap on bytes queued toward a side that is not reading. */
-  maxBuffered(): number;
-  /** No byte either way for this long closes it (1001); null: never. */
-  idleTimeout?(): number | null;
-  /** A client silent this long is sent a Ping; null: never. */
-  pingInterval?(): number | null;
-  warn(message: string, fields: Record<string, unknown>): void;
-}
+export type { ClosedBy };
+/** The registry a tunnel reports to (apps/websockets.ts). */
+export type TunnelHost = WebSocketHost;
 
 export class Tunnel extends WebSocketBase {
   /** Upstream → client. */
