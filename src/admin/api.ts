@@ -156,14 +156,10 @@ export function adminApp(d: AdminDeps): Hono {
   app.post("/reload", async (c) => {
     const body = await jsonBody(c);
     if ("error" in body) return body.error;
-    const fleet = d.control.fleet;
-    if (fleet && "value" in body) {
+    if ("value" in body) {
       // Shared: checked here, then applied by every instance in the fleet's order.
-      const errors = d.control.checkBody(body.value);
-      if (!errors.length) {
-        const down = await fleet.submit({ kind: "patch", by: fleet.instance, body: body.value });
-        return down ? c.json({ error: down }, 503) : c.json(d.control.status());
-      }
+      const down = await d.control.shareReload(body.value);
+      if (down !== null) return down ? c.json({ error: down }, 503) : c.json(d.control.status());
     }
     const result = "empty" in body
       ? await d.control.reloadFromFile("POST /reload")
@@ -188,14 +184,15 @@ export function adminApp(d: AdminDeps): Hono {
 
   /** Pause, resume, stop: on this instance, or (with --state) on every instance of the fleet. */
   const setMode = async (c: Context, apps: App[], mode: "paused" | "running" | "stopped", message = "") => {
-    const fleet = d.control.fleet;
-    if (fleet) {
-      const app = apps.length === 1 && d.apps.list.length > 1 ? apps[0].name : null;
-      const down = await fleet.submit({ kind: "mode", by: fleet.instance, app, mode, message });
-      if (down) return c.json({ error: down }, 503);
-    } else if (mode === "paused") d.control.pause(apps);
-    else if (mode === "running") d.control.resume(apps);
-    else d.control.stop(message, apps);
+    const app = apps.length === 1 && d.apps.list.length > 1 ? apps[0].name : null;
+    const down = await d.control.shareMode(app, mode, message);
+    if (down) return c.json({ error: down }, 503);
+    if (down === null) {
+      // No fleet: here only.
+      if (mode === "paused") d.control.pause(apps);
+      else if (mode === "running") d.control.resume(apps);
+      else d.control.stop(message, apps);
+    }
     return c.json(d.control.status());
   };
 

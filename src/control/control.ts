@@ -11,7 +11,7 @@ import type { Runtime } from "../runtime/types.ts";
 import type { App, Apps } from "../apps/apps.ts";
 import type { Upstream } from "../apps/upstream.ts";
 import { probeOnce } from "../apps/upstream.ts";
-import type { Fleet } from "../fleet/fleet.ts";
+import type { Sharing } from "./sharing.ts";
 import { bodyErrors, keepRestartOnly, upstreamRefused } from "../config/guard.ts";
 import { compactLayers } from "../config/merge.ts";
 
@@ -50,8 +50,8 @@ export class Control {
   private started = Date.now();
   /** 1 at start, +1 for every reload and deploy put in force. */
   configVersion = 1;
-  /** With --state: changes that are not files travel through it (see fleet/shared.ts). */
-  fleet: Fleet | null = null;
+  /** With --state: changes that are not files travel through it (the Sharing port; fleet/fleet.ts). */
+  fleet: Sharing | null = null;
   /** Reload bodies and deploys that came through the fleet: a reload from the file keeps them. */
   private sharedLayers: Layer[] = [];
   /**
@@ -214,6 +214,21 @@ export class Control {
     if (refused.length) return refused;
     const r = resolve([...this.effective.layers, { source: "reload", label: "reload body", raw: body as Layer["raw"] }]);
     return "errors" in r ? r.errors : [];
+  }
+
+  /**
+   * Pause, resume or stop shared by the fleet (applied everywhere in its order):
+   * null when there is no fleet (apply it here), else why nothing changed, or "" when done.
+   */
+  async shareMode(app: string | null, mode: "paused" | "running" | "stopped", message: string): Promise<string | null> {
+    if (!this.fleet) return null;
+    return await this.fleet.submit({ kind: "mode", by: this.fleet.instance, app, mode, message }) ?? "";
+  }
+
+  /** A reload body shared by the fleet: as shareMode; null also when the body is refused (reload here, for its errors). */
+  async shareReload(body: unknown): Promise<string | null> {
+    if (!this.fleet || this.checkBody(body).length) return null;
+    return await this.fleet.submit({ kind: "patch", by: this.fleet.instance, body }) ?? "";
   }
 
   /** What a reload body or shared operation may not set (config/guard.ts), named. */

@@ -28,6 +28,7 @@
  */
 import type { App, Apps } from "../apps/apps.ts";
 import type { Control } from "../control/control.ts";
+import type { Sharing } from "../control/sharing.ts";
 import type { Logger } from "../observe/log.ts";
 import type { RawConfig } from "../config/schema.ts";
 import { Redis } from "./resp.ts";
@@ -139,7 +140,7 @@ class RedisEngine implements Engine {
   }
 }
 
-export class Fleet {
+export class Fleet implements Sharing {
   /** The number of operations applied from the shared list (its version). */
   version = 0;
   lastError: string | null = null;
