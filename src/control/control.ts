@@ -10,10 +10,12 @@ import type { Metrics } from "../observe/metrics.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { App, Apps } from "../apps/apps.ts";
 import type { Upstream } from "../apps/upstream.ts";
-import { probeOnce } from "../apps/upstream.ts";
+import { DEFAULT_DEPLOY_TIMEOUT, deploy, type DeployRequest, type DeployResult, waitHealthy } from "./deploy.ts";
 import type { Sharing } from "./sharing.ts";
 import { bodyErrors, keepRestartOnly, upstreamRefused } from "../config/guard.ts";
 import { compactLayers } from "../config/merge.ts";
+
+export { DEFAULT_DEPLOY_TIMEOUT, type DeployRequest, type DeployResult };
 
 export interface ControlOptions {
   apps: Apps;
@@ -119,93 +121,37 @@ export class Control {
     return this.apply(trigger, layers);
   }
 
-  /**
-   * Probes each upstream until it answers (GET healthPath 2xx, else a TCP
-   * connect), at most `timeout` ms in all. True, or the first that never did.
-   */
-  async waitHealthy(app: App, urls: string[], healthPath: string | null, timeout: number): Promise<true | { upstream: string; error: string }> {
-    const deadline = performance.now() + timeout;
-    const every = Math.min(app.cfg.tryInterval, 250);
-    for (const url of urls) {
-      for (;;) {
-        const left = deadline - performance.now();
-        const error = await probeOnce(this.o.runtime, url, healthPath, Math.max(100, Math.min(left, 5000)));
-        if (error === null) break;
-        if (app.deploying) app.deploying.lastError = `${url}: ${error}`;
-        if (performance.now() + every >= deadline) return { upstream: url, error };
-        await new Promise((r) => setTimeout(r, every));
-      }
-    }
-    return true;
+  /** See deploy.ts: probes each upstream until it answers, at most `timeout` ms in all. */
+  waitHealthy(app: App, urls: string[], healthPath: string | null, timeout: number): Promise<true | { upstream: string; error: string }> {
+    return waitHealthy(this.o.runtime, app, urls, healthPath, timeout);
   }
 
-  /**
-   * POST /deploy: health-gate the new upstreams, swap the app to them
-   * atomically (held and new requests go there), then drain the old ones:
-   * requests waiting for their response head finish, at most drainTimeout,
-   * then they are cut (an idempotent one is resent to the new upstreams).
-   */
-  async deploy(d: DeployRequest): Promise<DeployResult> {
-    const app = this.o.apps.get(d.app);
-    if (!app) return { ok: false, status: 404, error: `no app named "${d.app}"; apps: ${this.o.apps.list.map((a) => a.name).join(", ")}` };
-    if (app.deploying) return { ok: false, status: 409, error: `a deploy of ${d.app} is already running (${app.deploying.phase}); try again when it ends` };
+  /** POST /deploy: health → switch → drain (deploy.ts). */
+  deploy(d: DeployRequest): Promise<DeployResult> {
     const refused = d.upstreams.map((u) => upstreamRefused(u, this.effective.config.allowUpstreams)).find((p) => p);
-    if (refused) return { ok: false, status: 400, error: `upstreams: ${refused}` };
-    const t0 = performance.now();
-    app.deploying = { phase: "health", upstreams: d.upstreams, since: Date.now(), lastError: null };
-    this.o.log.info("deploy: waiting for the new upstreams to be healthy", { app: d.app, upstreams: d.upstreams, deployTimeout: d.deployTimeout });
-    try {
-      const healthPath = d.healthPath ?? app.cfg.healthPath;
-      const ready = await this.waitHealthy(app, d.upstreams, healthPath, d.deployTimeout);
-      if (ready !== true) {
-        this.o.metrics.deploysFailed++;
-        this.o.log.warn("deploy failed: an upstream never became healthy; nothing changed", { app: d.app, ...ready });
-        return { ok: false, status: 422, error: `${ready.upstream} did not become healthy within ${d.deployTimeout}ms: ${ready.error}; nothing changed`, upstream: ready.upstream };
-      }
-      const healthyMs = performance.now() - t0;
-      app.deploying.phase = "switch";
-      const old = app.state.current.upstreams.filter((u) => !d.upstreams.includes(u.url));
-      const patch: Record<string, unknown> = { upstreams: d.upstreams, ...(d.healthPath ? { healthPath: d.healthPath } : {}) };
-      const explicitApps = this.effective.layers.some((l) => l.raw.apps);
-      const raw = explicitApps ? { apps: [{ name: d.app, ...patch }] } : patch;
-      const layer: Layer = { source: "reload", label: `deploy ${d.app}`, raw: raw as Layer["raw"] };
-      // They just answered the health gate: up in the same turn as the swap, so the held requests it wakes go with no probe.
-      const applied = await this.inOrder(() => {
-        const r = this.apply(`deploy ${d.app}`, [...this.effective.layers, layer], d);
-        if (r.ok) for (const url of d.upstreams) app.state.upstreamFor(url)?.markUp();
-        return r;
-      });
-      if (!applied.ok) {
-        this.o.metrics.deploysFailed++;
-        return { ok: false, status: 400, error: applied.errors.map((e) => `${e.field}: ${e.problem}`).join("; ") };
-      }
-      if (this.fleet) {
-        // The other instances switch too (their held requests go when this one's ready events reach them).
-        this.sharedLayers.push(layer);
-        void this.fleet.submit({ kind: "deploy", by: this.fleet.instance, app: d.app, raw: layer.raw });
-      }
-      const switchedMs = performance.now() - t0;
-      const switchedAt = Date.now();
-      app.deploying.phase = "drain";
-      const drain = await drainUpstreams(old, d.drainTimeout);
-      this.o.metrics.deploysOk++;
-      const result = {
-        ok: true as const,
-        app: d.app,
-        upstreams: d.upstreams,
-        replaced: old.map((u) => u.url),
-        drained: drain.drained,
-        cut: drain.cut,
-        healthyMs: Math.round(healthyMs),
-        switchedMs: Math.round(switchedMs),
-        switchedAt,
-        tookMs: Math.round(performance.now() - t0),
-      };
-      this.o.log.info("deployed", result);
-      return result;
-    } finally {
-      app.deploying = null;
+    if (refused) return Promise.resolve({ ok: false, status: 400, error: `upstreams: ${refused}` });
+    return deploy({ ...this.o, switchTo: (d, patch) => this.switchTo(d, patch) }, d);
+  }
+
+  /** A deploy's switch: the app's new upstreams as one more reload layer, put in force in order and shared with the fleet. */
+  private async switchTo(d: DeployRequest, patch: Record<string, unknown>): Promise<string | null> {
+    const app = d.app;
+    const explicitApps = this.effective.layers.some((l) => l.raw.apps);
+    const raw = explicitApps ? { apps: [{ name: app, ...patch }] } : patch;
+    const layer: Layer = { source: "reload", label: `deploy ${app}`, raw: raw as Layer["raw"] };
+    // The new upstreams just answered the health gate: up in the same turn as the swap, so the held requests it wakes go with no probe.
+    const applied = await this.inOrder(() => {
+      const r = this.apply(`deploy ${app}`, [...this.effective.layers, layer], d);
+      if (r.ok) for (const url of d.upstreams) this.o.apps.get(app)?.state.upstreamFor(url)?.markUp();
+      return r;
+    });
+    if (!applied.ok) return applied.errors.map((e) => `${e.field}: ${e.problem}`).join("; ");
+    if (this.fleet) {
+      // The other instances switch too (their held requests go when this one's ready events reach them).
+      this.sharedLayers.push(layer);
+      void this.fleet.submit({ kind: "deploy", by: this.fleet.instance, app, raw: layer.raw });
     }
+    return null;
   }
 
   /** The errors a reload with this body would give, without applying it (empty: it would apply). */
@@ -398,45 +344,6 @@ export class Control {
 /** The config with `upstreams` as the first app's (the app holdup runs), top-level too. */
 function withAppUpstreams(c: Config, upstreams: string[]): Config {
   return { ...c, upstreams, apps: c.apps.map((a, i) => (i === 0 ? { ...a, upstreams } : a)) };
-}
-
-export const DEFAULT_DEPLOY_TIMEOUT = 30_000;
-
-export interface DeployRequest {
-  app: string;
-  upstreams: string[];
-  healthPath: string | null;
-  deployTimeout: number;
-  drainTimeout: number;
-}
-
-export type DeployResult =
-  | {
-    ok: true;
-    app: string;
-    upstreams: string[];
-    replaced: string[];
-    drained: number;
-    cut: number;
-    healthyMs: number;
-    switchedMs: number;
-    /** Wall-clock ms (Date.now()) of the switch: every request that arrives later goes to `upstreams`. */
-    switchedAt: number;
-    tookMs: number;
-  }
-  | { ok: false; status: 400 | 404 | 409 | 422; error: string; upstream?: string };
-
-/**
- * Waits until no request waits for a response head from `old`, at most
- * `timeout`; then cuts what is left. Counts what finished and what was cut.
- */
-async function drainUpstreams(old: Upstream[], timeout: number): Promise<{ drained: number; cut: number }> {
-  const deadline = performance.now() + timeout;
-  const before = old.reduce((n, u) => n + u.inFlight, 0);
-  while (old.some((u) => u.inFlight > 0) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  let cut = 0;
-  for (const u of old) cut += u.cut();
-  return { drained: Math.max(0, before - cut), cut };
 }
 
 /** Open and draining WebSockets of these apps; the upstreams a reload removed while some still drain. */
