@@ -20,12 +20,11 @@ import { type Listener, type ListenerLimits, listen, type ListenOptions } from "
 import type { IncomingHandler } from "../serve/types.ts";
 import type { Config } from "../config/schema.ts";
 import { Supervisor } from "../run/supervisor.ts";
-import { type Certificates, loadCertificates, tlsWanted } from "../serve/tls.ts";
 import { redirectHandler, servesName } from "../serve/redirect.ts";
-import { startAcme } from "../acme/start.ts";
 import { acmeHosts } from "../acme/hosts.ts";
 import { missingPermission } from "../runtime/permissions.ts";
 import { passedSocketPort, socketActivation } from "../serve/activation.ts";
+import { Https, plainPrepare } from "./https.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
@@ -58,15 +57,9 @@ export async function main(rt: Runtime): Promise<void> {
   const { config } = effective;
 
   // HTTPS: every certificate is read and checked before anything listens.
-  const https = tlsWanted(config);
-  let certs: Certificates | null = null;
-  let startWarnings: string[] = [];
-  if (https) {
-    const loaded = loadCertificates(config);
-    if ("errors" in loaded) fail(rt, 2, `holdup: cannot serve HTTPS: ${loaded.errors.map((e) => e.problem).join("; ")}`);
-    certs = loaded.certs;
-    startWarnings = loaded.warnings;
-  }
+  const loaded = Https.load(config);
+  if (loaded && "problem" in loaded) fail(rt, 2, `holdup: cannot serve HTTPS: ${loaded.problem}`);
+  const https = loaded;
 
   if (config.state?.startsWith("kv")) {
     fail(rt, 2, `holdup: state "${config.state}" (Deno KV) works in the edge entry only (deno serve --parallel src/edge.ts, or a Deno Deploy-style host): between separate processes Deno KV's watch never fires, so command-line holdups would not see each other's changes in time. For a fleet of command-line holdups, or --workers, use Redis: --state redis://host:6379${rt.name === "bun" ? " (and Bun has no Deno KV at all)" : ""}`);
@@ -107,12 +100,9 @@ export async function main(rt: Runtime): Promise<void> {
 
   if (role) h.log.worker = role.index;
   // ACME: stored certificates are read now; orders start once the redirect listener answers.
-  const fileCerts0 = certs;
-  const started = config.tls.acme ? startAcme(config, h.log) : null;
-  if (started && "problem" in started) fail(rt, 2, `holdup: cannot serve HTTPS: ${started.problem}`);
-  const acme = started;
-  let fileCerts = fileCerts0;
-  if (acme) certs = certs!.withManaged(acme.manager.managed);
+  const acmeProblem = https?.startAcme(config, h.log);
+  if (acmeProblem) fail(rt, 2, `holdup: cannot serve HTTPS: ${acmeProblem}`);
+  const acme = https?.acme ?? null;
 
   // A fleet: read the shared state before serving (at most 3 s; without the engine, serve on local state).
   if (config.state) {
@@ -164,7 +154,7 @@ export async function main(rt: Runtime): Promise<void> {
       h.upgrade(req, socket, head);
     })(app)
     : h.upgrade;
-  const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, certs ? { certs } : undefined);
+  const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, https ? { certs: https.certs } : undefined);
   h.control.connectionStatus = () => proxyServer.stats();
   h.events.proxyAddress = formatListen(proxyServer);
   const passed = activatedFd === undefined ? null : passedSocketPort(activatedFd);
@@ -174,15 +164,10 @@ export async function main(rt: Runtime): Promise<void> {
   const redirectServer = https && config.tls.redirectHttp
     ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined, (name) => {
       const c = h.control.effective.config;
-      return servesName(name, { hosts: c.apps.flatMap((a) => a.hosts), acme: acmeHosts(c), certs });
+      return servesName(name, { hosts: c.apps.flatMap((a) => a.hosts), acme: acmeHosts(c), certs: https?.certs ?? null });
     }))
     : null;
-  if (acme) {
-    acme.manager.onChange = () => {
-      certs = fileCerts!.withManaged(acme.manager.managed);
-      proxyServer.setCertificates(certs);
-    };
-  }
+  https?.serving(proxyServer);
   let adminServer: Listener | null = null;
   if (config.admin.listen) {
     const a = config.admin.listen;
@@ -203,31 +188,9 @@ export async function main(rt: Runtime): Promise<void> {
   };
   // Certificates are read again on every reload (SIGHUP, POST /reload), and checked before it is put
   // in force: a pair that cannot be read or does not match refuses the whole reload, the old ones stay.
-  h.control.reloadWithoutFile = https;
-  if (https) h.control.certificateStatus = () => certs!.status();
-  h.control.prepare = (next, trigger) => {
-    const none = { notes: [] as string[], commit() {} };
-    if (!https) return tlsWanted(next) ? { ...none, notes: ["tls takes effect on restart: holdup was started without HTTPS"] } : none;
-    if (!tlsWanted(next)) return { ...none, notes: ["tls cannot be turned off by a reload; still serving HTTPS with the certificates loaded"] };
-    // A deploy changes upstreams only: the certificates are not read again for it.
-    if (trigger.startsWith("deploy") && sameCertFiles(next, h.control.effective.config)) return none;
-    const loaded = loadCertificates(next);
-    if ("errors" in loaded) return { errors: loaded.errors.map((e) => ({ ...e, where: "certificate files" })) };
-    const acmeRest = (c: Config) => JSON.stringify({ ...c.tls.acme, hosts: undefined });
-    return {
-      notes: acme && acmeRest(next) !== acmeRest(h.control.effective.config) ? ["tls.acme takes effect on restart, except its hosts"] : [],
-      commit() {
-        const before = JSON.stringify(certs!.describe());
-        fileCerts = loaded.certs;
-        if (acme) acme.manager.want(acmeHosts(next));
-        certs = acme ? loaded.certs.withManaged(acme.manager.managed) : loaded.certs;
-        proxyServer.setCertificates(certs);
-        const after = certs.describe();
-        if (JSON.stringify(after) !== before) h.log.info("certificates reloaded: new connections get them", { trigger, certificates: after });
-        for (const w of loaded.warnings) h.log.warn(`certificate: ${w}`);
-      },
-    };
-  };
+  h.control.reloadWithoutFile = https !== null;
+  if (https) h.control.certificateStatus = () => https.certs.status();
+  h.control.prepare = https ? https.prepare(h.control, h.log) : plainPrepare();
 
   // --pages: read again on every reload (after the certificates' hook, which it wraps).
   reloadPagesWith(h.control, h.pages);
@@ -247,7 +210,7 @@ export async function main(rt: Runtime): Promise<void> {
     runtime: `${rt.name} ${rt.version}`,
     listen: formatListen(proxyServer),
     ...(activatedFd !== undefined ? { socketActivation: `fd ${activatedFd}` } : {}),
-    ...(certs ? { scheme: "https", certificates: certs.describe() } : {}),
+    ...(https ? { scheme: "https", certificates: https.certs.describe() } : {}),
     ...(acme ? { acme: [...acme.manager.managed.keys()] } : {}),
     ...(redirectServer ? { redirectHttp: formatListen(redirectServer) } : {}),
     ...(config.run ? { app: config.run.command } : { upstreams: config.apps.length === 1 ? config.apps[0].upstreams : Object.fromEntries(config.apps.map((a) => [a.name, a.upstreams])) }),
@@ -262,7 +225,7 @@ export async function main(rt: Runtime): Promise<void> {
       : {}),
   });
 
-  for (const w of startWarnings) h.log.warn(`certificate: ${w}`);
+  for (const w of https?.warnings ?? []) h.log.warn(`certificate: ${w}`);
   // Every upstream is tried once now: one that does not answer is a warning at once and "down" in /status.
   for (const a of h.apps.list) for (const u of a.state.current.upstreams) u.ensureProbe();
   if (role) rt.writeStdout(`${READY} ${JSON.stringify({ pid: process.pid })}\n`);
@@ -325,11 +288,6 @@ export async function main(rt: Runtime): Promise<void> {
 function dashboardUrl(a: { hostname: string; port: number }): string {
   const host = a.hostname === "0.0.0.0" ? "127.0.0.1" : a.hostname === "::" ? "::1" : a.hostname;
   return `http://${formatListen({ hostname: host, port: a.port })}/`;
-}
-
-function sameCertFiles(a: Config, b: Config): boolean {
-  const files = (c: Config) => JSON.stringify([c.tls.cert, c.tls.key, c.apps.map((x) => [x.name, x.hosts, x.tls]), c.tls.acme?.hosts]);
-  return files(a) === files(b);
 }
 
 function limitsOf(c: Config): ListenerLimits {
