@@ -1,16 +1,8 @@
 /**
- * The dashboard page: `GET /` on the admin listener (`/_holdup/` on the edge
- * entry). Server-rendered HTML with its style and script inline (no build
- * step, no CDN: the single bundle carries it), updated live from `GET /events`.
- *
- * With a token configured the page is an empty shell — it shows nothing until
- * the operator types the token, which is kept in sessionStorage for the tab
- * and sent as `Authorization: Bearer` (never in a URL or a cookie). The event
- * stream is read with fetch() and a stream reader, because EventSource cannot
- * send that header. The page's own requests come from the admin listener's
- * origin and so pass its Origin and Host checks; a Content-Security-Policy
- * with a per-response nonce allows only its own script, style and requests,
- * and `frame-ancestors 'none'` keeps other pages from framing its buttons.
+ * The dashboard page (`GET /` on the admin listener, `/_holdup/` at the
+ * edge): server-rendered HTML with its style and script inline, updated live
+ * from `GET /events`; token kept per tab, strict CSP with a nonce.
+ * See docs/design/dashboard.md.
  */
 import { html, raw } from "hono/html";
 import type { DashEvent } from "./events.ts";

@@ -1,17 +1,8 @@
 /**
- * What the dashboard shows and how it gets there: the last 50 operator events
- * (tapped from the Logger), 15 minutes of per-second samples (held, requests/s,
- * 5xx/s, read from the counters once a second), and the `GET /events` stream
- * (server-sent events) that carries them.
- *
- * Nothing here runs per proxied request: the sampler reads counters the proxy
- * keeps anyway, once a second, and a status snapshot is built once per tick
- * and shared by every open stream.
- *
- * Each stream's queue is bounded. A client that stops reading first misses
- * snapshots (they are skipped while its queue holds more than SKIP_BYTES), and
- * is dropped once an event would push its queue past DROP_BYTES: a stalled
- * dashboard costs at most that much memory, plus the socket's own buffers.
+ * What the dashboard shows and how it gets there: the last operator events,
+ * 15 minutes of per-second samples, and the `GET /events` stream; nothing
+ * runs per proxied request, and each stream's queue is bounded.
+ * See docs/design/dashboard.md.
  */
 import type { Control } from "../control/control.ts";
 import type { Metrics } from "../observe/metrics.ts";

@@ -1,13 +1,7 @@
 /**
- * The proxy's state: one immutable snapshot (config version, config, upstream
- * set, paused/stopped), swapped atomically by reloads and by pause/resume/stop,
- * and the set of held requests waiting for it to change.
- *
- * A held request waits in `Waiters.wait` and wakes when any of these happens:
- * a reload or resume (`State.swap`), an upstream becoming ready
- * (`Upstream.markUp` → `onReady`), its own deadline, its client disconnecting,
- * or shutdown. It then reads `state.current` afresh — old config or new, never
- * a mix — and tries again.
+ * One app's state: an immutable snapshot (config, upstreams, mode) swapped
+ * atomically by reloads and pause/resume/stop, and the waiters — where a held
+ * request sleeps and what wakes it (WakeReason). See docs/design/hold.md.
  */
 import type { Config } from "../config/schema.ts";
 import type { Source } from "../config/layers.ts";

@@ -1,30 +1,9 @@
 /**
- * A fleet of holdups that acts as one, through Redis (`--state redis://…`),
- * or at the edge through Deno KV (`HOLDUP_STATE=kv`, see fleet/kv.ts).
- *
- * What travels: every operator change that is not a file — pause, resume,
- * stop (with its message), POST /reload bodies, and deploys — as one ordered
- * list of operations (`holdup:ops`, RPUSH: its length is the version), and
- * "upstream U of app A became ready" events, so one instance's successful
- * probe releases the requests held on all of them. Each instance applies the
- * list in order, over its own config file and flags (which stay local).
- *
- * Every operation is checked as it is read (fleet/ops.ts): a malformed one, or
- * one that names a key the fleet does not share (run, admin, tls, log…), is
- * skipped and logged, and the ones after it still apply.
- *
- * Compaction: once 1,000 operations follow the snapshot, an instance replaces
- * them by a new snapshot (what they add up to: the merged config patches and
- * each app's mode, `holdup:snapshot`, at version `holdup:ops-base`), in one
- * MULTI/EXEC under a short lock. The list stays short, and a new instance
- * applies one snapshot plus the operations after it.
- *
- * Joining or reconnecting: read the list from the last version applied (or the
- * snapshot, when the list was compacted past it), then follow the channel.
- * Losing Redis: keep serving and holding on the last known state, log once,
- * retry with backoff; changes sent to this instance while Redis is away are
- * refused with 503 (applied nowhere, rather than here only), so the fleet
- * never diverges.
+ * A fleet of holdups that acts as one (the Sharing port of control/sharing.ts):
+ * every operator change that is not a file travels as one ordered list of
+ * operations through Redis or Deno KV, each checked as read (fleet/ops.ts), and
+ * "upstream ready" events release held requests everywhere. Compaction,
+ * joining, reconnecting and losing the engine: docs/design/fleet.md.
  */
 import type { App, Apps } from "../apps/apps.ts";
 import type { Control } from "../control/control.ts";

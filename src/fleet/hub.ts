@@ -1,15 +1,9 @@
 /**
  * The parent's channel for `--workers N` without `--state`: a loopback server
- * speaking the few Redis commands fleet/shared.ts sends (AUTH, SELECT, GET,
- * SET … NX, DEL, RPUSH, LRANGE, LTRIM, MULTI/EXEC, PUBLISH, SUBSCRIBE, PING), so each worker runs the
- * same Fleet code as a fleet sharing a real Redis. State lives in the parent
- * and dies with it (workers that outlive it, briefly, keep their last state).
- * Only loopback, and only with the password the parent hands its workers in
- * their environment. A connection must authenticate within AUTH_DEADLINE_MS
- * (a wrong password closes it), and at most MAX_UNAUTHED wait to: past that,
- * the oldest waiting one is closed. So local strangers cannot use up the
- * parent's descriptors and starve a restarted worker (it authenticates in
- * its first command, within milliseconds).
+ * speaking the few Redis commands fleet/fleet.ts sends, so each worker runs
+ * the same Fleet code as with a real Redis. A connection must authenticate
+ * within AUTH_DEADLINE_MS, and at most MAX_UNAUTHED may wait to, so strangers
+ * cannot starve a restarted worker. See docs/design/fleet.md.
  */
 import { Buffer } from "node:buffer";
 import net from "node:net";

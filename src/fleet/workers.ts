@@ -1,22 +1,9 @@
 /**
- * `--workers N`: N serving processes on one port, kept in step.
- *
- * The parent runs this holdup again N times (Runtime.selfCommand: the same
- * runtime, entry, permissions and arguments; from source, the bundle or the
- * binary) with HOLDUP_WORKER=i. Every worker listens on the same port
- * (SO_REUSEPORT: the kernel spreads new connections) and joins the shared
- * state: the `--state` engine when one is configured, else a small Redis-
- * speaking channel the parent serves on loopback (fleet/hub.ts), so a worker
- * runs the same Fleet code either way. Worker 0 alone serves the admin API;
- * pause, resume, stop, reload bodies and deploys sent to it travel to every
- * worker through the shared state.
- *
- * The parent serves no requests. It restarts a worker that exits (backoff
- * 0.25 s doubling to 30 s while it keeps dying within 10 s of starting),
- * passes SIGHUP to every worker (each re-reads the config file, as a single
- * holdup does), and on SIGTERM/SIGINT passes SIGTERM to every worker, waits
- * for them to drain and exits. A worker whose parent is gone (its stdin pipe
- * closes, even after a SIGKILL) shuts down by itself: no orphans.
+ * `--workers N`: N serving processes on one port (SO_REUSEPORT), kept in step
+ * through the shared state (the --state engine, else the parent's hub.ts).
+ * The parent serves nothing: it restarts workers that exit, passes SIGHUP and
+ * SIGTERM on, and a worker whose parent is gone shuts down by itself.
+ * See docs/design/fleet.md.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";

@@ -1,18 +1,8 @@
 /**
  * The hold-and-retry loop: how one client request becomes one response.
- *
- * Each pass reads the current snapshot once (so a reload is seen whole), picks
- * a ready upstream and makes one attempt. When no upstream is ready — all
- * unreachable, or the proxy paused — the request is held: it waits in
- * `state.waiters` until a reload, a resume or an upstream coming up wakes it,
- * or until its deadline (arrival + tryDuration) or its client gives up.
- *
- * Retry policy, in one place:
- * - refused / DNS on a connection of the attempt's own: never sent → hold, retry.
- * - any other failure: the upstream may have seen it → only idempotent methods
- *   with a replayable body are resent (at most MAX_RESENDS times); others 502.
- * - a streamed (unbuffered) body is sent once: any failure → 502.
- * - no response head within responseTimeout → 504.
+ * Each pass reads the current snapshot once, picks a ready upstream and makes
+ * one attempt; with none ready the request is held in `state.waiters`. The
+ * retry policy (what is resent, what is 502/504): docs/design/hold.md.
  */
 import { attempt } from "./attempt.ts";
 import { type Body, bodySize, prepareBody, TooLarge } from "./body.ts";

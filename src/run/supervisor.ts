@@ -1,24 +1,9 @@
 /**
  * holdup running the app itself (`holdup -- COMMAND…`, config `run`): start,
- * zero-downtime restart, crash recovery with backoff, idle stop, shutdown.
- *
- * While no instance is serving (starting, crashed, idle-stopped) the upstream
- * set is empty, so every request is held; installing the new instance's URL
- * (Control.setAppUpstream → State.applyConfig) wakes them all at once.
- *
- * A restart: start a new instance on a new port → wait until it is ready
- * (≤ readyTimeout) → swap the upstream → drain the old one (requests in flight
- * to it finish, ≤ drainTimeout) → stop it (stopSignal, SIGKILL after
- * stopTimeout). If the new instance exits or is not ready in time it is
- * stopped and the old one keeps serving. Restarts run one at a time: one
- * asked for while another runs is queued, and every request that arrives while
- * one is queued joins that queued one. A serving instance that health checks
- * mark down (see health.ts) is killed and restarted as after a crash.
- *
- * With `run.restart: "serial"` (an app that must never run twice) a restart
- * first holds new requests, drains and stops the old instance, runs the release
- * step (`run.release`, run/release.ts), then starts the new one. The release
- * also runs in overlap mode, while the old one serves (its failure keeps it).
+ * zero-downtime restart (new instance ready → swap → drain → stop the old),
+ * or serial (hold → stop the old → release step → start the new), crash
+ * recovery with backoff, health-check kills, idle stop, shutdown. While no
+ * instance serves, requests are held. See docs/design/run.md.
  */
 import type { RunConfig } from "../config/schema.ts";
 import type { Control, RestartResult } from "../control/control.ts";

@@ -1,46 +1,10 @@
 /**
- * The listener: a `node:http` server, on Deno and on Bun alike.
- *
- * Why not `Deno.serve` / `Bun.serve` (measured, see README "Security"): Deno.serve
- * has no header, body or keep-alive timeout and exits on EMFILE; its
- * `request.signal` misses a client that leaves after sending a body. Bun.serve
- * has one idle timeout (max 255 s) and no connection limit. Both build
- * `request.url` from the untrusted Host header. node:http, on both runtimes,
- * gives the raw request-target, the raw header list (so two Host headers can be
- * seen), header and keep-alive timeouts, a 'close' event that always fires, a
- * 'connect' event for CONNECT and an 'upgrade' event with the raw socket.
- *
- * What is enforced here, for every connection:
- * - headerTimeout: the whole request head must arrive within it (node's
- *   headersTimeout, checked every connectionsCheckingInterval);
- * - bodyTimeout: while holdup waits for request-body bytes, none for this long
- *   closes the connection (a held request is not reading its body: exempt);
- * - keepAliveTimeout: an idle keep-alive connection is closed after it;
- * - the connection cap: min(maxConnections, what the fd limit allows), over
- *   HTTP/1.1 connections, HTTP/2 sessions and WebSockets alike (conns.ts): at
- *   the cap the one idle the longest is closed to make room; if every one is
- *   busy, the new one is closed at once.
- *
- * With `tls`, the listener speaks HTTPS: a node:http2 secure server with
- * allowHTTP1, so ALPN offers h2 and http/1.1 and HTTP/1.1 connections run
- * through node:http's code as before (measured on Deno 2.9.6 and Bun 1.4.5:
- * h2, the HTTP/1.1 fallback, upgrades and SNICallback work on both). The
- * certificate is chosen per handshake by SNICallback from the set in force,
- * which setCertificates() replaces: new handshakes get the new set, open
- * connections and the requests on them are not touched. Bun calls
- * SNICallback only when the client sent a name, so the default certificate
- * is also set with setSecureContext().
- * Neither runtime applies headersTimeout or keepAliveTimeout to the HTTP/1.1
- * connections of this server: the listener times them itself. An HTTP/2
- * session is closed (GOAWAY) after keepAliveTimeout without a stream. A TLS
- * handshake must finish within headerTimeout (as at start); a connection
- * counts toward the cap once its handshake is done.
- *
- * Not used, measured: node:https (Deno only: Bun's ignores SNICallback and has
- * no setSecureContext()), and a node:tls server handing connections to
- * node:http (Bun only: Deno's node:http does not keep such a connection
- * alive); Deno.serve has no SNI and Bun.serve's reload({tls}) keeps the old
- * certificate.
+ * The listener: one node:http server (node:http2 with allowHTTP1 under TLS) on
+ * Deno and on Bun alike, turning connections into Incoming requests and
+ * Replies back into bytes. It enforces headerTimeout, bodyTimeout,
+ * keepAliveTimeout and the connection cap on every connection, and picks the
+ * certificate per handshake (SNI). Why node:http and not Deno.serve/Bun.serve,
+ * measured: docs/design/listener.md.
  */
 import { readFileSync } from "node:fs";
 import http from "node:http";

@@ -1,28 +1,9 @@
 /**
- * A WebSocket through the edge entry (`export default { fetch }` under
- * `deno serve`, Bun's auto-serve): a message relay, since a web fetch handler
- * gets no raw socket to tunnel bytes over (see tunnel.ts for the command-line
- * proxy's byte tunnel).
- *
- * The handshake is held exactly as the command-line proxy holds one
- * (hold.ts). With an upstream picked, holdup opens the upstream WebSocket
- * first, with the runtime's client (`new WebSocket(url, { headers,
- * protocols })`): the client's path and query after the upstream's base path,
- * its headers less hop-by-hop and Sec-WebSocket-* ones (the client library
- * makes its own), X-Forwarded-For/-Proto/-Host, and the subprotocols it
- * offered. Only once the upstream has opened is the client accepted, with the
- * subprotocol the upstream chose. An upstream that refuses the handshake
- * surfaces through the client API as an error event only, without its status,
- * headers or body: the client gets a 502 (the status, when the runtime's
- * error text names it, goes to the log). An upstream that cannot be reached
- * is marked down, and the handshake held and retried.
- *
- * Then messages pass both ways unchanged, text as text and binary as binary;
- * close codes and reasons pass both ways where the runtime lets holdup send
- * them (closeWithin); pings are answered by whichever side receives them,
- * never forwarded. A message relay cannot stop reading from one side while
- * the other is slow: when more than wsMaxBuffered bytes are queued toward
- * either side, both are closed with 1009.
+ * A WebSocket through the edge entry: a message relay (a fetch handler gets
+ * no raw socket to tunnel bytes over). The handshake is held as any is
+ * (hold.ts); the upstream WebSocket opens first, then the client is accepted
+ * with the subprotocol the upstream chose; messages and close codes pass both
+ * ways. What a relay cannot do: docs/design/websockets.md.
  */
 import { upstreamHeaders } from "../http/headers.ts";
 import { requestId } from "../http/requestid.ts";

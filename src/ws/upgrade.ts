@@ -1,18 +1,9 @@
 /**
- * A WebSocket handshake through holdup: the listener's `upgrade` event
- * `(req, socket, head)` comes here.
- *
- * It goes through the same hold loop as a request: held while no upstream is
- * ready or holdup is paused (up to tryDuration, counted in maxHeld), moved by
- * a reload, 503 at its deadline. With an upstream ready, holdup opens a TCP
- * connection to it and sends the client's handshake — its request-target as
- * sent, its headers (Host, Cookie, Authorization, Origin, User-Agent, every
- * Sec-WebSocket-* header) less hop-by-hop ones, plus X-Forwarded-For/-Proto/
- * -Host. Only when the upstream answers 101 does the client get that 101 (the
- * upstream's own head, so the subprotocol and extensions it chose are the
- * client's); any other answer is relayed to the client as it is, and the
- * connection closed. After the 101 the two sockets form a byte tunnel
- * (tunnel.ts).
+ * A WebSocket handshake through the command-line proxy: the listener's
+ * `upgrade` event comes here. Held as a request is (hold.ts); with an upstream
+ * ready, the client's handshake goes to it over TCP, and only its 101 reaches
+ * the client, after which the two sockets form a byte tunnel (tunnel.ts).
+ * See docs/design/websockets.md.
  */
 import { Buffer } from "node:buffer";
 import type http from "node:http";
