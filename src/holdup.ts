@@ -33,9 +33,6 @@ export function createHoldup(o: HoldupOptions) {
   const pages: { set: PageSet | null } = { set: null };
   const apps = new Apps(o.effective.config, o.effective.sources, {
     runtime: o.runtime,
-    log,
-    metrics,
-    pages,
     events: (app) => ({
       onUpstreamStatus(u, from, error) {
         if (u.status === "up") {
@@ -98,7 +95,7 @@ export function createHoldup(o: HoldupOptions) {
     },
     control,
     hooks,
-    proxy: proxyHandler(apps, metrics),
+    proxy: proxyHandler(apps, o.runtime, { log, metrics }, pages),
     upgrade: wsUpgradeHandler({ apps, log, metrics }),
     admin: adminApp({ control, apps, metrics, events, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };

@@ -7,23 +7,17 @@
  */
 import type { Source } from "../config/layers.ts";
 import type { AppConfig, Config } from "../config/schema.ts";
-import type { ProxyDeps } from "../http/hold.ts";
-import type { Logger } from "../observe/log.ts";
-import type { Metrics } from "../observe/metrics.ts";
-import type { PageSet } from "../http/pages.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { State, type StateEvents } from "./state.ts";
 
 export class App {
   readonly state: State;
-  readonly deps: ProxyDeps;
   /** Set while a deploy runs: deploys are serialised per app. */
   deploying: { phase: string; upstreams: string[]; since: number; lastError: string | null } | null = null;
 
   constructor(public cfg: AppConfig, top: Config, sources: Record<string, Source>, shared: Shared) {
     this.state = new State({ config: view(top, cfg), sources }, shared.runtime, shared.events(cfg.name));
     shared.setup?.(cfg.name, this.state);
-    this.deps = { state: this.state, runtime: shared.runtime, log: shared.log, metrics: shared.metrics, app: cfg.name, pages: shared.pages };
   }
 
   get name(): string {
@@ -38,10 +32,6 @@ export class App {
 
 interface Shared {
   runtime: Runtime;
-  log: Logger;
-  metrics: Metrics;
-  /** `--pages DIR`: shared by every app, swapped whole on reload. */
-  pages: { set: PageSet | null };
   events(app: string): StateEvents;
   /** Called once for each app's new State (hooks that need the state itself). */
   setup?(app: string, state: State): void;

@@ -6,6 +6,7 @@
  */
 import { attempt } from "./attempt.ts";
 import { type Body, bodySize, prepareBody, TooLarge } from "./body.ts";
+import { account } from "./front.ts";
 import { clientHeaders, upstreamHeaders } from "./headers.ts";
 import { requestId } from "./requestid.ts";
 import type { Logger } from "../observe/log.ts";
@@ -204,18 +205,14 @@ function finish(
   /** Called once the body has been relayed (or abandoned). */
   relayed?: () => void,
 ): Reply {
-  d.metrics.request(reply.status, heldMs, d.app);
-  if (!d.log.accessEnabled) {
+  const line = account(d, { app: d.app, method: req.method, path: req.target, status: reply.status, heldMs, start, requestId });
+  if (!line) {
     if (relayed) reply.onDone = relayed;
     return reply;
   }
-  const method = req.method, path = req.target, status = reply.status;
   reply.onDone = (bytes, complete) => {
     relayed?.();
-    d.log.access({
-      method, path, status, bytes, durationMs: performance.now() - start, heldMs, upstream, requestId,
-      reason: complete ? reason : reason ?? "response cut short",
-    });
+    line(bytes, upstream, complete ? reason : reason ?? "response cut short");
   };
   return reply;
 }

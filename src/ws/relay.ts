@@ -5,6 +5,7 @@
  * with the subprotocol the upstream chose; messages and close codes pass both
  * ways. What a relay cannot do: docs/design/websockets.md.
  */
+import { account, routeOr404 } from "../http/front.ts";
 import { upstreamHeaders } from "../http/headers.ts";
 import { requestId } from "../http/requestid.ts";
 import type { Apps } from "../apps/apps.ts";
@@ -48,25 +49,18 @@ const text = (status: number, message: string, heldMs: number, extra: [string, s
 /** Answers one `Upgrade: websocket` request at the edge: an HTTP error, or the runtime's acceptance. */
 export async function edgeWebSocket(d: EdgeWsDeps, req: Request, inc: Incoming, arg: unknown): Promise<Response | undefined> {
   const start = performance.now();
-  const route = d.apps.route(inc.header("host"), inc.target);
+  const route = routeOr404(d.apps, inc.header("host"), inc.target);
   const rid = requestId(inc.header("x-request-id"));
-  if (!route) {
-    d.metrics.request(404, 0, "");
-    return text(404, `no app answers host "${(inc.header("host") ?? "").replace(/[^\x21-\x7e]/g, "?").slice(0, 255)}"`, 0);
-  }
-  const state = route.app.state;
-  const path = route.target;
   const clock: HoldClock = { start, heldMs: 0 };
-  const log = (status: number, upstream: string | null, reason?: string) => {
-    d.metrics.request(status, clock.heldMs, route.app.name);
-    if (d.log.accessEnabled) {
-      d.log.access({ method: inc.method, path, status, bytes: null, durationMs: performance.now() - start, heldMs: clock.heldMs, upstream, requestId: rid, reason });
-    }
-  };
+  const path = route.app ? route.target : inc.target;
+  const log = (status: number, upstream: string | null, reason?: string) =>
+    account(d, { app: route.app?.name ?? "", method: inc.method, path, status, heldMs: clock.heldMs, start, requestId: rid })?.(null, upstream, reason);
   const refuse = (status: number, message: string, detail?: string, extra: [string, string][] = []) => {
     log(status, null, detail ?? message);
     return text(status, `${message}\nrequest id: ${rid}`, clock.heldMs, [["x-request-id", rid], ...extra]);
   };
+  if (!route.app) return refuse(404, route.message);
+  const state = route.app.state;
   if (inc.method !== "GET") return refuse(400, "a WebSocket handshake must be a GET");
 
   const headers = handshakeHeaders(inc, rid);

@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import type http from "node:http";
 import net, { type Socket } from "node:net";
 import tls from "node:tls";
+import { account, routeOr404 } from "../http/front.ts";
 import { upstreamHeaders } from "../http/headers.ts";
 import { requestId } from "../http/requestid.ts";
 import type { Logger } from "../observe/log.ts";
@@ -57,26 +58,21 @@ type Opened =
 
 async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head: Uint8Array): Promise<void> {
   const start = performance.now();
-  const route = d.apps.route(req.headers.host ?? null, originForm(req.url ?? "/") ?? "/");
-  const state = route?.app.state;
-  const path = route?.target ?? "/";
-  const appName = route?.app.name ?? "";
+  const method = req.method ?? "GET";
+  const route = routeOr404(d.apps, req.headers.host ?? null, originForm(req.url ?? "/") ?? "/");
+  const path = route.app ? route.target : "/";
   const clock: HoldClock = { start, heldMs: 0 };
   const sent = req.headers["x-request-id"];
   const rid = requestId(Array.isArray(sent) ? sent.join(", ") : sent);
-  const log = (status: number, upstream: string | null, reason?: string) => {
-    const heldMs = clock.heldMs;
-    d.metrics.request(status, heldMs, appName);
-    if (d.log.accessEnabled) {
-      d.log.access({ method: req.method ?? "GET", path, status, bytes: null, durationMs: performance.now() - start, heldMs, upstream, requestId: rid, reason });
-    }
-  };
+  const log = (status: number, upstream: string | null, reason?: string) =>
+    account(d, { app: route.app?.name ?? "", method, path, status, heldMs: clock.heldMs, start, requestId: rid })?.(null, upstream, reason);
   const refuse = (status: number, message: string, detail?: string, extra: string[] = []) => {
     answer(client, status, `${message}\nrequest id: ${rid}`, [`x-holdup-held-ms: ${Math.round(clock.heldMs)}`, `x-request-id: ${rid}`, ...extra]);
     log(status, null, detail ?? message);
   };
 
-  if (!state) return refuse(404, `no app answers host "${String(req.headers.host ?? "").replace(/[^\x21-\x7e]/g, "?").slice(0, 255)}"`);
+  if (!route.app) return refuse(404, route.message);
+  const state = route.app.state;
   if (!isWebSocketUpgrade(req)) {
     return refuse(501, "only WebSocket upgrades are supported", undefined);
   }
