@@ -115,7 +115,7 @@ export function adminApp(d: AdminDeps): Hono {
     if (refused) return refused;
     const token = d.control.effective.config.admin.token;
     // The dashboard page itself: a browser cannot send the token when it navigates,
-    // so with a token the page comes without data and asks for it (see dashboard/page.ts).
+    // so with a token the page comes without data and asks for it (see dashboard.ts).
     if (c.req.path === "/" && (c.req.method === "GET" || c.req.method === "HEAD")) return await next();
     if ((token || d.tokenRequired) && !(token && bearerMatches(c.req.header("authorization"), token))) {
       return c.json({ error: "unauthorized: send Authorization: Bearer TOKEN" }, 401, {
