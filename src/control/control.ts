@@ -9,11 +9,11 @@ import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Runtime } from "../runtime/types.ts";
 import type { App, Apps } from "../apps/apps.ts";
-import type { Upstream } from "../apps/upstream.ts";
 import { DEFAULT_DEPLOY_TIMEOUT, deploy, type DeployRequest, type DeployResult, waitHealthy } from "./deploy.ts";
 import type { Sharing } from "./sharing.ts";
 import { bodyErrors, keepRestartOnly, upstreamRefused } from "../config/guard.ts";
 import { compactLayers } from "../config/merge.ts";
+import { describeApp, describeUpstream, modeOf, websocketsOf } from "./status.ts";
 
 export { DEFAULT_DEPLOY_TIMEOUT, type DeployRequest, type DeployResult };
 
@@ -255,8 +255,7 @@ export class Control {
    */
   status(only?: App): Record<string, unknown> {
     const list = only ? [only] : this.o.apps.list;
-    const modes = new Set(list.map((a) => a.state.current.mode));
-    const mode = modes.size === 1 ? [...modes][0] : "mixed";
+    const mode = modeOf(list);
     const first = list[0].state.current;
     const stopMessage = list.find((a) => a.state.current.mode === "stopped")?.state.current.stopMessage;
     return {
@@ -278,23 +277,11 @@ export class Control {
       ...(this.fleet ? { state: this.fleet.status() } : {}),
       ...(this.certificateStatus ? { certificates: this.certificateStatus() } : {}),
       upstreams: list.flatMap((a) => a.state.current.upstreams.map((u) => describeUpstream(u, a))),
-      apps: list.map((a) => {
-        const s = a.state.current;
-        return {
-          name: a.name,
-          hosts: a.cfg.hosts,
-          pathPrefix: a.cfg.pathPrefix,
-          mode: s.mode,
-          ...(s.mode === "stopped" ? { stopMessage: s.stopMessage } : {}),
-          held: a.state.held,
-          upstreams: s.upstreams.map((u) => describeUpstream(u, a)),
-          deploying: a.deploying,
-        };
-      }),
+      apps: list.map(describeApp),
     };
   }
 
-  /** Open WebSockets: in all, draining, and on upstreams a reload removed. */
+  /** Resolves the layers and puts them in force whole, or refuses them whole (the old config stays). */
   private apply(trigger: string, layers: Layer[], deploy?: { app: string; drainTimeout: number }): ReloadResult {
     const r = resolve(layers);
     if ("errors" in r) return this.rejected(trigger, r.errors);
@@ -346,31 +333,3 @@ function withAppUpstreams(c: Config, upstreams: string[]): Config {
   return { ...c, upstreams, apps: c.apps.map((a, i) => (i === 0 ? { ...a, upstreams } : a)) };
 }
 
-/** Open and draining WebSockets of these apps; the upstreams a reload removed while some still drain. */
-function websocketsOf(apps: App[]): Record<string, unknown> {
-  let open = 0, draining = 0;
-  const removed: Array<{ app: string; url: string; open: number }> = [];
-  for (const a of apps) {
-    const ws = a.state.websockets;
-    open += ws.size;
-    draining += ws.draining;
-    const current = new Set(a.state.current.upstreams);
-    for (const [u, n] of ws.byUpstream()) if (!current.has(u)) removed.push({ app: a.name, url: u.url, open: n });
-  }
-  return { open, draining, ...(removed.length ? { removedUpstreams: removed } : {}) };
-}
-
-function describeUpstream(u: Upstream, app: App) {
-  return {
-    app: app.name,
-    url: u.url,
-    reachable: u.status === "up",
-    status: u.status,
-    lastError: u.lastError,
-    inFlight: u.inFlight,
-    attempts: u.attempts,
-    failures: u.failures,
-    ...(app.cfg.healthPath !== null ? { healthy: !u.unhealthy, healthFailures: u.healthFailures } : {}),
-    websockets: app.state.websockets.countFor(u),
-  };
-}
