@@ -55,6 +55,7 @@ export function view(top: Config, a: AppConfig): Config {
     responseTimeout: a.responseTimeout,
     maxHeld: a.maxHeld,
     maxBodyBuffer: a.maxBodyBuffer,
+    retryOn: a.retryOn,
   };
 }
 

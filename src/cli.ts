@@ -43,6 +43,7 @@ export const OPTIONS = {
   log: { type: "string" },
   "idle-stop": { type: "string" },
   "waiting-page-after": { type: "string" },
+  "retry-on": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "redirect-http": { type: "string" },
@@ -78,6 +79,7 @@ const FLAG_FOR: Record<string, string> = {
   allowUpstreams: "--allow-upstream",
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
+  retryOn: "--retry-on",
   "run.idleStop": "--idle-stop",
   "tls.cert": "--tls-cert",
   "tls.key": "--tls-key",
@@ -149,6 +151,7 @@ export function parseCli(argv: string[]): Cli {
   }
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
   if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
+  if (values["retry-on"] !== undefined) raw.retryOn = values["retry-on"];
   if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
     raw.tls = {};
     if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
@@ -235,6 +238,11 @@ Options (config-file key in brackets; a flag overrides the file):
       --max-body-buffer SIZE [maxBodyBuffer] largest body kept in memory for replay (default 1MiB)
       --max-held-body-bytes SIZE [maxHeldBodyBytes] buffered bodies of all held requests
                              together; past it, 503 with Retry-After          (default 256MiB)
+      --retry-on CODES       [retryOn] e.g. 502,503: such an answer to a GET, HEAD, OPTIONS,
+                             PUT, DELETE or a request with Idempotency-Key means "not ready":
+                             held and retried (after Retry-After, at least tryInterval) until
+                             tryDuration, then passed on; retries stay within a budget of 20%
+                             of the app's requests (at least 3/s)               (default none)
 
 Connections (every client connection; a held request is exempt from the timeouts):
       --header-timeout DUR   [headerTimeout] the whole request head must arrive within it (default 10s)

@@ -9,14 +9,22 @@
  *
  * Retry policy, in one place:
  * - refused / DNS on a connection of the attempt's own: never sent → hold, retry.
- * - any other failure: the upstream may have seen it → only idempotent methods
- *   with a replayable body are resent (at most MAX_RESENDS times); others 502.
+ * - any other failure before a response head (an empty reply, a reset, a cut by
+ *   a drain): the upstream may have seen it → only a replayable request that is
+ *   idempotent or carries Idempotency-Key is resent, byte-exact: once at once,
+ *   then every tryInterval while held, until tryDuration; others 502.
+ * - an answer whose status is in retryOn, to such a request: "not ready" → held
+ *   and retried after Retry-After (at least tryInterval) within the app's retry
+ *   budget (forward/retry.ts); when the next try would pass tryDuration, or the
+ *   budget is spent, that answer is passed on. Other requests get it at once.
  * - a streamed (unbuffered) body is sent once: any failure → 502.
  * - no response head within responseTimeout → 504.
  */
 import { attempt } from "./forward/attempt.ts";
 import { type Body, bodySize, prepareBody } from "./forward/body.ts";
 import { clientHeaders, upstreamHeaders } from "./forward/headers.ts";
+import { budgetOf, retryDelay } from "./forward/retry.ts";
+import { CUT } from "./upstream.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Runtime } from "./runtime/types.ts";
@@ -25,8 +33,6 @@ import type { State } from "./state.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
 const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
-/** Resends of an idempotent request after a failure that may have reached the upstream. */
-const MAX_RESENDS = 2;
 
 export interface ProxyDeps {
   state: State;
@@ -59,7 +65,14 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
   const replayable = body.kind !== "stream";
   // Only on a connection of its own does "refused" prove a request unsent.
   const fresh = replayable && !idempotent;
+  // Safe to send again after an ambiguous failure or a "not ready" answer: byte-exact, from the buffer.
+  const resendable = replayable && (idempotent || req.header("idempotency-key") !== null);
   let resends = 0;
+  /** No attempt before this (performance.now() ms): a Retry-After or tryInterval pause between resends. */
+  let retryAt = 0;
+  /** Why the next attempt is a resend, for /metrics. */
+  let resend: "status" | "empty-reply" | "drain" | null = null;
+  let first = true;
   let heldMs = 0;
   let wasHeld = false;
   /** Bytes of this request's buffered body counted in state.heldBodyBytes while it is held. */
@@ -69,8 +82,16 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     snap = state.current;
     if (snap.mode === "stopped") return stopped(d, req, start, snap.stopMessage, heldMs);
     const deadline = start + snap.config.tryDuration;
-    const u = snap.mode === "running" ? state.pick(snap) : null;
+    const u = snap.mode === "running" && (retryAt === 0 || performance.now() >= retryAt) ? state.pick(snap) : null;
     if (u) {
+      if (first) {
+        first = false;
+        if (snap.config.retryOn.length) budgetOf(state).request(performance.now());
+      }
+      if (resend) {
+        d.metrics.resend(d.app, resend);
+        resend = null;
+      }
       const input = {
         // A request that was never held skips watching its client: the hot path stays lean.
         target, method: req.method, headers, body, fresh, signal: wasHeld ? req.signal : null,
@@ -88,6 +109,19 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       } else out = await attempt(d.runtime, u, input);
       if (out.kind === "response") {
         const res = out.response;
+        if (resendable && snap.config.retryOn.includes(res.status)) {
+          const now = performance.now();
+          const at = now + retryDelay(res.headers.get("retry-after"), snap.config.tryInterval);
+          if (at < deadline && canHold()) {
+            if (budgetOf(state).tryRetry(now)) {
+              res.body?.cancel().catch(() => {});
+              retryAt = at;
+              resend = "status";
+              continue;
+            }
+            d.metrics.retryBudgetSpent(d.app);
+          }
+        }
         const h = clientHeaders(res, Math.round(heldMs));
         if ("error" in h) {
           res.body?.cancel().catch(() => {});
@@ -109,8 +143,15 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       if (out.kind === "client-gone") return done(499, "client disconnected", heldMs);
       if (!replayable) return done(502, "the upstream failed", heldMs, `upstream ${u.url} failed: ${out.error}`);
       if (out.failure === "after-send") {
-        // It may have seen the request: resend only what is safe to resend.
-        if (idempotent && ++resends <= MAX_RESENDS && performance.now() < deadline) continue;
+        // It may have seen the request: resend only what is safe to resend. The first resend goes at
+        // once (a kept-alive connection the app closed as it was reused); later ones are held a tryInterval.
+        if (resendable) {
+          retryAt = ++resends > 1 ? performance.now() + snap.config.tryInterval : 0;
+          if (retryAt < deadline && (retryAt === 0 || canHold())) {
+            resend = out.error === CUT ? "drain" : "empty-reply";
+            continue;
+          }
+        }
         return done(502, "the upstream failed", heldMs, `upstream ${u.url} failed after the request was sent: ${out.error}`);
       }
       u.markDown(out.error); // never sent: hold and retry below
@@ -134,13 +175,23 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     state.held++;
     state.heldBodyBytes += heldBytes;
     const since = performance.now();
-    const why = await state.waiters.wait(Math.min(deadline, pageAt), req.signal);
+    const until = retryAt > since ? Math.min(deadline, pageAt, retryAt) : Math.min(deadline, pageAt);
+    const why = await state.waiters.wait(until, req.signal);
     state.held--;
     state.heldBodyBytes -= heldBytes;
     heldMs += performance.now() - since;
     if (why === "aborted") return done(499, "client disconnected while held", heldMs);
     if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, undefined, [["retry-after", "5"]]);
     if (why === "deadline" && performance.now() >= deadline) return heldTooLong(state.current.mode, snap.config.tryDuration);
+    // A reload, deploy or resume: try the new state now rather than after the pause.
+    if (state.current.version !== snap.version) retryAt = 0;
+  }
+
+  /** Whether this request may be held (for a pause between resends) without passing maxHeld or maxHeldBodyBytes. */
+  function canHold(): boolean {
+    if (wasHeld) return true;
+    return state.held < state.current.config.maxHeld &&
+      (heldBytes === 0 || state.heldBodyBytes + heldBytes <= state.current.config.maxHeldBodyBytes);
   }
 
   function heldTooLong(mode: string, tryDuration: number): Reply {

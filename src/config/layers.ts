@@ -74,6 +74,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null, hosts: [] },
       log: opts.stderrIsTTY ? "text" : "json",
       waitingPageAfter: null,
+      retryOn: [],
       allowUpstreams: [],
     },
   };
@@ -230,6 +231,7 @@ export function toJSON(c: Config): Record<string, unknown> {
       responseTimeout: formatDuration(a.responseTimeout),
       maxHeld: a.maxHeld,
       maxBodyBuffer: a.maxBodyBuffer,
+      retryOn: a.retryOn,
       ...(a.tls ? { tls: a.tls } : {}),
     })),
     ...(c.tls.cert || c.tls.redirectHttp || c.tls.acme
@@ -246,6 +248,7 @@ export function toJSON(c: Config): Record<string, unknown> {
     ...(c.workers > 1 ? { workers: c.workers } : {}),
     ...(c.allowUpstreams.length ? { allowUpstreams: c.allowUpstreams } : {}),
     waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
+    retryOn: c.retryOn,
     ...(c.run
       ? {
         run: {

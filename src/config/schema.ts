@@ -68,6 +68,8 @@ export interface Config {
   log: LogFormat;
   /** A browser held this long gets a self-reloading "starting…" page; null: never. */
   waitingPageAfter: number | null;
+  /** Answers with these statuses to a request safe to resend are held and retried (forward/retry.ts); [] = none. */
+  retryOn: number[];
   run: RunConfig | null;
   /**
    * The apps, each with every per-app key resolved (its own value, else the
@@ -121,7 +123,7 @@ export const ACME_DEFAULTS = {
 
 /** The keys an app may set for itself; top-level values are their defaults. */
 export const APP_KEYS = [
-  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer",
+  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "retryOn",
 ] as const;
 
 export interface AppConfig {
@@ -138,6 +140,8 @@ export interface AppConfig {
   responseTimeout: number;
   maxHeld: number;
   maxBodyBuffer: number;
+  /** Statuses that mean "not ready" (see forward/retry.ts); [] = none. */
+  retryOn: number[];
   /** This app's certificate, chosen by SNI for its hosts; null: the top-level one. */
   tls: CertFiles | null;
 }
@@ -189,6 +193,24 @@ const size = (max: number, min = 0) =>
 
 const count = parsed((t) => (/^\d+$/.test(t.trim()) ? Number(t) : `"${t}" is not a whole number`), true);
 
+/** `--retry-on 502,503` or [502, 503]: statuses 400-599, no duplicates. */
+const statusList = z.pipe(
+  z.union([z.string(), z.array(z.union([z.string(), z.number()]))]),
+  z.transform((v: string | (string | number)[], ctx) => {
+    const items = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : v.map(String);
+    const out: number[] = [];
+    for (const t of items) {
+      const n = /^\d{3}$/.test(t.trim()) ? Number(t) : NaN;
+      if (!(n >= 400 && n <= 599)) {
+        ctx.issues.push({ code: "custom", message: `"${t}" is not an error status from 400 to 599; write e.g. 502,503`, input: v });
+        return z.NEVER;
+      }
+      if (!out.includes(n)) out.push(n);
+    }
+    return out;
+  }),
+);
+
 const upstream = z.pipe(parsed(parseUpstream), z.transform((u) => u.url));
 
 const listen = parsed(parseListen);
@@ -212,6 +234,7 @@ const app = z.strictObject({
   responseTimeout: z.optional(duration(1)),
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
+  retryOn: z.optional(statusList),
   tls: z.optional(z.nullable(z.strictObject({ cert: filePath, key: filePath }))),
 });
 export type ParsedApp = z.output<typeof app>;
@@ -255,6 +278,7 @@ export const partialSchema = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
+  retryOn: z.optional(statusList),
   // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
   wsCloseSpread: z.optional(duration(0, 3_600_000)),
@@ -412,7 +436,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "state", "workers", "waitingPageAfter", "retryOn", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
   "wsMaxBuffered", "wsCloseSpread", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 
