@@ -9,6 +9,7 @@ import http from "node:http";
 import net from "node:net";
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
+import { RetryBudget, retryDelay } from "../src/forward/retry.ts";
 import { freePort, type Proxy, run, runtimeCommand, startProxy, startUpstream, type Upstream, until } from "./helpers.ts";
 
 interface Answer {
@@ -174,4 +175,89 @@ test("empty replies: a GET and a keyed POST are held until the app answers; an u
     for (const s of sockets) s.destroy();
     await up?.close();
   }
+});
+
+test("a POST with Idempotency-Key cut by a deploy's drain is resent byte-exact to the new upstream", async () => {
+  const old = await startUpstream((req, res) => {
+    if (req.url !== "/pay") res.end("old"); // /pay: never answered
+  });
+  const next = await startUpstream((req, res, body) => res.end(`new ${req.method} ${body.length}`));
+  const proxy = await startProxy(["-u", old.url]);
+  try {
+    const payload = randomBytes(5000);
+    const pay = send(proxy.port, "POST", "/pay", { "idempotency-key": "order-7" }, payload);
+    await until("the POST reached the old upstream", () => old.received.some((r) => r.url === "/pay"));
+    const d = await proxy.admin("POST", "/deploy", { app: "default", upstreams: [next.url], drainTimeout: "300ms" });
+    assert.equal(d.status, 200, await d.text());
+    const r = await pay;
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.text, "new POST 5000");
+    const got = next.received.filter((q) => q.url === "/pay");
+    assert.equal(got.length, 1);
+    assert.ok(got[0].body.equals(payload), "resent byte-exact");
+    assert.equal(got[0].headers["idempotency-key"], "order-7");
+    assert.equal(await metric(proxy, /^holdup_resends_total\{app="default",reason="drain"\}/), 1);
+  } finally {
+    await proxy.stop();
+    await old.close();
+    await next.close();
+  }
+});
+
+test("the retry budget: a permanently failing app under steady load sees at most the budgeted extra requests", async () => {
+  const up = await startUpstream((_req, res) => {
+    res.writeHead(503);
+    res.end("sick");
+  });
+  // Without a budget every GET would be tried every 50 ms for 4 s: ~80 times.
+  const proxy = await startProxy(["-u", up.url, "--retry-on", "503", "--try-interval", "50ms", "--try-duration", "4s"]);
+  try {
+    const N = 120;
+    const started = Date.now();
+    const answers: Promise<Answer>[] = [];
+    // 40 requests a second for 3 s, each on a connection of its own.
+    for (let i = 0; i < N; i++) {
+      answers.push(send(proxy.port, "GET", `/r${i}`));
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const all = await Promise.all(answers);
+    const seconds = (Date.now() - started) / 1000;
+    for (const a of all) assert.equal(a.status, 503);
+    assert.ok(all.every((a) => a.text === "sick"), "every client got the app's own answer");
+    const extra = up.received.length - N;
+    // Within one 10 s window: 20 % of its requests, at least 30.
+    const budget = Math.max(30, Math.floor(0.2 * N));
+    console.log(`retry budget: ${N} requests in ${seconds.toFixed(1)} s, the app received ${up.received.length} (${extra} retries, budget ${budget}); ${(up.received.length / seconds).toFixed(0)}/s at the app`);
+    assert.ok(extra >= 1, "some retries were made");
+    assert.ok(extra <= budget, `${extra} retries, more than the budget of ${budget}`);
+    assert.ok(await metric(proxy, /^holdup_retry_budget_exhausted_total\{app="default"\}/) > 0);
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+test("RetryBudget: 20 % of the last 10 s of requests, at least 30; the window slides", () => {
+  const b = new RetryBudget();
+  const t0 = 1_000_000;
+  let n = 0;
+  while (b.tryRetry(t0)) n++;
+  assert.equal(n, 30, "the floor, with no requests");
+  for (let i = 0; i < 1000; i++) b.request(t0 + 500);
+  n = 0;
+  while (b.tryRetry(t0 + 600)) n++;
+  assert.equal(n, 200 - 30, "20 % of 1,000 requests, less the 30 already spent");
+  // 10 s later that second has left the window: the floor again.
+  n = 0;
+  while (b.tryRetry(t0 + 10_000)) n++;
+  assert.equal(n, 30);
+});
+
+test("retryDelay: Retry-After in seconds or as a date, never below tryInterval", () => {
+  assert.equal(retryDelay(null, 250), 250);
+  assert.equal(retryDelay("2", 250), 2000);
+  assert.equal(retryDelay("0", 250), 250);
+  assert.equal(retryDelay("soon", 250), 250);
+  const d = retryDelay(new Date(Date.now() + 5000).toUTCString(), 250);
+  assert.ok(d > 3000 && d <= 5000, String(d));
 });
