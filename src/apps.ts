@@ -56,6 +56,8 @@ export function view(top: Config, a: AppConfig): Config {
     maxHeld: a.maxHeld,
     maxBodyBuffer: a.maxBodyBuffer,
     retryOn: a.retryOn,
+    maxConcurrent: a.maxConcurrent,
+    slowStart: a.slowStart,
   };
 }
 

@@ -44,6 +44,8 @@ export const OPTIONS = {
   "idle-stop": { type: "string" },
   "waiting-page-after": { type: "string" },
   "retry-on": { type: "string" },
+  "max-concurrent": { type: "string" },
+  "slow-start": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "redirect-http": { type: "string" },
@@ -80,6 +82,8 @@ const FLAG_FOR: Record<string, string> = {
   log: "--log",
   waitingPageAfter: "--waiting-page-after",
   retryOn: "--retry-on",
+  maxConcurrent: "--max-concurrent",
+  slowStart: "--slow-start",
   "run.idleStop": "--idle-stop",
   "tls.cert": "--tls-cert",
   "tls.key": "--tls-key",
@@ -152,6 +156,8 @@ export function parseCli(argv: string[]): Cli {
   if (values.log !== undefined) raw.log = values.log as RawConfig["log"];
   if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
   if (values["retry-on"] !== undefined) raw.retryOn = values["retry-on"];
+  if (values["max-concurrent"] !== undefined) raw.maxConcurrent = values["max-concurrent"];
+  if (values["slow-start"] !== undefined) raw.slowStart = values["slow-start"];
   if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
     raw.tls = {};
     if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
@@ -243,6 +249,11 @@ Options (config-file key in brackets; a flag overrides the file):
                              held and retried (after Retry-After, at least tryInterval) until
                              tryDuration, then passed on; retries stay within a budget of 20%
                              of the app's requests (at least 3/s)               (default none)
+      --max-concurrent N     [maxConcurrent] most requests in flight to each upstream; the
+                             rest wait in line, first come first served, as held requests
+                             (maxHeld, tryDuration apply)                      (default none)
+      --slow-start DUR       [slowStart] a newly ready upstream's cap ramps from 1 to
+                             --max-concurrent over DUR                          (default 0)
 
 Connections (every client connection; a held request is exempt from the timeouts):
       --header-timeout DUR   [headerTimeout] the whole request head must arrive within it (default 10s)

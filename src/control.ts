@@ -14,6 +14,7 @@ import { probeOnce } from "./upstream.ts";
 import type { Fleet } from "./fleet/shared.ts";
 import { bodyErrors, keepRestartOnly, upstreamRefused } from "./config/guard.ts";
 import { compactLayers } from "./config/merge.ts";
+import { queuedAt } from "./forward/limit.ts";
 
 export interface ControlOptions {
   apps: Apps;
@@ -444,6 +445,7 @@ function describeUpstream(u: Upstream, app: App) {
     status: u.status,
     lastError: u.lastError,
     inFlight: u.inFlight,
+    queued: queuedAt(u),
     attempts: u.attempts,
     failures: u.failures,
     websockets: app.state.websockets.countFor(u),

@@ -17,12 +17,15 @@
  *   and retried after Retry-After (at least tryInterval) within the app's retry
  *   budget (forward/retry.ts); when the next try would pass tryDuration, or the
  *   budget is spent, that answer is passed on. Other requests get it at once.
+ * - with maxConcurrent, a request waits in its upstream's FIFO line (counted as
+ *   held) for a slot, kept until its response body is relayed (forward/limit.ts).
  * - a streamed (unbuffered) body is sent once: any failure → 502.
  * - no response head within responseTimeout → 504.
  */
 import { attempt } from "./forward/attempt.ts";
 import { type Body, bodySize, prepareBody } from "./forward/body.ts";
 import { clientHeaders, upstreamHeaders } from "./forward/headers.ts";
+import { type Limit, limitOf } from "./forward/limit.ts";
 import { budgetOf, retryDelay } from "./forward/retry.ts";
 import { CUT } from "./upstream.ts";
 import type { Logger } from "./log.ts";
@@ -88,6 +91,28 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
         first = false;
         if (snap.config.retryOn.length) budgetOf(state).request(performance.now());
       }
+      // The concurrency cap: take a slot, or wait in line as a held request.
+      const max = snap.config.maxConcurrent;
+      let slot: Limit | null = null;
+      if (max !== null) {
+        slot = limitOf(u);
+        if (!slot.tryTake(slot.cap(u, max, snap.config.slowStart))) {
+          const refused = await queue(slot, deadline, snap.config.waitingPageAfter);
+          if (refused) return refused;
+          if (!state.current.upstreams.includes(u)) {
+            // A reload or deploy replaced it while this waited: pass the slot on and pick again.
+            slot.release(slot.cap(u, max, snap.config.slowStart));
+            continue;
+          }
+        }
+      }
+      const lim = slot;
+      let freed = lim === null;
+      const free = () => {
+        if (freed) return;
+        freed = true;
+        lim!.release(lim!.cap(u, max!, state.current.config.slowStart));
+      };
       if (resend) {
         d.metrics.resend(d.app, resend);
         resend = null;
@@ -107,6 +132,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
           state.releaseGate.release();
         }
       } else out = await attempt(d.runtime, u, input);
+      if (out.kind !== "response") free();
       if (out.kind === "response") {
         const res = out.response;
         if (resendable && snap.config.retryOn.includes(res.status)) {
@@ -115,6 +141,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
           if (at < deadline && canHold()) {
             if (budgetOf(state).tryRetry(now)) {
               res.body?.cancel().catch(() => {});
+              free();
               retryAt = at;
               resend = "status";
               continue;
@@ -125,6 +152,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
         const h = clientHeaders(res, Math.round(heldMs));
         if ("error" in h) {
           res.body?.cancel().catch(() => {});
+          free();
           return done(502, "the upstream sent a response that cannot be relayed", heldMs, `upstream ${u.url}: ${h.error}`);
         }
         const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
@@ -135,7 +163,10 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
           headers: h.headers,
           body: bodyless ? null : res.body,
           length: bodyless ? null : h.length,
-        }, heldMs, u.url, undefined, () => u.relaying--);
+        }, heldMs, u.url, undefined, () => {
+          u.relaying--;
+          free();
+        });
       }
       if (out.kind === "timeout") {
         return done(504, "the upstream sent no response in time", heldMs, `upstream ${u.url} sent no response head within ${snap.config.responseTimeout}ms`);
@@ -185,6 +216,29 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     if (why === "deadline" && performance.now() >= deadline) return heldTooLong(state.current.mode, snap.config.tryDuration);
     // A reload, deploy or resume: try the new state now rather than after the pause.
     if (state.current.version !== snap.version) retryAt = 0;
+  }
+
+  /**
+   * Waits in an upstream's line for a slot (maxConcurrent), counted as held.
+   * Resolves null with the slot taken, or with the reply when it cannot wait.
+   */
+  async function queue(lim: Limit, deadline: number, pageAfter: number | null): Promise<Reply | null> {
+    if (!canHold()) {
+      return done(503, "too many requests are waiting; try again shortly", heldMs, "maxHeld or maxHeldBodyBytes reached waiting for maxConcurrent", [["retry-after", "1"]]);
+    }
+    const pageAt = pageAfter !== null && wantsPage(req) ? start + pageAfter : Infinity;
+    wasHeld = true;
+    state.held++;
+    state.heldBodyBytes += heldBytes;
+    const since = performance.now();
+    const why = await lim.wait(Math.min(deadline, pageAt), req.signal);
+    state.held--;
+    state.heldBodyBytes -= heldBytes;
+    heldMs += performance.now() - since;
+    if (why === "ok") return null;
+    if (why === "aborted") return done(499, "client disconnected while held", heldMs);
+    if (pageAt !== Infinity && performance.now() < deadline) return waitingPage(d, req, start, heldMs);
+    return done(503, `the app is busy (maxConcurrent); held for the whole tryDuration (${state.current.config.tryDuration}ms)`, heldMs, undefined, [["retry-after", "5"]]);
   }
 
   /** Whether this request may be held (for a pause between resends) without passing maxHeld or maxHeldBodyBytes. */

@@ -75,6 +75,8 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       log: opts.stderrIsTTY ? "text" : "json",
       waitingPageAfter: null,
       retryOn: [],
+      maxConcurrent: null,
+      slowStart: "0ms",
       allowUpstreams: [],
     },
   };
@@ -232,6 +234,8 @@ export function toJSON(c: Config): Record<string, unknown> {
       maxHeld: a.maxHeld,
       maxBodyBuffer: a.maxBodyBuffer,
       retryOn: a.retryOn,
+      maxConcurrent: a.maxConcurrent,
+      slowStart: formatDuration(a.slowStart),
       ...(a.tls ? { tls: a.tls } : {}),
     })),
     ...(c.tls.cert || c.tls.redirectHttp || c.tls.acme
@@ -249,6 +253,8 @@ export function toJSON(c: Config): Record<string, unknown> {
     ...(c.allowUpstreams.length ? { allowUpstreams: c.allowUpstreams } : {}),
     waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
     retryOn: c.retryOn,
+    maxConcurrent: c.maxConcurrent,
+    slowStart: formatDuration(c.slowStart),
     ...(c.run
       ? {
         run: {

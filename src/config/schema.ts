@@ -70,6 +70,8 @@ export interface Config {
   waitingPageAfter: number | null;
   /** Answers with these statuses to a request safe to resend are held and retried (forward/retry.ts); [] = none. */
   retryOn: number[];
+  maxConcurrent: number | null;
+  slowStart: number;
   run: RunConfig | null;
   /**
    * The apps, each with every per-app key resolved (its own value, else the
@@ -124,6 +126,7 @@ export const ACME_DEFAULTS = {
 /** The keys an app may set for itself; top-level values are their defaults. */
 export const APP_KEYS = [
   "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "retryOn",
+  "maxConcurrent", "slowStart",
 ] as const;
 
 export interface AppConfig {
@@ -142,6 +145,10 @@ export interface AppConfig {
   maxBodyBuffer: number;
   /** Statuses that mean "not ready" (see forward/retry.ts); [] = none. */
   retryOn: number[];
+  /** Most requests in flight to each upstream, the rest waiting in line (forward/limit.ts); null = no cap. */
+  maxConcurrent: number | null;
+  /** A newly ready upstream's cap ramps from 1 to maxConcurrent over this. */
+  slowStart: number;
   /** This app's certificate, chosen by SNI for its hosts; null: the top-level one. */
   tls: CertFiles | null;
 }
@@ -191,6 +198,8 @@ const size = (max: number, min = 0) =>
     return typeof n === "number" && n > max ? `"${t}" is too large; the most is ${max} bytes` : n;
   }, true);
 
+const positive = parsed((t) => (/^\d+$/.test(t.trim()) && Number(t) >= 1 ? Number(t) : `"${t}" is not a whole number of at least 1`), true);
+
 const count = parsed((t) => (/^\d+$/.test(t.trim()) ? Number(t) : `"${t}" is not a whole number`), true);
 
 /** `--retry-on 502,503` or [502, 503]: statuses 400-599, no duplicates. */
@@ -235,6 +244,8 @@ const app = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   retryOn: z.optional(statusList),
+  maxConcurrent: z.optional(z.nullable(positive)),
+  slowStart: z.optional(duration(0, 3_600_000)),
   tls: z.optional(z.nullable(z.strictObject({ cert: filePath, key: filePath }))),
 });
 export type ParsedApp = z.output<typeof app>;
@@ -279,6 +290,8 @@ export const partialSchema = z.strictObject({
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
   retryOn: z.optional(statusList),
+  maxConcurrent: z.optional(z.nullable(positive)),
+  slowStart: z.optional(duration(0, 3_600_000)),
   // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
   wsCloseSpread: z.optional(duration(0, 3_600_000)),
@@ -436,7 +449,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "workers", "waitingPageAfter", "retryOn", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "state", "workers", "waitingPageAfter", "retryOn", "maxConcurrent", "slowStart", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
   "wsMaxBuffered", "wsCloseSpread", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 
