@@ -18,6 +18,8 @@ export class App {
   readonly deps: ProxyDeps;
   /** Set while a deploy runs: deploys are serialised per app. */
   deploying: { phase: string; upstreams: string[]; since: number; lastError: string | null } | null = null;
+  /** The last automatic rollback (rollbackWindow), for /status. */
+  rolledBack: { at: string; from: string[]; to: string[]; reason: string } | null = null;
 
   constructor(public cfg: AppConfig, top: Config, sources: Record<string, Source>, shared: Shared) {
     this.state = new State({ config: view(top, cfg), sources }, shared.runtime, shared.events(cfg.name));

@@ -46,6 +46,7 @@ export const OPTIONS = {
   "retry-on": { type: "string" },
   "max-concurrent": { type: "string" },
   "slow-start": { type: "string" },
+  "rollback-window": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "redirect-http": { type: "string" },
@@ -84,6 +85,7 @@ const FLAG_FOR: Record<string, string> = {
   retryOn: "--retry-on",
   maxConcurrent: "--max-concurrent",
   slowStart: "--slow-start",
+  rollbackWindow: "--rollback-window",
   "run.idleStop": "--idle-stop",
   "tls.cert": "--tls-cert",
   "tls.key": "--tls-key",
@@ -158,6 +160,7 @@ export function parseCli(argv: string[]): Cli {
   if (values["retry-on"] !== undefined) raw.retryOn = values["retry-on"];
   if (values["max-concurrent"] !== undefined) raw.maxConcurrent = values["max-concurrent"];
   if (values["slow-start"] !== undefined) raw.slowStart = values["slow-start"];
+  if (values["rollback-window"] !== undefined) raw.rollbackWindow = values["rollback-window"];
   if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
     raw.tls = {};
     if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
@@ -254,6 +257,9 @@ Options (config-file key in brackets; a flag overrides the file):
                              (maxHeld, tryDuration apply)                      (default none)
       --slow-start DUR       [slowStart] a newly ready upstream's cap ramps from 1 to
                              --max-concurrent over DUR                          (default 0)
+      --rollback-window DUR  [rollbackWindow] for DUR after a deploy, if the new upstreams
+                             go down or half their answers (of 10 or more) are 5xx, switch
+                             back to the replaced ones; the deploy fails    (default off)
 
 Connections (every client connection; a held request is exempt from the timeouts):
       --header-timeout DUR   [headerTimeout] the whole request head must arrive within it (default 10s)

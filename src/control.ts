@@ -15,6 +15,7 @@ import type { Fleet } from "./fleet/shared.ts";
 import { bodyErrors, keepRestartOnly, upstreamRefused } from "./config/guard.ts";
 import { compactLayers } from "./config/merge.ts";
 import { queuedAt } from "./forward/limit.ts";
+import { rollbackLayer, watchDeploy } from "./rollback.ts";
 
 export interface ControlOptions {
   apps: Apps;
@@ -164,6 +165,7 @@ export class Control {
       }
       const healthyMs = performance.now() - t0;
       app.deploying.phase = "switch";
+      const before = app.state.current.upstreams.map((u) => u.url);
       const old = app.state.current.upstreams.filter((u) => !d.upstreams.includes(u.url));
       const patch: Record<string, unknown> = { upstreams: d.upstreams, ...(d.healthPath ? { healthPath: d.healthPath } : {}) };
       const explicitApps = this.effective.layers.some((l) => l.raw.apps);
@@ -188,6 +190,12 @@ export class Control {
       const switchedAt = Date.now();
       app.deploying.phase = "drain";
       const drain = await drainUpstreams(old, d.drainTimeout);
+      const window = this.effective.config.rollbackWindow;
+      if (window !== null) {
+        app.deploying.phase = "watch";
+        const bad = await watchDeploy(app, d.upstreams, Math.max(0, window - (Date.now() - switchedAt)));
+        if (bad) return await this.rollBack(app, d, before, bad, switchedAt);
+      }
       this.o.metrics.deploysOk++;
       const result = {
         ok: true as const,
@@ -206,6 +214,22 @@ export class Control {
     } finally {
       app.deploying = null;
     }
+  }
+
+  /** rollbackWindow: the deploy's new upstreams proved bad; switch the app back to `to` (held requests wait meanwhile). */
+  private async rollBack(app: App, d: DeployRequest, to: string[], reason: string, switchedAt: number): Promise<DeployResult> {
+    const bad = app.state.current.upstreams.filter((u) => !to.includes(u.url));
+    const layer = rollbackLayer(d.app, to, this.effective.layers.some((l) => l.raw.apps));
+    const applied = await this.inOrder(() => this.apply(`rollback ${d.app}`, [...this.effective.layers, layer], d));
+    if (applied.ok && this.fleet) {
+      this.sharedLayers.push(layer);
+      void this.fleet.submit({ kind: "deploy", by: this.fleet.instance, app: d.app, raw: layer.raw });
+    }
+    this.o.log.warn("rolled back", { app: d.app, from: d.upstreams, to, reason, afterSwitchMs: Date.now() - switchedAt });
+    await drainUpstreams(bad, d.drainTimeout);
+    this.o.metrics.deploysFailed++;
+    app.rolledBack = { at: new Date().toISOString(), from: d.upstreams, to, reason };
+    return { ok: false, status: 502, error: `rolled back to ${to.join(", ")}: ${d.upstreams.join(", ")} ${reason}`, rolledBack: true };
   }
 
   /** The errors a reload with this body would give, without applying it (empty: it would apply). */
@@ -327,6 +351,7 @@ export class Control {
           held: a.state.held,
           upstreams: s.upstreams.map((u) => describeUpstream(u, a)),
           deploying: a.deploying,
+          ...(a.rolledBack ? { rolledBack: a.rolledBack } : {}),
         };
       }),
     };
@@ -408,7 +433,7 @@ export type DeployResult =
     switchedAt: number;
     tookMs: number;
   }
-  | { ok: false; status: 400 | 404 | 409 | 422; error: string; upstream?: string };
+  | { ok: false; status: 400 | 404 | 409 | 422 | 502; error: string; upstream?: string; rolledBack?: true };
 
 /**
  * Waits until no request waits for a response head from `old`, at most

@@ -158,6 +158,8 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
         const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
         if (bodyless) res.body?.cancel().catch(() => {});
         u.relaying++;
+        u.answers++;
+        if (res.status >= 500) u.answers5xx++;
         return finish(d, req, start, {
           status: res.status,
           headers: h.headers,

@@ -18,6 +18,7 @@ const KEYS: Record<string, (raw: RawConfig, v: string) => void> = {
   HOLDUP_RETRY_ON: (r, v) => r.retryOn = v,
   HOLDUP_MAX_CONCURRENT: (r, v) => r.maxConcurrent = v,
   HOLDUP_SLOW_START: (r, v) => r.slowStart = v,
+  HOLDUP_ROLLBACK_WINDOW: (r, v) => r.rollbackWindow = v,
   HOLDUP_LOG: (r, v) => r.log = v as RawConfig["log"],
   HOLDUP_STATE: (r, v) => r.state = v,
   HOLDUP_DRAIN_TIMEOUT: (r, v) => r.drainTimeout = v,

@@ -77,6 +77,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       retryOn: [],
       maxConcurrent: null,
       slowStart: "0ms",
+      rollbackWindow: null,
       allowUpstreams: [],
     },
   };
@@ -255,6 +256,7 @@ export function toJSON(c: Config): Record<string, unknown> {
     retryOn: c.retryOn,
     maxConcurrent: c.maxConcurrent,
     slowStart: formatDuration(c.slowStart),
+    rollbackWindow: c.rollbackWindow === null ? null : formatDuration(c.rollbackWindow),
     ...(c.run
       ? {
         run: {

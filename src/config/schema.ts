@@ -7,6 +7,7 @@ import { isLoopback, parseListen, parseUpstream } from "./address.ts";
 import type { ListenAddress } from "./address.ts";
 import { formatDuration, parseDuration, parseSize } from "./units.ts";
 import { closest } from "../suggest.ts";
+import { statusList } from "./statuses.ts";
 
 export type LogFormat = "json" | "text" | "off";
 
@@ -72,6 +73,8 @@ export interface Config {
   retryOn: number[];
   maxConcurrent: number | null;
   slowStart: number;
+  /** How long after a deploy its new upstreams are watched and rolled back if bad (rollback.ts); null: off. */
+  rollbackWindow: number | null;
   run: RunConfig | null;
   /**
    * The apps, each with every per-app key resolved (its own value, else the
@@ -202,24 +205,6 @@ const positive = parsed((t) => (/^\d+$/.test(t.trim()) && Number(t) >= 1 ? Numbe
 
 const count = parsed((t) => (/^\d+$/.test(t.trim()) ? Number(t) : `"${t}" is not a whole number`), true);
 
-/** `--retry-on 502,503` or [502, 503]: statuses 400-599, no duplicates. */
-const statusList = z.pipe(
-  z.union([z.string(), z.array(z.union([z.string(), z.number()]))]),
-  z.transform((v: string | (string | number)[], ctx) => {
-    const items = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : v.map(String);
-    const out: number[] = [];
-    for (const t of items) {
-      const n = /^\d{3}$/.test(t.trim()) ? Number(t) : NaN;
-      if (!(n >= 400 && n <= 599)) {
-        ctx.issues.push({ code: "custom", message: `"${t}" is not an error status from 400 to 599; write e.g. 502,503`, input: v });
-        return z.NEVER;
-      }
-      if (!out.includes(n)) out.push(n);
-    }
-    return out;
-  }),
-);
-
 const upstream = z.pipe(parsed(parseUpstream), z.transform((u) => u.url));
 
 const listen = parsed(parseListen);
@@ -289,6 +274,7 @@ export const partialSchema = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
+  rollbackWindow: z.optional(z.nullable(duration(100, 3_600_000))),
   retryOn: z.optional(statusList),
   maxConcurrent: z.optional(z.nullable(positive)),
   slowStart: z.optional(duration(0, 3_600_000)),
@@ -449,7 +435,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "workers", "waitingPageAfter", "retryOn", "maxConcurrent", "slowStart", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "state", "workers", "waitingPageAfter", "retryOn", "maxConcurrent", "slowStart", "rollbackWindow", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
   "wsMaxBuffered", "wsCloseSpread", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 
