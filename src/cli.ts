@@ -257,9 +257,10 @@ Options (config-file key in brackets; a flag overrides the file):
                              (maxHeld, tryDuration apply)                      (default none)
       --slow-start DUR       [slowStart] a newly ready upstream's cap ramps from 1 to
                              --max-concurrent over DUR                          (default 0)
-      --rollback-window DUR  [rollbackWindow] for DUR after a deploy, if the new upstreams
-                             go down or half their answers (of 10 or more) are 5xx, switch
-                             back to the replaced ones; the deploy fails    (default off)
+      --rollback-window DUR  [rollbackWindow] for DUR after a deploy or restart, if the new
+                             upstreams (instance) go down (exit) or half their answers (of
+                             10 or more) are 5xx, switch back to the replaced ones, kept
+                             meanwhile; the deploy or restart fails          (default off)
 
 Connections (every client connection; a held request is exempt from the timeouts):
       --header-timeout DUR   [headerTimeout] the whole request head must arrive within it (default 10s)

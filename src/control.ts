@@ -193,7 +193,7 @@ export class Control {
       const window = this.effective.config.rollbackWindow;
       if (window !== null) {
         app.deploying.phase = "watch";
-        const bad = await watchDeploy(app, d.upstreams, Math.max(0, window - (Date.now() - switchedAt)));
+        const bad = await watchDeploy(app.state, d.upstreams, Math.max(0, window - (Date.now() - switchedAt)));
         if (bad) return await this.rollBack(app, d, before, bad, switchedAt);
       }
       this.o.metrics.deploysOk++;

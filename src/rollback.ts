@@ -1,28 +1,38 @@
 /**
- * Automatic rollback of a deploy (`rollbackWindow`): for that long after the
- * switch, the new upstreams' answers are watched; if they all go down, or at
- * least half of their answers (over at least MIN_ANSWERS) are 5xx, the deploy
- * is judged bad and control.ts switches the app back to the upstreams it
- * replaced. Reads the counters the hold loop keeps on each Upstream; nothing
+ * Automatic rollback (`rollbackWindow`): for that long after a deploy's or a
+ * restart's switch, the new upstreams' answers are watched; if they all go
+ * down (a restarted instance: exits), or at least half of their answers (over
+ * at least MIN_ANSWERS) are 5xx, the new version is judged bad and control.ts
+ * (deploys) or run/supervisor.ts (restarts) switches back to what it replaced. Reads the counters the hold loop keeps on each Upstream; nothing
  * here runs per request.
  */
-import type { App } from "./apps.ts";
 import type { Layer } from "./config/layers.ts";
+import type { Upstream } from "./upstream.ts";
 
 /** Answers needed before a 5xx share can condemn a deploy. */
 export const MIN_ANSWERS = 10;
 const EVERY_MS = 50;
 
 /**
- * Watches `urls` on `app` for `windowMs`. Resolves with why the deploy is bad,
+ * Watches `urls` in `state` (an app's) for `windowMs`. Resolves with why the
+ * new version is bad — `exited` resolving (a restarted instance dying) too —
  * or null when the window passed cleanly (or another change replaced them).
  */
-export async function watchDeploy(app: App, urls: string[], windowMs: number): Promise<string | null> {
-  const picked = () => app.state.current.upstreams.filter((u) => urls.includes(u.url));
+export async function watchDeploy(
+  state: { current: { upstreams: readonly Upstream[] } },
+  urls: string[],
+  windowMs: number,
+  exited?: Promise<string>,
+): Promise<string | null> {
+  let died: string | null = null;
+  void exited?.then((why) => died = why);
+  const picked = () => state.current.upstreams.filter((u) => urls.includes(u.url));
   const start = new Map(picked().map((u) => [u, { answers: u.answers, errors: u.answers5xx }]));
   const end = performance.now() + windowMs;
   while (performance.now() < end) {
-    await new Promise((r) => setTimeout(r, EVERY_MS));
+    const tick = new Promise((r) => setTimeout(r, EVERY_MS));
+    await (exited ? Promise.race([tick, exited]) : tick);
+    if (died) return died;
     const now = picked();
     if (now.length !== urls.length) return null; // a reload or another deploy changed them: not ours to judge
     let answers = 0, errors = 0;

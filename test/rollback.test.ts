@@ -5,6 +5,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { run, runtimeCommand, startProxy, startUpstream, until } from "./helpers.ts";
 
 test("--rollback-window: a deploy to an upstream answering 500 is rolled back; only the 5xx it gave before fail", async () => {
@@ -92,5 +95,61 @@ test("--rollback-window: a deploy whose new upstream goes down is rolled back; r
   } finally {
     await proxy.stop();
     await a.close();
+  }
+});
+
+test("--rollback-window: a restart whose new instance crashes 1 s after becoming ready is rolled back to the old instance, with no failed request", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "holdup-rollback-"));
+  const mode = join(dir, "mode");
+  await writeFile(mode, "good");
+  // Reads its mode at start: "crash" exits 1 s after it serves.
+  await writeFile(join(dir, "app.py"), `
+import http.server, os, sys, threading
+mode = open(${JSON.stringify(mode)}).read().strip()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("v " + str(os.getpid())).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+if mode == "crash": threading.Timer(1.0, lambda: os._exit(1)).start()
+s.serve_forever()
+`);
+  const proxy = await startProxy(["--rollback-window", "5s", "--try-interval", "50ms", "--", "python3", join(dir, "app.py"), "{port}"]);
+  try {
+    await until("the app serves", async () => (await fetch(`${proxy.url}/`).then((r) => r.status).catch(() => 0)) === 200);
+    const statuses = new Map<number, number>();
+    let running = true;
+    const load = Promise.all(Array.from({ length: 4 }, async () => {
+      while (running) {
+        const r = await fetch(`${proxy.url}/x`);
+        await r.text();
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+      }
+    }));
+    await writeFile(mode, "crash");
+    const r = await proxy.admin("POST", "/restart");
+    const body = await r.json();
+    assert.equal(r.status, 502, JSON.stringify(body));
+    assert.match(body.error, /rolled back to instance #1: instance #2 exited/);
+    const line = await proxy.waitForLine("rolled back", (l) => l.msg === "rolled back");
+    const served = statuses.get(200) ?? 0;
+    await until("requests still served", () => (statuses.get(200) ?? 0) >= served + 20);
+    running = false;
+    await load;
+    assert.deepEqual([...statuses.keys()], [200], JSON.stringify([...statuses]));
+    const app = (await proxy.status()).app as { instance: number; rolledBack: { to: number } };
+    assert.equal(app.instance, 1);
+    assert.equal(app.rolledBack.to, 1);
+    const exit = proxy.lines.find((l) => l.msg === "app instance exited" && l.instance === 2);
+    const ms = exit ? Date.parse(String(line.time)) - Date.parse(String(exit.time)) : NaN;
+    console.log(`restart rollback: ${line.reason}; switched back ${ms} ms after the exit was seen; ${statuses.get(200)} requests, all 200`);
+  } finally {
+    await proxy.stop();
+    await rm(dir, { recursive: true, force: true });
   }
 });
