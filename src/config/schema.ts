@@ -7,6 +7,7 @@ import { isLoopback, parseListen, parseUpstream } from "./address.ts";
 import type { ListenAddress } from "./address.ts";
 import { formatDuration, parseDuration, parseSize } from "./units.ts";
 import { closest } from "../util/suggest.ts";
+import { statusList } from "./statuses.ts";
 
 export type LogFormat = "json" | "text" | "off";
 
@@ -90,6 +91,12 @@ export interface Config {
   log: LogFormat;
   /** A browser held this long gets a self-reloading "starting…" page; null: never. */
   waitingPageAfter: number | null;
+  /** Answers with these statuses to a request safe to resend are held and retried (forward/retry.ts); [] = none. */
+  retryOn: number[];
+  maxConcurrent: number | null;
+  slowStart: number;
+  /** How long after a deploy its new upstreams are watched and rolled back if bad (rollback.ts); null: off. */
+  rollbackWindow: number | null;
   run: RunConfig | null;
   /**
    * The apps, each with every per-app key resolved (its own value, else the
@@ -144,6 +151,8 @@ export const ACME_DEFAULTS = {
 /** The keys an app may set for itself; top-level values are their defaults. */
 export const APP_KEYS = [
   "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "maxBody",
+  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "retryOn",
+  "maxConcurrent", "slowStart",
 ] as const;
 
 export interface AppConfig {
@@ -161,6 +170,12 @@ export interface AppConfig {
   maxHeld: number;
   maxBodyBuffer: number;
   maxBody: number | null;
+  /** Statuses that mean "not ready" (see forward/retry.ts); [] = none. */
+  retryOn: number[];
+  /** Most requests in flight to each upstream, the rest waiting in line (forward/limit.ts); null = no cap. */
+  maxConcurrent: number | null;
+  /** A newly ready upstream's cap ramps from 1 to maxConcurrent over this. */
+  slowStart: number;
   /** This app's certificate, chosen by SNI for its hosts; null: the top-level one. */
   tls: CertFiles | null;
 }
@@ -211,6 +226,8 @@ const size = (max: number, min = 0) =>
     return typeof n === "number" && n > max ? `"${t}" is too large; the most is ${max} bytes` : n;
   }, true);
 
+const positive = parsed((t) => (/^\d+$/.test(t.trim()) && Number(t) >= 1 ? Number(t) : `"${t}" is not a whole number of at least 1`), true);
+
 const count = parsed((t) => (/^\d+$/.test(t.trim()) ? Number(t) : `"${t}" is not a whole number`), true);
 
 const upstream = z.pipe(parsed(parseUpstream), z.transform((u) => u.url));
@@ -237,6 +254,9 @@ const app = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxBody: z.optional(z.nullable(size(2 ** 40))),
+  retryOn: z.optional(statusList),
+  maxConcurrent: z.optional(z.nullable(positive)),
+  slowStart: z.optional(duration(0, 3_600_000)),
   tls: z.optional(z.nullable(z.strictObject({ cert: filePath, key: filePath }))),
 });
 export type ParsedApp = z.output<typeof app>;
@@ -284,6 +304,10 @@ export const partialSchema = z.strictObject({
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxBody: z.optional(z.nullable(size(2 ** 40))),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
+  rollbackWindow: z.optional(z.nullable(duration(100, 3_600_000))),
+  retryOn: z.optional(statusList),
+  maxConcurrent: z.optional(z.nullable(positive)),
+  slowStart: z.optional(duration(0, 3_600_000)),
   // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
   wsCloseSpread: z.optional(duration(0, 3_600_000)),
@@ -451,7 +475,7 @@ const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
   "maxHeld", "maxBodyBuffer", "maxBody", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop", "restart", "release",
+  "state", "workers", "waitingPageAfter", "retryOn", "maxConcurrent", "slowStart", "rollbackWindow", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop", "restart", "release",
   "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
   "metrics", "pages",
 ];
