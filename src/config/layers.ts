@@ -16,8 +16,8 @@ import {
   RUN_DEFAULTS,
   type RunConfig,
   validatePartial,
-  validateWhole,
 } from "./schema.ts";
+import { validateWhole } from "./whole.ts";
 import { formatListen } from "./address.ts";
 import { compactLayers } from "./merge.ts";
 import { formatDuration } from "./units.ts";
