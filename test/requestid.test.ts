@@ -132,7 +132,8 @@ test("X-Request-Id on a WebSocket handshake: passed to the upstream, echoed on t
 });
 
 test("X-Request-Id on a WebSocket handshake at the edge (message relay): passed to the upstream, logged", async () => {
-  const ws = await websocketd(undefined, "sh", "-c", 'echo "id=$HTTP_X_REQUEST_ID"');
+  // The app answers the client's first message (not at connect: then it could send and exit before the relay accepts the client).
+  const ws = await websocketd(undefined, "sh", "-c", 'read line; echo "id=$HTTP_X_REQUEST_ID"');
   const port = await freePort();
   const command: [string, string[]] = RUNTIME === "deno"
     ? [`${ROOT}node_modules/.bin/deno`, ["serve", "--allow-net", "--allow-env", "--host", "127.0.0.1", "--port", String(port), "src/edge.ts"]]

@@ -291,7 +291,8 @@ test("--waiting-page-after: a browser held that long gets a self-reloading page;
     assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
     assert.equal(page.appServing, false, `the page came after the app was serving (${Math.round(page.ms)} ms)`);
     assert.equal(api.status, 200, api.text);
-    assert.ok(page.held >= 200 && page.held < api.held, `page held ${page.held} ms, the API request ${api.held} ms`);
+    // >= 195: holdup rounds its held time, and a timer may fire a millisecond early against performance.now().
+    assert.ok(page.held >= 195 && page.held < api.held, `page held ${page.held} ms, the API request ${api.held} ms`);
   } finally {
     await p.stop();
   }

@@ -13,7 +13,9 @@ export type FailureKind =
   /** The name did not resolve. */
   | "dns"
   /** Anything after a connection existed: the upstream may have seen the request. */
-  | "after-send";
+  | "after-send"
+  /** The upstream answered, with a head that cannot be parsed (bad Content-Length, …): it saw the request; not "not ready". */
+  | "bad-response";
 
 const CONNECT_CODES = new Set([
   "ECONNREFUSED", "ConnectionRefused", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "FailedToOpenSocket",
@@ -26,7 +28,9 @@ export function classifyFailure(error: unknown): FailureKind {
     if (CONNECT_CODES.has(code)) return "connect";
     if (DNS_CODES.has(code)) return "dns";
   }
+  if (code && (code.startsWith("HPE_") || /^(InvalidContentLength|InvalidHTTPResponse|Malformed)/.test(code))) return "bad-response";
   const text = messages(error).toLowerCase();
+  if (/invalid content-length|invalid header|parse error|malformed http response/.test(text)) return "bad-response";
   if (/dns error|failed to lookup|name or service not known|nodename nor servname|getaddrinfo/.test(text)) {
     return "dns";
   }

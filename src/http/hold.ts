@@ -172,10 +172,11 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       }
       if (out.kind === "client-gone") return done(499, "client disconnected", heldMs);
       if (!replayable) return done(502, "the upstream failed", heldMs, `upstream ${u.url} failed: ${out.error}`);
-      if (out.failure === "after-send") {
+      if (out.failure === "after-send" || out.failure === "bad-response") {
         // It may have seen the request: resend only what is safe to resend. The first resend goes at
         // once (a kept-alive connection the app closed as it was reused); later ones are held a tryInterval.
-        if (resendable) {
+        // An answer that cannot be parsed is an answer, not "not ready": 502 at once.
+        if (resendable && out.failure === "after-send") {
           retryAt = ++resends > 1 ? performance.now() + snap.config.tryInterval : 0;
           if (retryAt < deadline && (retryAt === 0 || canHold())) {
             resend = out.error === CUT ? "drain" : "empty-reply";
