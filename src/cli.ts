@@ -26,6 +26,11 @@ export const OPTIONS = {
   "try-interval": { type: "string" },
   "response-timeout": { type: "string" },
   "health-path": { type: "string" },
+  "health-interval": { type: "string" },
+  "health-timeout": { type: "string" },
+  "unhealthy-after": { type: "string" },
+  "ws-idle-timeout": { type: "string" },
+  "ws-ping-interval": { type: "string" },
   "max-held": { type: "string" },
   "max-body-buffer": { type: "string" },
   "max-held-body-bytes": { type: "string" },
@@ -63,6 +68,11 @@ const FLAG_FOR: Record<string, string> = {
   tryInterval: "--try-interval",
   responseTimeout: "--response-timeout",
   healthPath: "--health-path",
+  healthInterval: "--health-interval",
+  healthTimeout: "--health-timeout",
+  unhealthyAfter: "--unhealthy-after",
+  wsIdleTimeout: "--ws-idle-timeout",
+  wsPingInterval: "--ws-ping-interval",
   maxHeld: "--max-held",
   maxBodyBuffer: "--max-body-buffer",
   maxHeldBodyBytes: "--max-held-body-bytes",
@@ -123,6 +133,11 @@ export function parseCli(argv: string[]): Cli {
   if (values["try-interval"] !== undefined) raw.tryInterval = values["try-interval"];
   if (values["response-timeout"] !== undefined) raw.responseTimeout = values["response-timeout"];
   if (values["health-path"] !== undefined) raw.healthPath = values["health-path"];
+  if (values["health-interval"] !== undefined) raw.healthInterval = values["health-interval"];
+  if (values["health-timeout"] !== undefined) raw.healthTimeout = values["health-timeout"];
+  if (values["unhealthy-after"] !== undefined) raw.unhealthyAfter = values["unhealthy-after"];
+  if (values["ws-idle-timeout"] !== undefined) raw.wsIdleTimeout = values["ws-idle-timeout"];
+  if (values["ws-ping-interval"] !== undefined) raw.wsPingInterval = values["ws-ping-interval"];
   if (values["max-held"] !== undefined) raw.maxHeld = values["max-held"];
   if (values["max-body-buffer"] !== undefined) raw.maxBodyBuffer = values["max-body-buffer"];
   if (values["max-held-body-bytes"] !== undefined) raw.maxHeldBodyBytes = values["max-held-body-bytes"];
@@ -230,7 +245,13 @@ Options (config-file key in brackets; a flag overrides the file):
       --try-interval DUR     [tryInterval] how often an unreachable upstream is tried,
                              once per interval however many requests wait             (default 250ms)
       --response-timeout DUR [responseTimeout] longest wait for response headers      (default 60s)
-      --health-path PATH     [healthPath] upstream is ready only when GET PATH is 2xx (default none)
+      --health-path PATH     [healthPath] upstream is ready only when GET PATH is 2xx (default none);
+                             with it, every upstream is also probed while it serves:
+      --health-interval DUR  [healthInterval] how often each upstream is probed        (default 5s)
+      --health-timeout DUR   [healthTimeout] a probe not answered 2xx within it fails  (default 2s)
+      --unhealthy-after N    [unhealthyAfter] failed probes in a row that mark an upstream
+                             down: requests go to another or are held; an app holdup
+                             runs is killed (SIGKILL) and restarted         (default 3)
       --max-held N           [maxHeld] most requests held at once; past it, 503     (default 10000)
       --max-body-buffer SIZE [maxBodyBuffer] largest body kept in memory for replay (default 1MiB)
       --max-held-body-bytes SIZE [maxHeldBodyBytes] buffered bodies of all held requests
@@ -241,7 +262,14 @@ Connections (every client connection; a held request is exempt from the timeouts
       --body-timeout DUR     [bodyTimeout] longest silence while a request body is read (default 60s)
       --keep-alive-timeout DUR [keepAliveTimeout] an idle keep-alive connection closes (default 75s)
       --max-connections N    [maxConnections] client connections at once, also capped by the
-                             fd limit (ulimit -n); at the cap the oldest idle one is closed (default 10000)
+                             fd limit (ulimit -n); HTTP/1.1, HTTP/2 and WebSockets all count;
+                             at the cap the one idle longest is closed (a WebSocket with
+                             1013 between frames); none idle: the new one is refused (default 10000)
+      --ws-idle-timeout DUR|off [wsIdleTimeout] a WebSocket with no byte either way (data,
+                             ping or pong) for DUR is closed with 1001 between frames (default 10m)
+      --ws-ping-interval DUR|off [wsPingInterval] a WebSocket client silent for DUR is sent a
+                             Ping; its Pong (passed on to the app) keeps the socket open,
+                             a vanished client is closed by wsIdleTimeout      (default off)
 
 Fleet (several holdups acting as one):
       --state URL            [state] redis://host:6379 (also rediss://, :password@, /db):

@@ -63,6 +63,7 @@ export class Control {
   restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
   /** Set when holdup runs the app: its part of GET /status. */
   appStatus: (() => Record<string, unknown>) | null = null;
+  connectionStatus: (() => unknown) | null = null; // the proxy listener's connections, for GET /status
   /** Set when holdup serves HTTPS: the certificates in force, for GET /status. */
   certificateStatus: (() => unknown[]) | null = null;
   /** Reloads run one at a time, in the order they arrived: a slow SIGHUP read cannot land after a later POST. */
@@ -308,6 +309,7 @@ export class Control {
       ...(stopMessage !== undefined ? { stopMessage } : {}),
       held: list.reduce((n, a) => n + a.state.held, 0),
       websockets: websocketsOf(list),
+      ...(this.connectionStatus ? { connections: this.connectionStatus() } : {}),
       config: toJSON(this.effective.config),
       sources: first.sources,
       configFile: this.o.base.configPath,
@@ -446,6 +448,7 @@ function describeUpstream(u: Upstream, app: App) {
     inFlight: u.inFlight,
     attempts: u.attempts,
     failures: u.failures,
+    ...(app.cfg.healthPath !== null ? { healthy: !u.unhealthy, healthFailures: u.healthFailures } : {}),
     websockets: app.state.websockets.countFor(u),
   };
 }

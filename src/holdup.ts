@@ -26,6 +26,8 @@ export interface HoldupOptions {
 export function createHoldup(o: HoldupOptions) {
   const log = new Logger(o.effective.config.log, (t) => o.runtime.writeStderr(t), o.runtime.stderrIsTTY());
   const metrics = new Metrics();
+  /** Set by main.ts when holdup runs the app: health checks marked this upstream down (see run/supervisor.ts). */
+  const hooks: { onUnhealthy: ((app: string, url: string, reason: string) => void) | null } = { onUnhealthy: null };
   const apps = new Apps(o.effective.config, o.effective.sources, {
     runtime: o.runtime,
     log,
@@ -36,7 +38,11 @@ export function createHoldup(o: HoldupOptions) {
           log.info("upstream reachable", { app, upstream: u.url, was: from });
           control.fleet?.upstreamReady(app, u.url);
         }
-        else log.warn("upstream unreachable; holding requests for it", { app, upstream: u.url, error });
+        else if (!u.unhealthy) log.warn("upstream unreachable; holding requests for it", { app, upstream: u.url, error });
+      },
+      onUpstreamUnhealthy(u, reason) {
+        log.warn("upstream unhealthy", { app, upstream: u.url, reason });
+        hooks.onUnhealthy?.(app, u.url, reason);
       },
     }),
     // Each app's WebSockets log when they close, and warn through the same log.
@@ -86,6 +92,7 @@ export function createHoldup(o: HoldupOptions) {
       return apps.first.state;
     },
     control,
+    hooks,
     proxy: proxyHandler(apps, metrics),
     upgrade: wsUpgradeHandler({ apps, log, metrics }),
     admin: adminApp({ control, apps, metrics, events, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),

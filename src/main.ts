@@ -119,6 +119,7 @@ export async function main(rt: Runtime): Promise<void> {
     h.control.setAppUpstream(null);
     h.control.restartApp = (trigger) => sup.restart(trigger);
     h.control.appStatus = () => sup.status();
+    h.hooks.onUnhealthy = (_app, url, reason) => sup.unhealthy(url, reason);
   }
   const proxyHandler: IncomingHandler = app
     ? ((sup) => (req) => {
@@ -141,7 +142,15 @@ export async function main(rt: Runtime): Promise<void> {
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
         reusePort: role !== null && what !== "admin API",
       }));
-  const proxyServer = await serve("proxy", config.listen, proxyHandler, h.upgrade, certs ? { certs } : undefined);
+  // A WebSocket handshake is activity too (and starts an idle-stopped app).
+  const upgradeHandler: ListenOptions["upgrade"] = app
+    ? ((sup) => (req, socket, head) => {
+      sup.touch();
+      h.upgrade(req, socket, head);
+    })(app)
+    : h.upgrade;
+  const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, certs ? { certs } : undefined);
+  h.control.connectionStatus = () => proxyServer.stats();
   const redirectServer = https && config.tls.redirectHttp
     ? await serve("redirect", config.tls.redirectHttp, redirectHandler(() => proxyServer.port, acme ? (t) => acme.challenges.answer(t) : undefined, (name) => {
       const c = h.control.effective.config;

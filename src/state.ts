@@ -15,6 +15,7 @@ import { Upstream, type UpstreamEnv } from "./upstream.ts";
 import { Deadlines } from "./forward/deadlines.ts";
 import { Gate } from "./gate.ts";
 import { WsRegistry } from "./ws/registry.ts";
+import { HealthChecker } from "./health.ts";
 
 export type Mode = "running" | "paused" | "stopped";
 
@@ -89,6 +90,7 @@ export interface ConfigWithSources {
 
 export interface StateEvents {
   onUpstreamStatus: UpstreamEnv["onStatus"];
+  onUpstreamUnhealthy?: UpstreamEnv["onUnhealthy"];
 }
 
 export class State {
@@ -104,6 +106,7 @@ export class State {
   private upstreams = new Map<string, Upstream>();
   private rr = 0;
   private env: UpstreamEnv;
+  private health: HealthChecker;
 
   constructor(effective: ConfigWithSources, runtime: UpstreamEnv["runtime"], events: StateEvents) {
     this.env = {
@@ -112,6 +115,7 @@ export class State {
       waiting: () => this.waiters.size,
       onReady: () => this.waiters.wakeAll(),
       onStatus: events.onUpstreamStatus,
+      onUnhealthy: events.onUpstreamUnhealthy,
     };
     this.current = {
       version: 1,
@@ -121,6 +125,8 @@ export class State {
       mode: "running",
       stopMessage: "",
     };
+    this.health = new HealthChecker(runtime, () => this.current);
+    this.health.update();
   }
 
   /** Installs a new config (a reload): one assignment, then every held request wakes. */
@@ -142,12 +148,14 @@ export class State {
       upstreams,
     });
     this.websockets.retired(removed, wsDrainTimeout);
+    this.health.update();
     return snap;
   }
 
   /** The app was removed by a reload: no more probes, held requests answered now. */
   retire(): void {
     for (const u of this.upstreams.values()) u.retire();
+    this.health.stop();
     this.waiters.close();
   }
 

@@ -17,6 +17,8 @@ export interface UpstreamEnv {
   /** Called when the upstream becomes ready, to wake held requests. */
   onReady(u: Upstream): void;
   onStatus(u: Upstream, from: UpstreamStatus, error: string | null): void;
+  /** Health checks marked it down (see health.ts). */
+  onUnhealthy?(u: Upstream, reason: string): void;
 }
 
 export class Upstream {
@@ -31,6 +33,10 @@ export class Upstream {
   /** Connection attempts: probes plus forwarded requests. */
   attempts = 0;
   failures = 0;
+  /** Health checks failed in a row (see health.ts). */
+  healthFailures = 0;
+  /** Marked down by health checks, until it is ready again. */
+  unhealthy = false;
   readonly hostname: string;
   readonly port: number;
   /** Attempts waiting for this upstream's response head, so that a drain can cut them. */
@@ -64,8 +70,22 @@ export class Upstream {
     this.ensureProbe();
   }
 
+  /** Health checks failed unhealthyAfter times in a row: down, and new requests go elsewhere or are held. */
+  markUnhealthy(reason: string): void {
+    this.unhealthy = true;
+    this.lastError = reason;
+    if (this.status !== "down") this.setStatus("down");
+    this.env.onUnhealthy?.(this, reason);
+  }
+
+  get isRetired(): boolean {
+    return this.retired;
+  }
+
   /** A probe succeeded: wake every request held for it. */
   markUp(): void {
+    this.unhealthy = false;
+    this.healthFailures = 0;
     if (this.status !== "up") {
       this.setStatus("up");
       this.env.onReady(this);

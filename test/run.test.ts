@@ -13,6 +13,7 @@ import process from "node:process";
 import { parseCli } from "../src/cli.ts";
 import { defaultLayer, resolve } from "../src/config/layers.ts";
 import { type LogLine, type Proxy, ROOT, run, RUNTIME, startProxy, until, alive } from "./helpers.ts";
+import { open } from "./ws-helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/app.py");
 
@@ -238,6 +239,39 @@ test("idle stop: the app is stopped after the idle time; the next request starts
     assert.equal(answer.envPort, String(answer.port), "PORT is in the environment");
     assert.ok(r.held > 0);
     console.log(`cold start after idle stop: ${Math.round(r.ms)} ms`);
+  } finally {
+    await p.stop();
+  }
+});
+
+test("idle stop: an open WebSocket is activity; the app is stopped only after it closes", async () => {
+  // websocketd (one `cat` per connection) as the app holdup runs.
+  const p = await startProxy(["--idle-stop", "500ms", "--", "websocketd", "--port", "{port}", "--address", "127.0.0.1", "--loglevel", "error", "cat"]);
+  try {
+    const pid = await serving(p, 1);
+    const ws = await open(p.url.replace("http", "ws") + "/echo");
+    assert.equal(await ws.echo("one"), "one");
+    // Four idle times with the socket open but silent, watched every 100 ms.
+    const end = performance.now() + 2000;
+    while (performance.now() < end) {
+      assert.equal((await appStatus(p)).phase, "running", "the app was stopped while a WebSocket was open");
+      await sleep(100);
+    }
+    assert.ok(alive(pid));
+    assert.equal(await ws.echo("still here"), "still here");
+    ws.ws.close(1000, "done");
+    await ws.closed;
+    const closedAt = performance.now();
+    await until("the idle app to be stopped", () => !alive(pid), 10_000);
+    const after = performance.now() - closedAt;
+    assert.ok(after >= 300, `stopped ${Math.round(after)} ms after the WebSocket closed, before the idle time`);
+    console.log(`app stopped ${Math.round(after)} ms after the WebSocket closed (idleStop 500ms)`);
+    assert.equal((await appStatus(p)).phase, "idle");
+    // A handshake starts it again.
+    const again = await open(p.url.replace("http", "ws") + "/echo");
+    assert.equal(await again.echo("back"), "back");
+    again.ws.close(1000);
+    await again.closed;
   } finally {
     await p.stop();
   }

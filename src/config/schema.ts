@@ -46,6 +46,12 @@ export interface Config {
   tryInterval: number;
   responseTimeout: number;
   healthPath: string | null;
+  /** With a healthPath: every upstream is probed this often (see health.ts). */
+  healthInterval: number;
+  /** A health probe with no 2xx answer within this fails. */
+  healthTimeout: number;
+  /** Consecutive failed health probes that mark an upstream down. */
+  unhealthyAfter: number;
   maxHeld: number;
   maxBodyBuffer: number;
   /** Buffered bodies of all held requests together; past it, 503. */
@@ -58,6 +64,10 @@ export interface Config {
   keepAliveTimeout: number;
   /** Most client connections open at once (also bounded by the fd limit). */
   maxConnections: number;
+  /** A WebSocket with no byte either way for this long is closed (1001); null: never. */
+  wsIdleTimeout: number | null;
+  /** A WebSocket whose client sent nothing this long gets a Ping from holdup; null: never. */
+  wsPingInterval: number | null;
   /** Per WebSocket: bytes queued toward a side that is not reading, past which it is closed (1009). */
   wsMaxBuffered: number;
   /** Closes of WebSockets on a removed upstream (1012) are spread over this. */
@@ -170,14 +180,15 @@ function parsed<T>(parse: (text: string) => T | string, allowNumber = false) {
  * a 32-bit setTimeout (~24.8 days), past which runtimes fire at once: a
  * "600h" tryInterval would otherwise probe thousands of times a second.
  */
-const duration = (min: number, max = DAY) =>
-  parsed((t) => {
-    const ms = parseDuration(t);
-    if (typeof ms !== "number") return ms;
-    if (ms < min) return `"${t}" is too short; the least is ${formatDuration(min)}`;
-    if (ms > max) return `"${t}" is too long; the most is ${formatDuration(max)}`;
-    return ms;
-  });
+const duration = (min: number, max = DAY) => parsed((t) => durationIn(t, min, max));
+/** A duration, or "off" (also 0 or null): null. */
+const offOr = (min: number) => z.nullable(z.pipe(parsed((t) => (/^(off|0)$/.test(t.trim()) ? 0 : durationIn(t, min, DAY)), true), z.transform((ms) => ms || null)));
+function durationIn(t: string, min: number, max: number): number | string {
+  const ms = parseDuration(t);
+  if (typeof ms !== "number") return ms;
+  if (ms < min) return `"${t}" is too short; the least is ${formatDuration(min)}`;
+  return ms > max ? `"${t}" is too long; the most is ${formatDuration(max)}` : ms;
+}
 const DAY = 24 * 3_600_000;
 
 const size = (max: number, min = 0) =>
@@ -252,12 +263,18 @@ export const partialSchema = z.strictObject({
       z.string().check(z.refine((p) => p.startsWith("/"), "must start with /, e.g. /up")),
     ),
   ),
+  healthInterval: z.optional(duration(10, 3_600_000)),
+  healthTimeout: z.optional(duration(10, 3_600_000)),
+  unhealthyAfter: z.optional(parsed((t) => (/^\d+$/.test(t.trim()) && +t >= 1 && +t <= 1000 ? +t : `"${t}" is not a number of failed probes from 1 to 1000`), true)),
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
   // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
   wsCloseSpread: z.optional(duration(0, 3_600_000)),
+  // "off" (or 0, or null): never.
+  wsIdleTimeout: z.optional(offOr(100)),
+  wsPingInterval: z.optional(offOr(100)),
   drainTimeout: z.optional(duration(0)),
   admin: z.optional(
     z.strictObject({
@@ -413,7 +430,7 @@ const KNOWN = [
   "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
   "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
-  "wsMaxBuffered", "wsCloseSpread", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
+  "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
 ];
 
 function suggest(key: string): string {

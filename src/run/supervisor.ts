@@ -10,9 +10,10 @@
  * (≤ readyTimeout) → swap the upstream → drain the old one (requests in flight
  * to it finish, ≤ drainTimeout) → stop it (stopSignal, SIGKILL after
  * stopTimeout). If the new instance exits or is not ready in time it is
- * stopped and the old one keeps serving. Restarts run one at a time: one asked
- * for while another runs is queued, and every request that arrives while one is
- * queued joins that queued one.
+ * stopped and the old one keeps serving. Restarts run one at a time: one
+ * asked for while another runs is queued, and every request that arrives while
+ * one is queued joins that queued one. A serving instance that health checks
+ * mark down (see health.ts) is killed and restarted as after a crash.
  */
 import type { RunConfig } from "../config/schema.ts";
 import type { Control, RestartResult } from "../control.ts";
@@ -41,6 +42,8 @@ export class Supervisor {
   current: Instance | null = null;
   restarts = 0;
   failedRestarts = 0;
+  /** Instances killed because health checks marked them down. */
+  unhealthyKills = 0;
   lastExit: (Exit & { instance: number; at: string }) | null = null;
   lastError: string | null = null;
   phase: "starting" | "running" | "restarting" | "backoff" | "idle" | "stopping" | "stopped" = "starting";
@@ -83,13 +86,25 @@ export class Supervisor {
     return p;
   }
 
-  /** Called for every proxied request: idle bookkeeping, and a cold start after an idle stop. */
+  /** Called for every proxied request and WebSocket handshake: idle bookkeeping, and a cold start after an idle stop. */
   touch(): void {
     this.lastActivity = performance.now();
     if (this.phase === "idle") {
       this.phase = "starting";
       void this.enqueue(() => this.replace("request after idle stop"));
     }
+  }
+
+  /**
+   * Health checks marked `url` down: if it is the serving instance, it is hung —
+   * killed (SIGKILL, it may not answer a stop signal) and restarted as after a crash.
+   */
+  unhealthy(url: string, reason: string): void {
+    const c = this.current;
+    if (!c || c.url !== url || !c.running || c.stopRequested || this.shuttingDown) return;
+    this.unhealthyKills++;
+    this.o.log.error("app instance unhealthy: killing it (SIGKILL) and starting a new one", { instance: c.id, pid: c.pid, reason });
+    c.signal("KILL");
   }
 
   status(): Record<string, unknown> {
@@ -104,6 +119,7 @@ export class Supervisor {
       readySince: c?.readyAt ? new Date(c.readyAt).toISOString() : null,
       restarts: this.restarts,
       failedRestarts: this.failedRestarts,
+      unhealthyKills: this.unhealthyKills,
       lastExit: this.lastExit,
       lastError: this.lastError,
       idleStop: this.run.idleStop,
@@ -256,9 +272,14 @@ export class Supervisor {
     const idle = this.run.idleStop;
     const c = this.current;
     if (!idle || !c || this.busy || this.phase !== "running") return;
-    if (this.o.state.held > 0 || performance.now() - this.lastActivity < idle) return;
+    // Open WebSockets and responses still streaming are activity: the idle time counts from their end.
     const u = this.upstreamFor(c);
-    if (u && (u.inFlight > 0 || u.relaying > 0)) return;
+    if (this.o.state.websockets.size > 0 || (u && (u.inFlight > 0 || u.relaying > 0))) {
+      this.lastActivity = performance.now();
+      return;
+    }
+    const last = Math.max(this.lastActivity, this.o.state.websockets.lastEnded);
+    if (this.o.state.held > 0 || performance.now() - last < idle) return;
     this.phase = "idle";
     this.current = null;
     this.o.control.setAppUpstream(null);

@@ -16,9 +16,10 @@
  * - bodyTimeout: while holdup waits for request-body bytes, none for this long
  *   closes the connection (a held request is not reading its body: exempt);
  * - keepAliveTimeout: an idle keep-alive connection is closed after it;
- * - the connection cap: min(maxConnections, what the fd limit allows). At the
- *   cap, the oldest connection with no request in progress is closed to make
- *   room; if every one is busy, the new one is closed at once.
+ * - the connection cap: min(maxConnections, what the fd limit allows), over
+ *   HTTP/1.1 connections, HTTP/2 sessions and WebSockets alike (conns.ts): at
+ *   the cap the one idle the longest is closed to make room; if every one is
+ *   busy, the new one is closed at once.
  *
  * With `tls`, the listener speaks HTTPS: a node:http2 secure server with
  * allowHTTP1, so ALPN offers h2 and http/1.1 and HTTP/1.1 connections run
@@ -47,6 +48,7 @@ import http2 from "node:http2";
 import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
+import { type Conn, type ConnKind, ConnTable, upgradedOf } from "./conns.ts";
 import { drained } from "../drain.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
@@ -93,8 +95,10 @@ export interface Listener {
   setCertificates(certs: Certificates): void;
   /** Applies new limits (a reload): timeouts for new waits, the cap at once. */
   update(limits: ListenerLimits): void;
-  /** Connections open now. */
+  /** Connections open now (HTTP/1.1, HTTP/2 sessions, WebSockets). */
   readonly connections: number;
+  /** For /status: open connections by kind, the cap, and how many were evicted or refused at it. */
+  stats(): { open: number; limit: number; byKind: Record<ConnKind, number>; evicted: number; refused: number };
   /** HTTP requests in progress now (upgraded connections are not counted). */
   readonly requests: number;
   /** Stops accepting, closes idle connections; resolves when in-flight requests finished. */
@@ -110,7 +114,9 @@ const IDLE = Symbol("holdup.idle");
  * work only for safe methods). nginx also works through a pipeline in order.
  */
 const QUEUE = Symbol("holdup.pipeline");
-type TrackedSocket = Socket & { [BUSY]?: number; [IDLE]?: ReturnType<typeof setTimeout> | null; [QUEUE]?: (() => void)[] };
+/** performance.now() when the connection last had no request in progress. */
+const SINCE = Symbol("holdup.since");
+type TrackedSocket = Socket & { [BUSY]?: number; [IDLE]?: ReturnType<typeof setTimeout> | null; [QUEUE]?: (() => void)[]; [SINCE]?: number };
 const noop = () => {};
 
 /** File descriptors kept back for upstream connections, the listener itself and files. */
@@ -123,8 +129,10 @@ export function listen(o: ListenOptions): Promise<Listener> {
   const capOf = (l: ListenerLimits) =>
     fdLimit ? Math.min(l.maxConnections, Math.max(16, Math.floor((fdLimit - FD_RESERVE) / 2))) : l.maxConnections;
   let cap = capOf(limits);
+  /** HTTP/1.1 connections (also upgraded ones); with HTTP/2 sessions, all count in `table`. */
   const conns = new Set<TrackedSocket>();
-  let refusedSince = 0, lastRefusalLog = 0;
+  const table = new ConnTable((refused) => o.warn("connection limit reached: refusing new connections", { limit: cap, refused, fdLimit, open: table.byKind() }));
+  const admit = (c: Conn) => table.admit(c, cap);
   let requests = 0;
   /** After shutdown(): every connection closes once its request is answered. */
   let closing = false;
@@ -180,14 +188,23 @@ export function listen(o: ListenOptions): Promise<Listener> {
   }
 
   /**
-   * An HTTP/2 session: counted and capped like a connection (its TLS socket is
-   * marked busy, so neither the cap nor shutdown() cuts it), closed with
-   * GOAWAY after keepAliveTimeout without a stream, and by shutdown() once its
-   * streams are done.
+   * An HTTP/2 session: counted and capped like a connection (idle while it has
+   * no stream: closed with GOAWAY to make room), closed with GOAWAY after
+   * keepAliveTimeout without a stream, and by shutdown() once its streams are done.
    */
   function trackSession(session: http2.ServerHttp2Session) {
-    sessions.add(session);
     let streams = 0;
+    let since = performance.now();
+    const conn: Conn = {
+      kind: () => "h2",
+      idleSince: () => (streams === 0 ? since : null),
+      evict() {
+        session.close();
+        setTimeout(() => session.destroy(), 1000);
+      },
+    };
+    if (!admit(conn)) return void session.destroy();
+    sessions.add(session);
     let idle: ReturnType<typeof setTimeout> | null = null;
     const arm = (ms: number) => {
       if (idle) clearTimeout(idle);
@@ -199,6 +216,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
       if (idle) clearTimeout(idle);
       idle = null;
       stream.once("close", () => {
+        since = performance.now();
         if (--streams === 0 && !session.closed) arm(limits.keepAliveTimeout);
       });
     });
@@ -206,6 +224,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     session.once("close", () => {
       if (idle) clearTimeout(idle);
       sessions.delete(session);
+      table.delete(conn);
     });
     if (closing) session.close();
   }
@@ -213,36 +232,21 @@ export function listen(o: ListenOptions): Promise<Listener> {
   // Over TLS, the socket a request sees is the TLS socket: count and track that one.
   server.on(o.tls ? "secureConnection" : "connection", (socket: TrackedSocket) => {
     socket[BUSY] = 0;
-    // HTTP/2: the session owns the connection (see trackSession).
-    if ((socket as unknown as tls.TLSSocket).alpnProtocol === "h2") {
-      socket[BUSY] = 1;
-      conns.add(socket);
-      socket.on("close", () => conns.delete(socket));
-      socket.on("error", noop);
-      return;
-    }
-    if (conns.size >= cap) {
-      for (const s of conns) {
-        if (!s[BUSY]) {
-          conns.delete(s);
-          s.destroy();
-          break;
-        }
-      }
-      if (conns.size >= cap) {
-        socket.destroy();
-        refusedSince++;
-        const now = Date.now();
-        if (now - lastRefusalLog > 5000) {
-          o.warn("connection limit reached: refusing new connections", { limit: cap, refused: refusedSince, fdLimit });
-          lastRefusalLog = now;
-          refusedSince = 0;
-        }
-        return;
-      }
-    }
+    // HTTP/2: the session is the connection, counted there (see trackSession).
+    if ((socket as unknown as tls.TLSSocket).alpnProtocol === "h2") return void socket.on("error", noop);
+    socket[SINCE] = performance.now();
+    const conn: Conn = {
+      kind: () => (upgradedOf(socket) ? "websocket" : "http1"),
+      // An upgraded socket is busy until its tunnel says otherwise (a held or opening handshake is busy).
+      idleSince: () => (socket[BUSY] ? upgradedOf(socket)?.idleSince() ?? null : socket[SINCE]!),
+      evict: () => (upgradedOf(socket) ? upgradedOf(socket)!.evict() : socket.destroy()),
+    };
+    if (!admit(conn)) return void socket.destroy();
     conns.add(socket);
-    socket.on("close", () => conns.delete(socket));
+    socket.on("close", () => {
+      conns.delete(socket);
+      table.delete(conn);
+    });
     if (ownTimers) {
       arm(socket, limits.headerTimeout);
       socket.on("close", () => disarm(socket));
@@ -298,6 +302,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     res.on("close", () => {
       requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
+      socket[SINCE] = performance.now();
       if (h2 ? aborted : !res.writableFinished) incoming.clientGone();
       if (h2) return;
       const queue = socket[QUEUE];
@@ -356,8 +361,9 @@ export function listen(o: ListenOptions): Promise<Listener> {
           if (next.fallback && typeof t.setSecureContext === "function") t.setSecureContext(next.fallback.pem);
         },
         get connections() {
-          return conns.size;
+          return table.size;
         },
+        stats: () => ({ open: table.size, limit: cap, byKind: table.byKind(), evicted: table.evicted, refused: table.refused }),
         get requests() {
           return requests;
         },

@@ -124,6 +124,9 @@ export function serverClose(code: number, reason: string): Uint8Array {
   return f;
 }
 
+/** holdup's own Ping to the client (unmasked, payload "holdup"); the client's Pong passes on to the app, as RFC 6455 5.5.3 allows. */
+export const SERVER_PING: Uint8Array = new Uint8Array([0x89, 6, ...new TextEncoder().encode("holdup")]);
+
 /** A Close frame as a client sends it (to the upstream): masked with a random key. */
 export function clientClose(code: number, reason: string): Uint8Array {
   const p = closePayload(code, reason);

@@ -88,6 +88,9 @@ export interface WsSettings {
   drainTimeout: number;
   wsCloseSpread: number;
   wsMaxBuffered: number;
+  /** Absent (the edge entry): no idle timeout. */
+  wsIdleTimeout?: number | null;
+  wsPingInterval?: number | null;
 }
 
 export class WsRegistry implements TunnelHost {
@@ -98,6 +101,8 @@ export class WsRegistry implements TunnelHost {
   messagesToUpstream = 0;
   messagesToClient = 0;
   opened = 0;
+  /** performance.now() when the last one closed (activity, for --idle-stop). */
+  lastEnded = 0;
   /** Closes by code (1006: dropped without a Close frame). */
   readonly closes = new Map<number, number>();
   /** Set by shutdown: new handshakes are refused. */
@@ -169,12 +174,21 @@ export class WsRegistry implements TunnelHost {
     return this.settings().wsMaxBuffered;
   }
 
+  idleTimeout(): number | null {
+    return this.settings().wsIdleTimeout ?? null;
+  }
+
+  pingInterval(): number | null {
+    return this.settings().wsPingInterval ?? null;
+  }
+
   warn(message: string, fields: Record<string, unknown>): void {
     this.onWarn?.(message, fields);
   }
 
   ended(t: OpenWebSocket): void {
     if (!this.open.delete(t)) return;
+    this.lastEnded = performance.now();
     const n = this.countFor(t.target) - 1;
     if (n > 0) this.perUpstream.set(t.target, n);
     else this.perUpstream.delete(t.target);

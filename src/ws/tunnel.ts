@@ -10,12 +10,20 @@
  * shutdown — by writing a Close frame between two frames, never inside one.
  * Such a close goes to the client first; the client's answering Close is
  * passed on to the upstream, so the app sees an orderly close too.
+ *
+ * Idle: no byte either way (data, ping or pong) for wsIdleTimeout closes it
+ * with 1001 "idle timeout"; and between frames both ways it counts as idle for
+ * the listener's connection cap (serve/conns.ts), which may close the one idle
+ * longest with 1013 to let a new client in. With wsPingInterval, a client
+ * silent that long gets a Ping from holdup (between frames): a live client's
+ * Pong keeps the socket open, a vanished one's silence lets wsIdleTimeout close it.
  */
 import type { Socket } from "node:net";
 import { onDrain } from "../drain.ts";
 import type { Upstream } from "../upstream.ts";
 import { type OpenWebSocket, WebSocketBase } from "./registry.ts";
-import { clientClose, FrameTracker, serverClose } from "./frames.ts";
+import { clientClose, FrameTracker, SERVER_PING, serverClose } from "./frames.ts";
+import { setUpgraded } from "../serve/conns.ts";
 
 /** How long a closing handshake holdup started may take before the sockets are cut. */
 const CLOSE_GRACE_MS = 1000;
@@ -29,6 +37,10 @@ export interface TunnelHost {
   ended(t: OpenWebSocket): void;
   /** Per-direction cap on bytes queued toward a side that is not reading. */
   maxBuffered(): number;
+  /** No byte either way for this long closes it (1001); null: never. */
+  idleTimeout?(): number | null;
+  /** A client silent this long is sent a Ping; null: never. */
+  pingInterval?(): number | null;
   warn(message: string, fields: Record<string, unknown>): void;
 }
 
@@ -44,6 +56,11 @@ export class Tunnel extends WebSocketBase {
   private upstreamDone = false;
   private paused = { up: false, down: false };
   private closedSockets = 0;
+  /** performance.now() of the last byte either way. */
+  private last = performance.now();
+  private lastFromClient = this.last;
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  private pingTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly client: Socket,
@@ -83,6 +100,50 @@ export class Tunnel extends WebSocketBase {
     for (const e of early) this.fromClient(e);
     client.resume();
     upstream.resume();
+    setUpgraded(client, {
+      kind: () => "websocket",
+      idleSince: () => this.idleSince(),
+      evict: () => this.closeWith(1013, "connection limit reached"),
+    });
+    this.armIdle(this.host.idleTimeout?.() ?? null);
+    this.armPing(this.host.pingInterval?.() ?? null);
+  }
+
+  private armPing(ms: number | null): void {
+    if (ms === null) return;
+    this.pingTimer = setTimeout(() => {
+      const every = this.host.pingInterval?.() ?? null;
+      if (every === null || this.ended) return;
+      const quiet = performance.now() - this.lastFromClient;
+      if (quiet < every) return this.armPing(every - quiet);
+      // Only between frames toward the client, and not once a close is under way.
+      if (this.down.atBoundary && !this.pending && this.code === null && !this.client.destroyed) this.client.write(SERVER_PING);
+      this.armPing(every);
+    }, ms);
+  }
+
+  /** Since when it has been idle (between frames both ways, no close under way); null: busy. */
+  idleSince(): number | null {
+    if (this.ended || this.pending || this.code !== null || !this.down.atBoundary || !this.up.atBoundary) return null;
+    return this.last;
+  }
+
+  private armIdle(ms: number | null): void {
+    if (ms === null) return;
+    this.idleTimer = setTimeout(() => {
+      const timeout = this.host.idleTimeout?.() ?? null;
+      if (timeout === null || this.ended) return;
+      const quiet = performance.now() - this.last;
+      if (quiet >= timeout) this.closeWith(1001, "idle timeout");
+      else this.armIdle(timeout - quiet);
+    }, ms);
+  }
+
+  protected override finish(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.pingTimer) clearTimeout(this.pingTimer);
+    this.idleTimer = this.pingTimer = null;
+    super.finish();
   }
 
   /** Closes it now, at the next frame boundary toward the client. */
@@ -107,6 +168,7 @@ export class Tunnel extends WebSocketBase {
   }
 
   private fromUpstream(chunk: Uint8Array): void {
+    this.last = performance.now();
     if (this.clientToldClose) {
       this.down.feed(chunk); // the upstream's answer to the client's Close, or late data: not relayed
       return;
@@ -125,6 +187,7 @@ export class Tunnel extends WebSocketBase {
   }
 
   private fromClient(chunk: Uint8Array): void {
+    this.last = this.lastFromClient = performance.now();
     if (this.upstreamDone) {
       this.up.feed(chunk);
       return;
