@@ -12,7 +12,7 @@
 //
 // Run: STEP=listener PORT=8081 UPSTREAM=http://127.0.0.1:8003 bun bench/ladder.ts
 //      STEP=headers … deno run -A bench/ladder.ts
-import { clientHeaders, upstreamHeaders } from "../src/forward/headers.ts";
+import { clientHeaders, upstreamHeaders } from "../src/http/headers.ts";
 import { runtime } from "../src/runtime/index.ts";
 import { listen } from "../src/serve/listener.ts";
 import type { HeaderList, Incoming, Reply } from "../src/serve/types.ts";
@@ -24,7 +24,7 @@ const never = new AbortController().signal;
 
 async function handler(req: Incoming): Promise<Reply> {
   let headers: HeaderList;
-  if (step === "headers") headers = upstreamHeaders(req);
+  if (step === "headers") headers = upstreamHeaders(req, "bench");
   else {
     headers = [];
     req.forEachHeader((n, v) => headers.push([n, v]));
@@ -32,7 +32,7 @@ async function handler(req: Incoming): Promise<Reply> {
   const body = req.method === "GET" || req.method === "HEAD" ? null : req.body;
   const res = await runtime.fetchUpstream(upstream + req.target, { method: req.method, headers, body, signal: never, fresh: false });
   if (step === "headers") {
-    const h = clientHeaders(res, 0);
+    const h = clientHeaders(res, 0, "bench");
     if ("error" in h) return { status: 502, headers: [], body: h.error };
     return { status: res.status, headers: h.headers, body: res.body, length: h.length };
   }

@@ -26,7 +26,7 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const MUTANTS = [
   {
     name: "resend a POST after a failure that may have reached the upstream",
-    file: "src/hold.ts",
+    file: "src/http/hold.ts",
     from: "if (idempotent && ++resends <= MAX_RESENDS",
     to: "if (++resends <= MAX_RESENDS",
     tests: ["test/hold.test.ts"],
@@ -34,7 +34,7 @@ const MUTANTS = [
   },
   {
     name: "send a POST on a pooled keep-alive connection (the runtime may resend it silently)",
-    file: "src/hold.ts",
+    file: "src/http/hold.ts",
     from: "const fresh = replayable && !idempotent;",
     to: "const fresh = false;",
     tests: ["test/upstreams.test.ts"],
@@ -60,7 +60,7 @@ const MUTANTS = [
   },
   {
     name: "resume when the shared state (Redis) is lost",
-    file: "src/fleet/shared.ts",
+    file: "src/fleet/fleet.ts",
     from: "        this.lastError = error;\n        this.markFirst();",
     to: "        this.lastError = error;\n        d.control.resume();\n        this.markFirst();",
     tests: ["test/fleet.test.ts"],
@@ -68,7 +68,7 @@ const MUTANTS = [
   },
   {
     name: "release held requests to the old upstream after a reload",
-    file: "src/hold.ts",
+    file: "src/http/hold.ts",
     from: "  for (;;) {\n    snap = state.current;\n",
     to: "  for (;;) {\n    snap = { ...state.current, upstreams: snap.upstreams };\n",
     tests: ["test/hold.test.ts"],
@@ -77,7 +77,7 @@ const MUTANTS = [
   },
   {
     name: "replay a held request's body without its bytes (zeroed)",
-    file: "src/hold.ts",
+    file: "src/http/hold.ts",
     from: "target, method: req.method, headers, body, fresh,",
     to: "target, method: req.method, headers, fresh,\n        body: wasHeld && body.kind === \"buffered\" ? { kind: \"buffered\" as const, bytes: new Uint8Array(body.bytes.byteLength) } : body,",
     tests: ["test/hold.test.ts"],
@@ -85,7 +85,7 @@ const MUTANTS = [
   },
   {
     name: "round-robin stuck on the first ready upstream",
-    file: "src/state.ts",
+    file: "src/apps/state.ts",
     from: "this.rr = (this.rr + i + 1) % list.length;",
     to: "this.rr = 0;",
     tests: ["test/upstreams.test.ts"],
@@ -93,7 +93,7 @@ const MUTANTS = [
   },
   {
     name: "a down upstream is not probed while another carries the traffic (never rejoins)",
-    file: "src/state.ts",
+    file: "src/apps/state.ts",
     from: "        return u;\n      }\n      u.ensureProbe();\n",
     to: "        return u;\n      }\n",
     tests: ["test/upstreams.test.ts"],
@@ -101,7 +101,7 @@ const MUTANTS = [
   },
   {
     name: "a refused connection counted as 'may have been sent' (a POST fails instead of failing over or being held)",
-    file: "src/forward/errors.ts",
+    file: "src/http/errors.ts",
     from: "if (CONNECT_CODES.has(code)) return \"connect\";",
     to: "if (CONNECT_CODES.has(code)) return \"after-send\";",
     tests: ["test/upstreams.test.ts"],
@@ -119,7 +119,7 @@ const MUTANTS = [
   },
   {
     name: "maxHeld not enforced",
-    file: "src/hold.ts",
+    file: "src/http/hold.ts",
     from: "if (state.held >= snap.config.maxHeld) {",
     to: "if (false && state.held >= snap.config.maxHeld) {",
     tests: ["test/hold.test.ts"],

@@ -1,42 +1,15 @@
 /**
  * The edge entry: `export default { fetch }` for `deno serve`, Bun's
- * auto-serve and Deno Deploy-style hosts — one listener, no SIGHUP.
- *
- *   HOLDUP_UPSTREAMS=http://127.0.0.1:8003 deno serve --allow-net --allow-env src/edge.ts
- *   HOLDUP_UPSTREAMS=http://127.0.0.1:8003 bun src/edge.ts
- *
- * Config comes from the environment (see src/config/env.ts). With
- * HOLDUP_ADMIN_TOKEN set, the admin API is mounted under /_holdup/ (for
- * example POST /_holdup/reload); without one it is not mounted at all.
- *
- * The edge entry does not run the app (`-- COMMAND`, config `run`): such hosts
- * start and stop processes themselves. A config with `run` is refused.
- *
- * Shared state (HOLDUP_STATE): `kv` or `kv:PATH` is Deno KV (Deno only,
- * with --unstable-kv): under `deno serve --parallel` or on a Deno Deploy-style
- * host, a pause, reload body or deploy sent to one isolate reaches the
- * requests held in every other through kv.watch (see fleet/kv.ts). `redis://…`
- * works here too, as for the command-line proxy.
- *
- * Nor does it terminate TLS: the host in front of it does (X-Forwarded-Proto
- * is the scheme of the URL the host hands over). A config with `tls` or
- * `apps[].tls` is refused.
- *
- * WebSockets: a fetch handler gets no raw socket (Deno drops a 101 Response;
- * Bun writes no body after one), so the command-line proxy's byte tunnel is
- * not possible here. The edge relays messages instead (src/ws/relay.ts): held
- * like any handshake, the upstream opened first with the runtime's WebSocket
- * client, the client accepted with the upstream's subprotocol through
- * runtime.acceptWebSocket (Bun's auto-serve needs the `websocket` handlers on
- * the default export below). It loses what the client API hides: a refused
- * handshake's status (the client gets 502), Host and User-Agent on Deno's
- * client, close codes Deno's client will not send (sent as 1000), and read
- * backpressure (wsMaxBuffered → 1009). See README "WebSockets at the edge".
+ * auto-serve and Deno Deploy-style hosts — one listener, config from the
+ * environment (config/env.ts), the admin API under /_holdup/ when
+ * HOLDUP_ADMIN_TOKEN is set, shared state through Deno KV or Redis, and
+ * WebSockets as a message relay (ws/relay.ts). What it refuses (run, tls)
+ * and why: docs/design/edge.md.
  */
 import { envLayers } from "./config/env.ts";
 import { defaultLayer, formatErrors, resolve } from "./config/layers.ts";
 import { createHoldup, VERSION } from "./holdup.ts";
-import { Fleet, redact } from "./fleet/shared.ts";
+import { Fleet, redact } from "./fleet/fleet.ts";
 import { KvEngine } from "./fleet/kv.ts";
 import { runtime } from "./runtime/index.ts";
 import { fromRequest, toResponse } from "./serve/web.ts";
@@ -63,6 +36,9 @@ async function build() {
   const c = resolved.effective.config;
   if (c.tls.cert || c.tls.redirectHttp || c.tls.acme || c.apps.some((a) => a.tls)) {
     throw new Error("holdup: the edge entry does not terminate TLS (config key tls, apps[].tls): the platform in front of it does; for HTTPS in holdup use the command-line proxy: holdup --tls-cert FILE --tls-key FILE");
+  }
+  if (c.pages || c.metrics.listen) {
+    throw new Error(`holdup: the edge entry has no ${c.pages ? "pages (--pages): it reads no files" : "metrics.listen: it has one listener; /_holdup/metrics serves the metrics"}; use the command-line proxy`);
   }
   const h = createHoldup({
     runtime,

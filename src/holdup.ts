@@ -1,13 +1,14 @@
 /** Assembles one holdup: state, metrics, operator control and the two Hono apps. Used by both entries. */
-import { adminApp } from "./admin.ts";
-import { proxyHandler } from "./app.ts";
+import { adminApp } from "./admin/api.ts";
+import { proxyHandler } from "./http/handler.ts";
 import type { Effective, Layer } from "./config/layers.ts";
-import { Control } from "./control.ts";
-import { EventHub } from "./dashboard/events.ts";
-import { Logger } from "./log.ts";
-import { Metrics } from "./metrics.ts";
+import { Control } from "./control/control.ts";
+import { EventHub } from "./admin/events.ts";
+import { Logger } from "./observe/log.ts";
+import { Metrics } from "./observe/metrics.ts";
+import type { PageSet } from "./http/pages.ts";
 import type { Runtime } from "./runtime/types.ts";
-import { Apps } from "./apps.ts";
+import { Apps } from "./apps/apps.ts";
 import { wsUpgradeHandler } from "./ws/upgrade.ts";
 import pkg from "../package.json" with { type: "json" };
 
@@ -28,10 +29,10 @@ export function createHoldup(o: HoldupOptions) {
   const metrics = new Metrics();
   /** Set by main.ts when holdup runs the app: health checks marked this upstream down (see run/supervisor.ts). */
   const hooks: { onUnhealthy: ((app: string, url: string, reason: string) => void) | null } = { onUnhealthy: null };
+  metrics.build = { version: VERSION, runtime: o.runtime.name };
+  const pages: { set: PageSet | null } = { set: null };
   const apps = new Apps(o.effective.config, o.effective.sources, {
     runtime: o.runtime,
-    log,
-    metrics,
     events: (app) => ({
       onUpstreamStatus(u, from, error) {
         if (u.status === "up") {
@@ -79,7 +80,7 @@ export function createHoldup(o: HoldupOptions) {
       return { upstreams: apps.list.flatMap((a) => a.state.current.upstreams) };
     },
   };
-  const events = new EventHub({ control, state: all, metrics });
+  const events = new EventHub({ control, state: all, metrics, apps });
   log.onEvent = (level, msg, fields) => events.record(level, msg, fields);
   events.start();
   return {
@@ -87,13 +88,14 @@ export function createHoldup(o: HoldupOptions) {
     events,
     metrics,
     apps,
+    pages,
     /** The first app's state (the only one without `apps` in the config). */
     get state() {
       return apps.first.state;
     },
     control,
     hooks,
-    proxy: proxyHandler(apps, metrics),
+    proxy: proxyHandler(apps, o.runtime, { log, metrics }, pages),
     upgrade: wsUpgradeHandler({ apps, log, metrics }),
     admin: adminApp({ control, apps, metrics, events, tokenRequired: o.adminTokenRequired, checkHost: o.adminCheckHost }),
   };

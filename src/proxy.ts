@@ -5,7 +5,7 @@
  * Run with --help for every flag.
  */
 import "./runtime/guard.ts"; // first: under Node, one line instead of "Bun is not defined"
-import { main } from "./main.ts";
+import { main } from "./cli/main.ts";
 import { runtime } from "./runtime/index.ts";
 import { dieOnMissingPermission, exitOnMissingPermission } from "./runtime/permissions.ts";
 

@@ -137,7 +137,7 @@ test("stop answers 503 with the operator's message (HTML for browsers) until res
     const plain = await fetch(proxy.url + "/x");
     assert.equal(plain.status, 503);
     assert.equal(plain.headers.get("retry-after"), "30", "delay-seconds: maintenance asks for 30 s");
-    assert.equal(await plain.text(), "Back at 10:00 <UTC>\n");
+    assert.match(await plain.text(), /^Back at 10:00 <UTC>\nrequest id: \S{24,}\n$/);
     const html = await fetch(proxy.url + "/x", { headers: { accept: "text/html,application/xhtml+xml" } });
     assert.equal(html.status, 503);
     assert.match(html.headers.get("content-type")!, /text\/html/);

@@ -80,6 +80,54 @@ test("apps by host, wildcard host and path prefix; unknown host 404; pausing one
   for (const u of [web, api, docs, any]) await u.close();
 });
 
+test("POST /pause, /resume and /stop act on the app named in the JSON body or ?app=, never on every app by accident", async () => {
+  const config = { apps: [{ name: "a", hosts: ["a.example"], upstreams: ["http://127.0.0.1:9"] }, { name: "b", hosts: ["b.example"], upstreams: ["http://127.0.0.1:9"] }] };
+  await withConfig(config, async (file) => {
+    const proxy = await startProxy(["-c", file]);
+    const modes = async () => Object.fromEntries((await appsOf(proxy)).map((a) => [a.name, (a as unknown as { mode: string }).mode]));
+    try {
+      assert.equal((await proxy.admin("POST", "/pause", { app: "a" })).status, 200);
+      assert.deepEqual(await modes(), { a: "paused", b: "running" }, "the body's app only");
+      assert.equal((await proxy.admin("POST", "/stop", { app: "b", message: "back soon" })).status, 200);
+      assert.deepEqual(await modes(), { a: "paused", b: "stopped" });
+      assert.equal((await proxy.admin("POST", "/resume", { app: "a" })).status, 200);
+      assert.deepEqual(await modes(), { a: "running", b: "stopped" });
+      assert.equal((await proxy.admin("POST", "/resume?app=b", { app: "b" })).status, 200, "both name the same app");
+      assert.deepEqual(await modes(), { a: "running", b: "running" });
+
+      // Refused, nothing changes: unknown keys, a name that is not one, two different names, an unknown app.
+      const refused: Array<[string, unknown, number, RegExp]> = [
+        ["/pause", { ap: "a" }, 400, /unknown key "ap"/],
+        ["/pause", { app: "a", message: "x" }, 400, /unknown key "message"/],
+        ["/stop", { app: "a", force: true }, 400, /unknown key "force"/],
+        ["/pause", { app: 1 }, 400, /app: must be an app's name/],
+        ["/pause", { app: "" }, 400, /app: must be an app's name/],
+        ["/pause", ["a"], 400, /expected a JSON object/],
+        ["/pause?app=a", { app: "b" }, 400, /name different apps/],
+        ["/resume", { app: "nope" }, 404, /no app named "nope"; apps: a, b/],
+        ["/stop", { app: "nope" }, 404, /no app named "nope"/],
+        ["/pause?app=nope", undefined, 404, /no app named "nope"/],
+      ];
+      for (const [path, body, status, error] of refused) {
+        const r = await proxy.admin("POST", path, body);
+        assert.equal(r.status, status, `${path} ${JSON.stringify(body)}`);
+        assert.match((await r.json()).error, error);
+      }
+      const plain = await proxy.admin("POST", "/pause", '{"app": "a"}', { "content-type": "text/plain" });
+      assert.equal(plain.status, 415, "a body that is not declared JSON is refused, not ignored");
+      assert.deepEqual(await modes(), { a: "running", b: "running" }, "no refused call changed anything");
+
+      // Without an app anywhere: every app, as before.
+      assert.equal((await proxy.admin("POST", "/pause")).status, 200);
+      assert.deepEqual(await modes(), { a: "paused", b: "paused" });
+      assert.equal((await proxy.admin("POST", "/resume", {})).status, 200);
+      assert.deepEqual(await modes(), { a: "running", b: "running" });
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
 test("an app's own healthPath is answered 200 by holdup while the app is paused", async () => {
   const up = await startUpstream(named("app"));
   const proxy = await startProxy(["-u", up.url, "--health-path", "/up"]);

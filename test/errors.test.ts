@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { once } from "node:events";
-import { classifyFailure, describeFailure } from "../src/forward/errors.ts";
+import { classifyFailure, describeFailure } from "../src/http/errors.ts";
 import { runtime } from "../src/runtime/index.ts";
 import { freePort, RUNTIME, startUpstream } from "./helpers.ts";
 

@@ -19,8 +19,8 @@ function holdup(args: string[], env: Record<string, string> = {}): Promise<ProcR
 const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"];
 
 test("every flag the command line accepts is in its help: adding a flag without documenting it fails here", async () => {
-  const { OPTIONS } = await import("../src/cli.ts");
-  const { OPTIONS: CLIENT_OPTIONS } = await import("../src/client.ts");
+  const { OPTIONS } = await import("../src/cli/flags.ts");
+  const { OPTIONS: CLIENT_OPTIONS } = await import("../src/cli/client.ts");
   const full = (await holdup(["--help"])).stdout;
   for (const [name, o] of Object.entries(OPTIONS)) {
     assert.ok(full.includes(`--${name}`), `--${name} is not in holdup --help`);

@@ -11,7 +11,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
 import process from "node:process";
-import { parseCli } from "../src/cli.ts";
+import { parseCli } from "../src/cli/flags.ts";
 import { defaultLayer, resolve, toJSON } from "../src/config/layers.ts";
 import { alive, freePort, type Proxy, ROOT, startProxy, until } from "./helpers.ts";
 

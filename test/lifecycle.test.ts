@@ -79,6 +79,8 @@ test("--log text: events and access lines are readable text with a time, never J
   const proxy = new Proxy(spawn(cmd, args, { env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] }));
   try {
     const TIME = String.raw`\d\d:\d\d:\d\d\.\d{3}`;
+    // The request's X-Request-Id, made by holdup (none sent): a UUID.
+    const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}";
     const started = await proxy.waitForLine("the start line", (l) => new RegExp(`^${TIME} holdup started `).test(l.msg), 20_000);
     proxy.port = Number(/ listen=127\.0\.0\.1:(\d+)/.exec(started.msg)![1]);
     proxy.adminPort = Number(/ admin=127\.0\.0\.1:(\d+)/.exec(started.msg)![1]);
@@ -86,13 +88,13 @@ test("--log text: events and access lines are readable text with a time, never J
 
     assert.equal((await rawRequest(proxy.port, "GET /hello?x=1 HTTP/1.1\nHost: a\nConnection: close")).status, 200);
     const ok = await proxy.waitForLine("the access line", (l) => l.msg.includes("/hello"));
-    assert.match(ok.msg, new RegExp(`^${TIME} GET /hello\\?x=1 200 \\d+B [\\d.]+ms( held=[\\d.]+ms)? → ${up.url.replace(/[.]/g, "\\.")}$`));
+    assert.match(ok.msg, new RegExp(`^${TIME} GET /hello\\?x=1 200 \\d+B [\\d.]+ms( held=[\\d.]+ms)? → ${up.url.replace(/[.]/g, "\\.")} id=${UUID}$`));
 
     // A request held until its deadline: held=…ms, and holdup (not an upstream) answered, with the reason.
     await proxy.admin("POST", "/pause");
     assert.equal((await rawRequest(proxy.port, "GET /late HTTP/1.1\nHost: a\nConnection: close")).status, 503);
     const late = await proxy.waitForLine("the 503 line", (l) => l.msg.includes("/late"));
-    assert.match(late.msg, new RegExp(`^${TIME} GET /late 503 \\d+B [\\d.]+ms held=[\\d.]+ms → holdup \\(.+\\)$`));
+    assert.match(late.msg, new RegExp(`^${TIME} GET /late 503 \\d+B [\\d.]+ms held=[\\d.]+ms → holdup \\(.+\\) id=${UUID}$`));
     // An event with fields: key=value.
     const paused = await proxy.waitForLine("the pause event", (l) => / paused/.test(l.msg));
     assert.match(paused.msg, new RegExp(`^${TIME} paused`));

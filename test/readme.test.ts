@@ -2,7 +2,7 @@
  * The README's examples cannot rot: every fenced `sh`/`bash`/`console` block in README.md
  * runs here, against real holdups, upstreams and processes, and fails the build when it
  * fails. `holdup` in a block is a shim on PATH that runs this repository's holdup on the
- * test's runtime. Only ports change (8080, 8443, 8003, 8004, 2019, 6379 become free ones).
+ * test's runtime. Only ports change (8080, 8443, 8003, 8004, 2019, 6379, 9180 become free ones).
  *
  * - The Quick start's blocks run as ONE script, top to bottom, with `bash -e -o pipefail`,
  *   on fresh ports of its own; its output must show both versions and 0 failed requests.
@@ -17,7 +17,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
@@ -26,7 +26,7 @@ import { freePort, nodeGet, type Proxy, ROOT, RUNTIME, startProxy, startRedis, s
 const SHELL_LANGS = new Set(["sh", "bash", "console", "shell"]);
 const OTHER_LANGS = new Set(["json", "ini", "yaml", "nginx", "caddyfile", "text"]);
 /** The ports the README uses; each is replaced by a free one. */
-const PORTS = ["8080", "8443", "8003", "8004", "2019", "6379"];
+const PORTS = ["8080", "8443", "8003", "8004", "2019", "6379", "9180"];
 const CLIENT = /\bholdup (deploy|pause|resume|stop|status|reload|restart|help)\b/;
 
 interface Block {
@@ -266,7 +266,7 @@ test("the README's and docs/' links stay inside the repository and point at file
         bad.push(`${f}: ${target} leaves the repository`);
         continue;
       }
-      const exists = await readFile(path.join(ROOT, resolved)).then(() => true, () => false);
+      const exists = await stat(path.join(ROOT, resolved)).then(() => true, () => false); // a file or a folder
       if (!exists) bad.push(`${f}: ${target}: no file ${resolved}`);
       else if (anchor && resolved.endsWith(".md") && !anchors.get(resolved)?.has(anchor)) bad.push(`${f}: ${target}: no heading #${anchor} in ${resolved}`);
     }

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { parseCli } from "../src/cli.ts";
+import { parseCli } from "../src/cli/flags.ts";
 import { defaultLayer, resolve } from "../src/config/layers.ts";
 import { type LogLine, type Proxy, ROOT, run, RUNTIME, startProxy, until, alive } from "./helpers.ts";
 import { open } from "./ws-helpers.ts";

@@ -7,9 +7,10 @@ import assert from "node:assert/strict";
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import net from "node:net";
 import tls from "node:tls";
 import { createHash, randomBytes, X509Certificate } from "node:crypto";
-import { freePort, type Proxy, ROOT, run, runtimeCommand, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
+import { freePort, type Proxy, rawRequest, ROOT, run, RUNTIME, runtimeCommand, startProxy, startUpstream, tlsRequest, until } from "./helpers.ts";
 import { clientFrame, websocketd } from "./ws-helpers.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "holdup-tls-"));
@@ -88,6 +89,52 @@ test("HTTPS from --tls-cert/--tls-key: curl gets the upstream's answer, X-Forwar
     const acme = await curl(["-o", "/dev/null", "-w", "%{http_code}", `http://localhost:${rp}/.well-known/acme-challenge/nope`]);
     assert.equal(acme.out, "404");
     assert.equal(up.received.length, 2);
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
+// Not on Deno: its node:http2 server serves one request only on a connection handed over by a front door
+// (Runtime.tlsHandOff), so there the plain request is refused by the TLS layer alone (the test below says what Deno does).
+if (RUNTIME === "deno") {
+  test("Deno: plain HTTP sent to the HTTPS port is closed with no HTTP answer (no front door there), nothing reaches the upstream, TLS on the port still works", async () => {
+    const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+    const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key]);
+    try {
+      const got = await new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const c = net.connect(proxy.port, "127.0.0.1", () => c.write("GET /plain HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+        c.on("data", (d: Buffer) => chunks.push(d));
+        c.on("error", () => {});
+        c.on("close", () => resolve(Buffer.concat(chunks)));
+        setTimeout(() => reject(new Error("holdup never closed the plain-HTTP connection")), 15_000).unref?.();
+      });
+      assert.ok(!got.toString("latin1").startsWith("HTTP/"), `no HTTP answer on Deno (got ${JSON.stringify(got.toString("latin1").slice(0, 40))})`);
+      assert.equal(up.received.length, 0, "nothing reached the upstream");
+      const s = await connect(proxy.port);
+      assert.deepEqual(await tlsRequest(s, "/tls"), { status: 200, body: "ok /tls" });
+      s.destroy();
+    } finally {
+      await proxy.stop();
+      await up.close();
+    }
+  });
+} else test("plain HTTP sent to the HTTPS port gets a 400 saying the port speaks HTTPS, then the connection closes; TLS on the port still works", async () => {
+  const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+  const proxy = await startProxy(["-u", up.url, "--tls-cert", A.cert, "--tls-key", A.key]);
+  try {
+    const r = await rawRequest(proxy.port, "GET /plain HTTP/1.1\nHost: localhost"); // resolves when holdup closes it
+    assert.equal(r.status, 400);
+    assert.match(r.body.toString(), /this port speaks HTTPS; the plain HTTP request was sent to an HTTPS port/);
+    assert.equal(r.header("connection"), "close");
+    assert.equal(up.received.length, 0, "nothing reached the upstream");
+    const s = await connect(proxy.port);
+    assert.deepEqual(await tlsRequest(s, "/tls"), { status: 200, body: "ok /tls" });
+    assert.deepEqual(await tlsRequest(s, "/again"), { status: 200, body: "ok /again" }, "the connection is kept alive");
+    s.destroy();
+    const h2 = await curl(["--cacert", A.cert, "--http2", "-w", "\n%{http_code} %{http_version}", `https://localhost:${proxy.port}/h2`]);
+    assert.equal(h2.out, "ok /h2\n200 2", h2.err);
   } finally {
     await proxy.stop();
     await up.close();

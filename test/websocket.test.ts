@@ -18,8 +18,8 @@ import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import { freePort, type Proxy, ROOT, run, startProxy, until } from "./helpers.ts";
 import { Tunnel, type TunnelHost } from "../src/ws/tunnel.ts";
-import type { OpenWebSocket } from "../src/ws/registry.ts";
-import type { Upstream } from "../src/upstream.ts";
+import type { OpenWebSocket } from "../src/apps/websockets.ts";
+import type { Upstream } from "../src/apps/upstream.ts";
 import { autobahn, Client, fidelityHandshake, open, rawHandshake, type Server, websocketd } from "./ws-helpers.ts";
 
 const wsUrl = (p: Proxy, path = "/") => `ws://127.0.0.1:${p.port}${path}`;

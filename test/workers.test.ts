@@ -306,3 +306,46 @@ test("the parent's worker channel: a connection without the password gets nothin
     hub.close();
   }
 });
+
+test("--workers 2 under ulimit -n 256: 400 connections to the worker channel that never authenticate, then a worker killed: the parent survives and a new worker rejoins and serves", async () => {
+  const up = await startUpstream((req, res) => res.end(`ok ${req.url}`));
+  const [cmd, args] = runtimeCommand("src/proxy.ts", ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log", "json", "--workers", "2", "-u", up.url]);
+  const p = await startProxy([], { rawArgs: true, command: ["bash", ["-c", 'ulimit -n 256 && exec "$0" "$@"', cmd, ...args]] });
+  const socks: net.Socket[] = [];
+  const pids: number[] = [];
+  try {
+    const first = (await until("both workers report", async () => {
+      const ws = await workers(p);
+      return ws.length === 2 && ws.every((w) => w.reporting) ? ws : null;
+    }, 20_000))!;
+    pids.push(...first.map((w) => w.pid));
+    // The channel's address, as the parent hands it to its workers.
+    const env = (await run("cat", [`/proc/${first[1].pid}/environ`])).stdout; // Deno asks --allow-all for /proc itself
+    const channel = new URL(/HOLDUP_WORKER_STATE=([^\0]*)/.exec(env)![1]);
+    for (let i = 0; i < 400; i++) {
+      const s = net.connect(Number(channel.port), "127.0.0.1");
+      s.on("error", () => {});
+      socks.push(s);
+    }
+    await until("the connections were made or refused", () => socks.every((s) => !s.connecting), 10_000);
+    const from = p.lines.length;
+    process.kill(first[1].pid, "SIGKILL");
+    const again = await p.waitForLine("worker 1 restarted", (l) => l.msg === "worker serving again" && l.worker === 1, 20_000, from);
+    pids.push(again.pid as number);
+    assert.equal(p.child.exitCode, null, "the parent is still running");
+    await until("the new worker 1 answers a request", async () => {
+      await send(p, 4, "/rejoined");
+      return p.accessLines().some((l) => String(l.path).startsWith("/rejoined") && l.worker === 1);
+    }, 15_000, 50);
+    // It joined the channel: a pause through worker 0's admin API holds its requests too.
+    assert.equal((await p.admin("POST", "/pause")).status, 200);
+    await until("worker 1 reports the pause", async () => (await workers(p)).every((w) => w.reporting && w.mode === "paused"), 10_000);
+    // The strangers were closed: unauthenticated within 2 s, and never more than 64 at once.
+    await until("every stranger closed by the channel", () => socks.every((s) => s.destroyed || s.readableEnded), 10_000);
+  } finally {
+    for (const s of socks) s.destroy();
+    await p.stop();
+    for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+    await up.close();
+  }
+});

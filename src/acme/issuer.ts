@@ -1,14 +1,7 @@
 /**
  * The glue to acme-client (npm): one ACME account, one certificate order at a
- * time, answered over HTTP-01. acme-client is imported only here, and only
- * when a certificate must be ordered: a holdup without ACME, or with every
- * stored certificate still fresh, never loads it (about 1 MiB of code).
- *
- * Its pre-check of the challenge (a GET to port 80 of the name from this
- * machine) is skipped: the redirect listener may not be reachable from here
- * under the public name, and the CA checks anyway. acme-client's own retries
- * of failed requests (5, up to 75 s apart) are turned off: the manager retries
- * a whole order with its own backoff and says so in the log.
+ * time, over HTTP-01. acme-client is imported only here, and only when an
+ * order is due. See docs/design/tls.md.
  */
 import https from "node:https";
 import type { AcmeStore } from "./store.ts";

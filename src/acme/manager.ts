@@ -1,12 +1,7 @@
 /**
- * Keeps a certificate for every ACME-managed name: the stored one while it is
- * fresh, else a new order; renewal when a third of its lifetime is left;
- * retries with backoff (10 s doubling to 1 h) when the CA is unreachable or
- * refuses, serving what it had meanwhile. Orders run one at a time.
- *
- * Every change calls onChange(): the caller hands the new set to the
- * listener, where new handshakes get it and open connections keep theirs.
- * A name with no certificate yet is in the set as null: its handshake fails.
+ * Keeps a certificate for every ACME-managed name: stored while fresh, else
+ * ordered; renewed with a third of its lifetime left; retried with backoff.
+ * onChange() hands every new set to the listener. See docs/design/tls.md.
  */
 import { formatDuration } from "../config/units.ts";
 import type { AcmeConfig } from "../config/schema.ts";

@@ -1,16 +1,7 @@
 /**
- * The state directory (tls.acme.stateDir): the ACME account and the
- * certificates, kept per ACME directory so staging and production never mix:
- *
- *   STATEDIR/acme/<directory>/account.key     the account's private key (0600)
- *   STATEDIR/acme/<directory>/account.json    its URL and contact
- *   STATEDIR/acme/<directory>/NAME.crt        certificate chain (0644)
- *   STATEDIR/acme/<directory>/NAME.key        its private key (0600)
- *
- * Directories are made 0700. Every file is written to a temporary name with
- * its final mode and renamed into place, so a crash leaves the old file or the
- * new one, never half of one. NAME is a validated host name (letters, digits,
- * "-" and "."; no label starts with "."), so it cannot leave the directory.
+ * The ACME state directory (tls.acme.stateDir): the account and the
+ * certificates per ACME directory, written atomically with their modes.
+ * The layout on disk: docs/design/tls.md.
  */
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -14,6 +14,7 @@ const KEYS: Record<string, (raw: RawConfig, v: string) => void> = {
   HOLDUP_HEALTH_PATH: (r, v) => r.healthPath = v,
   HOLDUP_MAX_HELD: (r, v) => r.maxHeld = v,
   HOLDUP_MAX_BODY_BUFFER: (r, v) => r.maxBodyBuffer = v,
+  HOLDUP_MAX_BODY: (r, v) => r.maxBody = v,
   HOLDUP_MAX_HELD_BODY_BYTES: (r, v) => r.maxHeldBodyBytes = v,
   HOLDUP_LOG: (r, v) => r.log = v as RawConfig["log"],
   HOLDUP_STATE: (r, v) => r.state = v,

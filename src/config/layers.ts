@@ -64,6 +64,7 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       unhealthyAfter: 3,
       maxHeld: 10000,
       maxBodyBuffer: "1MiB",
+      maxBody: null,
       maxHeldBodyBytes: "256MiB",
       headerTimeout: "10s",
       bodyTimeout: "60s",
@@ -126,6 +127,9 @@ export function resolve(layers: Layer[]): { effective: Effective } | { errors: L
   delete config["admin.listen"];
   delete config["admin.token"];
   delete config["admin.hosts"];
+  config.metrics = { listen: (merged["metrics.listen"] ?? null) as Config["metrics"]["listen"] };
+  delete config["metrics.listen"];
+  config.pages = (merged.pages ?? null) as string | null;
   config.tls = { cert: merged["tls.cert"] ?? null, key: merged["tls.key"] ?? null, redirectHttp: merged["tls.redirectHttp"] ?? null, acme: null } as Config["tls"];
   delete config["tls.cert"];
   delete config["tls.key"];
@@ -184,7 +188,7 @@ function appConfig(top: Config, a: ParsedApp): AppConfig {
 
 function* flatten(obj: Record<string, unknown>): Generator<[string, unknown]> {
   for (const [k, v] of Object.entries(obj)) {
-    if ((k === "admin" || k === "run" || k === "tls") && v && typeof v === "object") {
+    if ((k === "admin" || k === "run" || k === "tls" || k === "metrics") && v && typeof v === "object") {
       for (const [k2, v2] of Object.entries(v)) {
         if (k === "tls" && k2 === "acme" && v2 && typeof v2 === "object") {
           for (const [k3, v3] of Object.entries(v2)) yield [`tls.acme.${k3}`, v3];
@@ -213,6 +217,7 @@ export function toJSON(c: Config): Record<string, unknown> {
     unhealthyAfter: c.unhealthyAfter,
     maxHeld: c.maxHeld,
     maxBodyBuffer: c.maxBodyBuffer,
+    maxBody: c.maxBody,
     maxHeldBodyBytes: c.maxHeldBodyBytes,
     headerTimeout: formatDuration(c.headerTimeout),
     bodyTimeout: formatDuration(c.bodyTimeout),
@@ -240,6 +245,7 @@ export function toJSON(c: Config): Record<string, unknown> {
       responseTimeout: formatDuration(a.responseTimeout),
       maxHeld: a.maxHeld,
       maxBodyBuffer: a.maxBodyBuffer,
+      maxBody: a.maxBody,
       ...(a.tls ? { tls: a.tls } : {}),
     })),
     ...(c.tls.cert || c.tls.redirectHttp || c.tls.acme
@@ -252,6 +258,8 @@ export function toJSON(c: Config): Record<string, unknown> {
         },
       }
       : {}),
+    ...(c.metrics.listen ? { metrics: { listen: formatListen(c.metrics.listen) } } : {}),
+    ...(c.pages ? { pages: c.pages } : {}),
     log: c.log,
     ...(c.workers > 1 ? { workers: c.workers } : {}),
     ...(c.allowUpstreams.length ? { allowUpstreams: c.allowUpstreams } : {}),
@@ -267,6 +275,8 @@ export function toJSON(c: Config): Record<string, unknown> {
           stopTimeout: formatDuration(c.run.stopTimeout),
           drainTimeout: formatDuration(c.run.drainTimeout),
           idleStop: c.run.idleStop === null ? null : formatDuration(c.run.idleStop),
+          restart: c.run.restart,
+          release: c.run.release,
         },
       }
       : {}),

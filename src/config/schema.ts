@@ -6,7 +6,7 @@ import * as z from "zod/mini";
 import { isLoopback, parseListen, parseUpstream } from "./address.ts";
 import type { ListenAddress } from "./address.ts";
 import { formatDuration, parseDuration, parseSize } from "./units.ts";
-import { closest } from "../suggest.ts";
+import { closest } from "../util/suggest.ts";
 
 export type LogFormat = "json" | "text" | "off";
 
@@ -24,6 +24,10 @@ export interface RunConfig {
   drainTimeout: number;
   /** Stop the app after this long without a request; null: never. */
   idleStop: number | null;
+  /** overlap: the new instance starts while the old one serves; serial: stop the old one first (requests held). */
+  restart: "overlap" | "serial";
+  /** Run before each new instance (start, restart): a string for `sh -c`, or an argv array; null: none. */
+  release: string | string[] | null;
 }
 
 export const RUN_DEFAULTS: Omit<RunConfig, "command"> = {
@@ -34,6 +38,8 @@ export const RUN_DEFAULTS: Omit<RunConfig, "command"> = {
   stopTimeout: 10_000,
   drainTimeout: 30_000,
   idleStop: null,
+  restart: "overlap",
+  release: null,
 };
 
 const SIGNAL_NAMES = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL"] as const;
@@ -54,6 +60,8 @@ export interface Config {
   unhealthyAfter: number;
   maxHeld: number;
   maxBodyBuffer: number;
+  /** A request body larger than this is refused 413 before any of it goes upstream; null: no limit. */
+  maxBody: number | null;
   /** Buffered bodies of all held requests together; past it, 503. */
   maxHeldBodyBytes: number;
   /** The whole request head must arrive within this. */
@@ -75,6 +83,10 @@ export interface Config {
   /** How long connections to an upstream removed by a reload or deploy may keep working. */
   drainTimeout: number;
   admin: { listen: ListenAddress | null; token: string | null; hosts: string[] };
+  /** A listener serving GET /metrics only, without a token (see metrics-port.ts); null: none. */
+  metrics: { listen: ListenAddress | null };
+  /** `--pages DIR`: the operator's templates for holdup's own pages (see templates.ts); null: built-in. */
+  pages: string | null;
   log: LogFormat;
   /** A browser held this long gets a self-reloading "starting…" page; null: never. */
   waitingPageAfter: number | null;
@@ -131,7 +143,7 @@ export const ACME_DEFAULTS = {
 
 /** The keys an app may set for itself; top-level values are their defaults. */
 export const APP_KEYS = [
-  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer",
+  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "maxBody",
 ] as const;
 
 export interface AppConfig {
@@ -148,6 +160,7 @@ export interface AppConfig {
   responseTimeout: number;
   maxHeld: number;
   maxBodyBuffer: number;
+  maxBody: number | null;
   /** This app's certificate, chosen by SNI for its hosts; null: the top-level one. */
   tls: CertFiles | null;
 }
@@ -223,6 +236,7 @@ const app = z.strictObject({
   responseTimeout: z.optional(duration(1)),
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
+  maxBody: z.optional(z.nullable(size(2 ** 40))),
   tls: z.optional(z.nullable(z.strictObject({ cert: filePath, key: filePath }))),
 });
 export type ParsedApp = z.output<typeof app>;
@@ -268,6 +282,7 @@ export const partialSchema = z.strictObject({
   unhealthyAfter: z.optional(parsed((t) => (/^\d+$/.test(t.trim()) && +t >= 1 && +t <= 1000 ? +t : `"${t}" is not a number of failed probes from 1 to 1000`), true)),
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
+  maxBody: z.optional(z.nullable(size(2 ** 40))),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
   // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
@@ -285,6 +300,8 @@ export const partialSchema = z.strictObject({
       )),
     }),
   ),
+  metrics: z.optional(z.strictObject({ listen: z.optional(adminListen) })),
+  pages: z.optional(z.nullable(filePath)),
   log: z.optional(z.enum(["json", "text", "off"])),
   tls: z.optional(
     z.strictObject({
@@ -324,6 +341,11 @@ export const partialSchema = z.strictObject({
       stopTimeout: z.optional(duration(0)),
       drainTimeout: z.optional(duration(0)),
       idleStop: z.optional(z.nullable(duration(100))),
+      restart: z.optional(z.enum(["overlap", "serial"])),
+      release: z.optional(z.nullable(z.union([
+        z.string().check(z.refine((s) => s.trim() !== "", "must not be empty (give a command for sh -c, or null for none)")),
+        z.array(z.string()).check(z.minLength(1, 'needs the program and its arguments, e.g. ["./manage.py", "migrate"]')),
+      ]))),
     }),
   ),
 });
@@ -427,10 +449,11 @@ function typeOf(v: unknown): string {
 
 const KNOWN = [
   "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
-  "maxHeld", "maxBodyBuffer", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
+  "maxHeld", "maxBodyBuffer", "maxBody", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
   "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop",
+  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop", "restart", "release",
   "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
+  "metrics", "pages",
 ];
 
 function suggest(key: string): string {

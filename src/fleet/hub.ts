@@ -1,23 +1,29 @@
 /**
  * The parent's channel for `--workers N` without `--state`: a loopback server
- * speaking the few Redis commands fleet/shared.ts sends (AUTH, SELECT, GET,
- * SET … NX, DEL, RPUSH, LRANGE, LTRIM, MULTI/EXEC, PUBLISH, SUBSCRIBE, PING), so each worker runs the
- * same Fleet code as a fleet sharing a real Redis. State lives in the parent
- * and dies with it (workers that outlive it, briefly, keep their last state).
- * Only loopback, and only with the password the parent hands its workers in
- * their environment.
+ * speaking the few Redis commands fleet/fleet.ts sends, so each worker runs
+ * the same Fleet code as with a real Redis. A connection must authenticate
+ * within AUTH_DEADLINE_MS, and at most MAX_UNAUTHED may wait to, so strangers
+ * cannot starve a restarted worker. See docs/design/fleet.md.
  */
 import { Buffer } from "node:buffer";
 import net from "node:net";
 
 /** Bytes an unauthenticated connection may send before its AUTH is complete. */
 const PRE_AUTH_MAX = 4096;
+/** How long a connection may take to authenticate. */
+export const AUTH_DEADLINE_MS = 2000;
+/** Connections waiting to authenticate at once; a new one past this closes the oldest. */
+export const MAX_UNAUTHED = 64;
 
 export class Hub {
   private lists = new Map<string, string[]>();
   private keys = new Map<string, { value: string; until: number }>();
   private subscribers = new Map<string, Set<net.Socket>>();
   private sockets = new Set<net.Socket>();
+  /** Connections not authenticated yet, oldest first. */
+  private unauthed = new Set<net.Socket>();
+  /** Connections closed for not authenticating in time or for the cap (for tests and logs). */
+  refused = 0;
   readonly password = crypto.randomUUID();
   private server = net.createServer((s) => this.accept(s));
   port = 0;
@@ -43,13 +49,26 @@ export class Hub {
   }
 
   private accept(sock: net.Socket): void {
+    if (this.unauthed.size >= MAX_UNAUTHED) {
+      const oldest = this.unauthed.values().next().value!;
+      this.unauthed.delete(oldest);
+      this.refused++;
+      oldest.destroy();
+    }
     this.sockets.add(sock);
+    this.unauthed.add(sock);
     sock.setNoDelay(true);
     let buf: Buffer = Buffer.alloc(0);
     let authed = false;
+    const deadline = setTimeout(() => {
+      this.refused++;
+      sock.destroy();
+    }, AUTH_DEADLINE_MS);
     sock.on("error", () => {});
     sock.on("close", () => {
+      clearTimeout(deadline);
       this.sockets.delete(sock);
+      this.unauthed.delete(sock);
       for (const set of this.subscribers.values()) set.delete(sock);
     });
     sock.on("data", (d: Buffer) => {
@@ -65,7 +84,10 @@ export class Hub {
         const cmd = name.toUpperCase();
         if (cmd === "AUTH") {
           authed = args[args.length - 1] === this.password;
-          sock.write(authed ? "+OK\r\n" : "-WRONGPASS invalid password\r\n");
+          if (!authed) return void sock.end("-WRONGPASS invalid password\r\n");
+          clearTimeout(deadline);
+          this.unauthed.delete(sock);
+          sock.write("+OK\r\n");
         } else if (!authed) sock.write("-NOAUTH Authentication required.\r\n");
         else sock.write(this.run(sock, cmd, args));
       }

@@ -1,21 +1,11 @@
 /**
- * Deno KV as the shared state engine at the edge (`HOLDUP_STATE=kv` or
- * `kv:PATH`), for the edge entry under `deno serve --parallel` or on a Deno
- * Deploy-style host: the same ordered list of operations as with Redis
- * (fleet/shared.ts), kept as `["holdup","ops",n]` entries written atomically
- * with their count `["holdup","ops-len"]`; `kv.watch` on the count (and on
- * the last "upstream ready" event) tells every isolate to read what is new.
- *
- * Measured: inside `deno serve --parallel` a write in one worker fires
- * `watch` in every worker (p50 ~3 ms); between separate processes on one
- * local KV path `watch` never fires, which is why the command-line proxy
- * refuses `--state kv` (use Redis there). "Upstream ready" events are one
- * key: two in quick succession may reach a watcher as the last one only
- * (each instance still probes on its own). A value is at most 64 KiB (a
- * larger reload body is refused by KV).
+ * Deno KV as the shared state engine at the edge (`HOLDUP_STATE=kv`): the
+ * same ordered list of operations as with Redis, written atomically with its
+ * count; kv.watch on the count tells every isolate to read what is new.
+ * Measured limits: docs/design/fleet.md.
  */
 import type { KvLike } from "../runtime/types.ts";
-import type { Batch, Engine, EngineEvents } from "./shared.ts";
+import type { Batch, Engine, EngineEvents } from "./fleet.ts";
 
 const LEN = ["holdup", "ops-len"];
 const OP = (n: number) => ["holdup", "ops", n];

@@ -1,32 +1,19 @@
 /**
- * `--workers N`: N serving processes on one port, kept in step.
- *
- * The parent runs this holdup again N times (Runtime.selfCommand: the same
- * runtime, entry, permissions and arguments; from source, the bundle or the
- * binary) with HOLDUP_WORKER=i. Every worker listens on the same port
- * (SO_REUSEPORT: the kernel spreads new connections) and joins the shared
- * state: the `--state` engine when one is configured, else a small Redis-
- * speaking channel the parent serves on loopback (fleet/hub.ts), so a worker
- * runs the same Fleet code either way. Worker 0 alone serves the admin API;
- * pause, resume, stop, reload bodies and deploys sent to it travel to every
- * worker through the shared state.
- *
- * The parent serves no requests. It restarts a worker that exits (backoff
- * 0.25 s doubling to 30 s while it keeps dying within 10 s of starting),
- * passes SIGHUP to every worker (each re-reads the config file, as a single
- * holdup does), and on SIGTERM/SIGINT passes SIGTERM to every worker, waits
- * for them to drain and exits. A worker whose parent is gone (its stdin pipe
- * closes, even after a SIGKILL) shuts down by itself: no orphans.
+ * `--workers N`: N serving processes on one port (SO_REUSEPORT), kept in step
+ * through the shared state (the --state engine, else the parent's hub.ts).
+ * The parent serves nothing: it restarts workers that exit, passes SIGHUP and
+ * SIGTERM on, and a worker whose parent is gone shuts down by itself.
+ * See docs/design/fleet.md.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
 import process from "node:process";
 import { formatListen, type ListenAddress } from "../config/address.ts";
 import type { Config } from "../config/schema.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { Hub } from "./hub.ts";
-import { redact } from "./shared.ts";
+import { redact } from "./fleet.ts";
 
 /** What a worker is told by its parent (environment variables). */
 export interface WorkerRole {
@@ -151,7 +138,13 @@ export async function runParent(o: {
       HOLDUP_WORKER_PARENT: String(process.pid),
       HOLDUP_WORKER_GROUP: group,
     };
-    const child = w.child = spawn(self[0], self[1], { env, stdio: ["pipe", "pipe", "inherit"] });
+    let child: ChildProcess;
+    try {
+      child = w.child = spawn(self[0], self[1], { env, stdio: ["pipe", "pipe", "inherit"] });
+    } catch (e) {
+      // Out of descriptors or processes (EMFILE, EAGAIN): the parent and the other workers stay; try again later.
+      return void retry(w, String((e as Error).message ?? e));
+    }
     child.stdin!.on("error", () => {});
     let out = "";
     child.stdout!.setEncoding("utf8");
@@ -170,7 +163,14 @@ export async function runParent(o: {
         }
       }
     });
-    child.on("error", (e) => log.error("worker could not start", { worker: w.index, error: String(e.message) }));
+    child.on("error", (e) => {
+      log.error("worker could not start", { worker: w.index, error: String(e.message) });
+      // No process came of it (no pid): no 'close' will follow to restart it.
+      if (child.pid === undefined && w.child === child) {
+        w.child = null;
+        retry(w, String(e.message));
+      }
+    });
     child.on("close", (code, signal) => {
       if (w.child !== child) return;
       w.child = null;
@@ -188,6 +188,19 @@ export async function runParent(o: {
       log.warn("worker exited; restarting it", { worker: w.index, pid: child.pid, code, signal, restartInMs: wait });
       setTimeout(() => start(w), wait);
     });
+  };
+  /** A spawn that failed: again after a backoff (as for a worker that exits), unless holdup is stopping. */
+  const retry = (w: Worker, error: string) => {
+    if (stopping) return;
+    if (!serving) {
+      o.log.error("a worker could not be started; stopping", { worker: w.index, error });
+      setTimeout(() => void shutdown("start-up failure", 1), 0); // later: shutdown is declared below
+      return;
+    }
+    w.failures++;
+    const wait = Math.min(250 * 2 ** (w.failures - 1), 30_000);
+    log.error("a worker could not be started; trying again", { worker: w.index, error, retryInMs: wait });
+    setTimeout(() => start(w), wait);
   };
   for (const w of workers) start(w);
 

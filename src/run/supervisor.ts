@@ -1,33 +1,26 @@
 /**
  * holdup running the app itself (`holdup -- COMMAND…`, config `run`): start,
- * zero-downtime restart, crash recovery with backoff, idle stop, shutdown.
- *
- * While no instance is serving (starting, crashed, idle-stopped) the upstream
- * set is empty, so every request is held; installing the new instance's URL
- * (Control.setAppUpstream → State.applyConfig) wakes them all at once.
- *
- * A restart: start a new instance on a new port → wait until it is ready
- * (≤ readyTimeout) → swap the upstream → drain the old one (requests in flight
- * to it finish, ≤ drainTimeout) → stop it (stopSignal, SIGKILL after
- * stopTimeout). If the new instance exits or is not ready in time it is
- * stopped and the old one keeps serving. Restarts run one at a time: one
- * asked for while another runs is queued, and every request that arrives while
- * one is queued joins that queued one. A serving instance that health checks
- * mark down (see health.ts) is killed and restarted as after a crash.
+ * zero-downtime restart (new instance ready → swap → drain → stop the old),
+ * or serial (hold → stop the old → release step → start the new), crash
+ * recovery with backoff, health-check kills, idle stop, shutdown. While no
+ * instance serves, requests are held. See docs/design/run.md.
  */
 import type { RunConfig } from "../config/schema.ts";
-import type { Control, RestartResult } from "../control.ts";
-import type { Logger } from "../log.ts";
+import type { Control, RestartResult } from "../control/control.ts";
+import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
-import type { State } from "../state.ts";
-import type { Upstream } from "../upstream.ts";
+import type { State } from "../apps/state.ts";
+import type { Upstream } from "../apps/upstream.ts";
 import { type Exit, formatExit, freeLoopbackPort, Instance } from "./instance.ts";
 import { warnIfPortUnused } from "./portcheck.ts";
+import { type ReleaseRun, runRelease } from "./release.ts";
 
 export const BACKOFF_FIRST_MS = 500;
 export const BACKOFF_MAX_MS = 30_000;
 /** An instance that served this long before crashing resets the backoff. */
 export const HEALTHY_MS = 60_000;
+/** Triggers that start the app without a release step (the same version coming back). */
+const NO_RELEASE = new Set(["crash recovery", "request after idle stop"]);
 
 
 export interface SupervisorOptions {
@@ -59,6 +52,8 @@ export class Supervisor {
   private shuttingDown = false;
   /** The "not listening on $PORT" warning is given once (see run/portcheck.ts). */
   private portWarned = false;
+  /** The release command while it runs (stopped on shutdown). */
+  private releasing: ReleaseRun | null = null;
 
   constructor(private o: SupervisorOptions) {}
 
@@ -123,6 +118,8 @@ export class Supervisor {
       lastExit: this.lastExit,
       lastError: this.lastError,
       idleStop: this.run.idleStop,
+      restartMode: this.run.restart,
+      release: this.run.release,
     };
   }
 
@@ -132,6 +129,7 @@ export class Supervisor {
     this.phase = "stopping";
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     if (this.idleTimer) clearInterval(this.idleTimer);
+    this.releasing?.kill();
     await Promise.all([...this.instances].map((i) => i.stop()));
     this.phase = "stopped";
   }
@@ -155,8 +153,34 @@ export class Supervisor {
   private async replace(trigger: string): Promise<RestartResult> {
     const t0 = performance.now();
     const run = this.run;
-    const old = this.current;
+    let old = this.current;
     if (old) this.phase = "restarting";
+    if (old && run.restart === "serial") {
+      // Hold new requests, let the old instance's requests finish, stop it: never two at once.
+      const u = this.upstreamFor(old);
+      this.current = null;
+      this.o.control.setAppUpstream(null);
+      this.o.log.info("serial restart: holding requests while the old instance stops", { trigger, instance: old.id, pid: old.pid });
+      await this.retire(old, u);
+      old = null;
+      if (this.shuttingDown) return { ok: false, error: "holdup is shutting down" };
+    }
+    let releaseError: string | null = null;
+    if (run.release !== null && !NO_RELEASE.has(trigger)) {
+      releaseError = await this.release(run, trigger);
+      if (this.shuttingDown) return { ok: false, error: "holdup is shutting down" };
+      if (releaseError !== null) {
+        this.failedRestarts++;
+        if (old?.running) {
+          const error = `the release command failed (${releaseError}); instance #${old.id} keeps serving`;
+          this.lastError = error;
+          this.phase = "running";
+          this.o.log.error("restart failed: the release command failed; the old instance keeps serving", { trigger, oldInstance: old.id, error: releaseError });
+          return { ok: false, error };
+        }
+        this.o.log.error("the release command failed; starting the app again", { trigger, error: releaseError });
+      }
+    }
     const inst = await this.spawn(run);
     this.o.log.info("app starting", { trigger, instance: inst.id, port: inst.port, command: run.command });
     if (!this.portWarned) {
@@ -188,7 +212,7 @@ export class Supervisor {
     const oldUpstream = this.upstreamFor(old);
     this.current = inst;
     this.phase = "running";
-    this.lastError = null;
+    this.lastError = releaseError === null ? null : `the release command failed (${releaseError}); the app was started again as instance #${inst.id}`;
     if (inst.id > 1) this.restarts++;
     this.lastActivity = performance.now();
     this.armIdleTimer();
@@ -196,7 +220,21 @@ export class Supervisor {
     const ms = Math.round(performance.now() - t0);
     this.o.log.info("app instance serving", { trigger, instance: inst.id, pid: inst.pid, upstream: inst.url, readyMs: ms });
     if (old) void this.retire(old, oldUpstream);
+    // A failed release on a restart fails the restart (POST /restart 502), though the app serves again.
+    if (releaseError !== null && trigger !== "start") return { ok: false, error: this.lastError! };
     return { ok: true, instance: inst.id, pid: inst.pid, ms };
+  }
+
+  /** Runs run.release to its end; null when it exited 0, else why it failed. */
+  private async release(run: RunConfig, trigger: string): Promise<string | null> {
+    const t0 = performance.now();
+    this.o.log.info("release command starting", { trigger, release: run.release });
+    const r = this.releasing = runRelease(run, (stream, line) => this.o.log.release(stream, line));
+    const error = await r.done;
+    this.releasing = null;
+    const ms = Math.round(performance.now() - t0);
+    if (error === null) this.o.log.info("release command done", { trigger, ms });
+    return error;
   }
 
   private async spawn(run: RunConfig): Promise<Instance> {

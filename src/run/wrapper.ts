@@ -1,30 +1,9 @@
 /**
- * How holdup runs an app so that it never outlives holdup, even when holdup is
- * killed with SIGKILL (which no exit handler sees).
- *
- * holdup spawns `sh -c WRAPPER holdup-run COMMAND ARGS…` with a pipe on the
- * wrapper's stdin. The wrapper:
- * - starts the app with `setsid`, in a session and process group of its own
- *   (so that signals reach the app and every process it forks, and a Ctrl-C
- *   meant for holdup's terminal does not), with stdin from /dev/null;
- * - prints the app's pid on stderr, marked with a leading \x1e;
- * - reads signal names from holdup, one a line, and sends each to the app's
- *   process group (holdup's stopSignal, then KILL after stopTimeout);
- * - when the pipe reaches EOF — holdup exited, however it died, since the
- *   kernel closes a dead process's descriptors — sends stopSignal to the
- *   group, and KILL once $HOLDUP_STOP_TICKS tenths of a second have passed;
- * - exits with the app's status (128+N when signal N ended it), killing any
- *   process the app left behind in its group.
- *
- * Why not the alternatives (measured on Deno 2.9 and Bun 1.4, Linux):
- * - `set -m` in the wrapper: dash (Debian's /bin/sh) turns job control off
- *   without a terminal, so the app stays in holdup's process group.
- * - PR_SET_PDEATHSIG (`setpriv --pdeathsig`): tied to the *thread* that forked,
- *   and both runtimes spawn from helper threads that may exit first; it also
- *   reaches only the direct child, not what the app forks.
- * - A process-group kill from an exit handler: never runs on SIGKILL.
- * Without `setsid` (not Linux/util-linux), the app shares holdup's process
- * group and the wrapper signals the app's pid only.
+ * The shell wrapper holdup runs an app through, so that the app never
+ * outlives holdup, even a SIGKILLed one: it starts the app in its own session
+ * (setsid), forwards the signals holdup writes on its stdin, and stops the
+ * app's process group when that pipe closes. Its protocol, and the measured
+ * alternatives it replaces: docs/design/run.md.
  */
 export const WRAPPER = String.raw`exec 3<&0
 stop_sig=$HOLDUP_STOP_SIGNAL stop_ticks=$HOLDUP_STOP_TICKS

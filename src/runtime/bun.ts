@@ -1,7 +1,7 @@
 /// <reference types="npm:bun-types" />
 /** The Bun adapter: the only file that touches the `Bun` global. */
 import type { Runtime, UpstreamInit, WsHandlers, WsPeer } from "./types.ts";
-import { Gate } from "../gate.ts";
+import { Gate } from "../util/gate.ts";
 
 const noop = () => {};
 
@@ -68,6 +68,8 @@ export const bunRuntime: Runtime = {
   name: "bun",
   wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
+  tlsHandOff: true,
+  abortResends: false,
   get version() {
     return Bun.version;
   },

@@ -1,24 +1,11 @@
 /**
- * The upstream client on Deno: node:http's request, returning a web Response.
- *
- * Why not Deno's fetch() (measured on Deno 2.9.6, see bench/COSTS.md):
- * - fetch() decodes gzip and br bodies and cannot be told not to, so a
- *   compressed page left holdup several times larger than it came in;
- *   node:http hands over the bytes as the upstream encoded them.
- * - behind the node:http listener, a 64 KiB body went through about 4x
- *   faster (2.6-3.5k against 0.6-0.8k req/s), small ones no slower.
- *
- * Aborting: the signal destroys the request at any stage, and the promise
- * rejects at once. The pool has no per-host socket cap (maxSockets is
- * unbounded): a socket stays busy until its response body ends, so with a cap
- * a few hundred open event streams would make every other request to that
- * upstream wait for one of them to end. Measured with 1,000 held requests
- * released at once: about 390 connections opened (a cap of 256 cut the
- * release by ~15 %, not worth that risk).
+ * The upstream client on Deno: node:http's request, returning a web Response;
+ * the signal aborts it at any stage. Why not Deno's fetch(), and why the pool
+ * has no per-host socket cap (measured): docs/design/runtimes.md.
  */
 import http from "node:http";
 import https from "node:https";
-import { drained } from "../drain.ts";
+import { drained } from "../util/drain.ts";
 import type { UpstreamInit } from "./types.ts";
 
 const agentOptions = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: "lifo" as const };

@@ -1,55 +1,23 @@
 /**
- * The listener: a `node:http` server, on Deno and on Bun alike.
- *
- * Why not `Deno.serve` / `Bun.serve` (measured, see README "Security"): Deno.serve
- * has no header, body or keep-alive timeout and exits on EMFILE; its
- * `request.signal` misses a client that leaves after sending a body. Bun.serve
- * has one idle timeout (max 255 s) and no connection limit. Both build
- * `request.url` from the untrusted Host header. node:http, on both runtimes,
- * gives the raw request-target, the raw header list (so two Host headers can be
- * seen), header and keep-alive timeouts, a 'close' event that always fires, a
- * 'connect' event for CONNECT and an 'upgrade' event with the raw socket.
- *
- * What is enforced here, for every connection:
- * - headerTimeout: the whole request head must arrive within it (node's
- *   headersTimeout, checked every connectionsCheckingInterval);
- * - bodyTimeout: while holdup waits for request-body bytes, none for this long
- *   closes the connection (a held request is not reading its body: exempt);
- * - keepAliveTimeout: an idle keep-alive connection is closed after it;
- * - the connection cap: min(maxConnections, what the fd limit allows), over
- *   HTTP/1.1 connections, HTTP/2 sessions and WebSockets alike (conns.ts): at
- *   the cap the one idle the longest is closed to make room; if every one is
- *   busy, the new one is closed at once.
- *
- * With `tls`, the listener speaks HTTPS: a node:http2 secure server with
- * allowHTTP1, so ALPN offers h2 and http/1.1 and HTTP/1.1 connections run
- * through node:http's code as before (measured on Deno 2.9.6 and Bun 1.4.5:
- * h2, the HTTP/1.1 fallback, upgrades and SNICallback work on both). The
- * certificate is chosen per handshake by SNICallback from the set in force,
- * which setCertificates() replaces: new handshakes get the new set, open
- * connections and the requests on them are not touched. Bun calls
- * SNICallback only when the client sent a name, so the default certificate
- * is also set with setSecureContext().
- * Neither runtime applies headersTimeout or keepAliveTimeout to the HTTP/1.1
- * connections of this server: the listener times them itself. An HTTP/2
- * session is closed (GOAWAY) after keepAliveTimeout without a stream. A TLS
- * handshake must finish within headerTimeout (as at start); a connection
- * counts toward the cap once its handshake is done.
- *
- * Not used, measured: node:https (Deno only: Bun's ignores SNICallback and has
- * no setSecureContext()), and a node:tls server handing connections to
- * node:http (Bun only: Deno's node:http does not keep such a connection
- * alive); Deno.serve has no SNI and Bun.serve's reload({tls}) keeps the old
- * certificate.
+ * The listener: one node:http server (node:http2 with allowHTTP1 under TLS) on
+ * Deno and on Bun alike, turning connections into Incoming requests and
+ * Replies back into bytes. It enforces headerTimeout, bodyTimeout,
+ * keepAliveTimeout and the connection cap on every connection, and picks the
+ * certificate per handshake (SNI). Why node:http and not Deno.serve/Bun.serve,
+ * measured: docs/design/listener.md.
  */
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
-import type { Socket } from "node:net";
+import type { Server as NetServer, Socket } from "node:net";
 import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
 import { type Conn, type ConnKind, ConnTable, upgradedOf } from "./conns.ts";
-import { drained } from "../drain.ts";
+import { tlsFrontDoor } from "./front-door.ts";
+import { drained } from "../util/drain.ts";
+import { badFraming } from "./framing.ts";
+import { h2Settings, RESET_LIMIT, RESET_WINDOW_MS, resetGuard } from "./h2.ts";
+import { dequeued, queued } from "./pipeline.ts";
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, IncomingHandler, Reply } from "./types.ts";
 
@@ -71,6 +39,8 @@ export interface ListenOptions {
    * listen() again on the listening handle re-arms it: done on a timer there.
    */
   rearmAccept?: boolean;
+  /** HTTPS: answer plain HTTP on the port 400 through a front door (see front-door.ts; Runtime.tlsHandOff). */
+  frontDoor?: boolean;
   /** See Runtime.wholeBodyMax. */
   wholeBodyMax?: number;
   /**
@@ -83,6 +53,8 @@ export interface ListenOptions {
   tls?: { certs: Certificates };
   /** Share the port with the other `--workers` (SO_REUSEPORT; on Bun see Runtime.workerEnv). */
   reusePort?: boolean;
+  /** Serve this already-listening socket (socket activation, serve/activation.ts) instead of binding. */
+  fd?: number;
   /** Events worth a log line (connection refused at the cap, …). */
   warn(message: string, fields?: Record<string, unknown>): void;
 }
@@ -159,7 +131,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   /** HTTP/2 sessions open now, closed gracefully (GOAWAY) by shutdown(). */
   const sessions = new Set<http2.ServerHttp2Session>();
   if (o.tls) {
-    const h2 = http2.createSecureServer({ ...tlsOptions(), allowHTTP1: true } as http2.SecureServerOptions);
+    const h2 = http2.createSecureServer({ ...tlsOptions(), allowHTTP1: true, settings: h2Settings } as http2.SecureServerOptions);
     server = h2 as unknown as http.Server;
     h2.on("session", (session: http2.ServerHttp2Session) => trackSession(session));
   } else server = http.createServer(httpOptions);
@@ -211,7 +183,11 @@ export function listen(o: ListenOptions): Promise<Listener> {
       idle = setTimeout(() => session.close(), ms);
     };
     arm(limits.headerTimeout);
+    const guard = resetGuard(session, () => {
+      o.warn("HTTP/2 client reset too many streams: connection closed", { resets: RESET_LIMIT, windowMs: RESET_WINDOW_MS, client: session.socket?.remoteAddress });
+    });
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      guard(stream);
       streams++;
       if (idle) clearTimeout(idle);
       idle = null;
@@ -287,8 +263,9 @@ export function listen(o: ListenOptions): Promise<Listener> {
     requests++;
     req.on("error", noop);
     const target = originForm(req.url ?? "");
-    const bad = target === null ? BAD_TARGET : badHost(req);
-    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme);
+    const framing = h2 ? null : badFraming(req);
+    const bad = framing ?? (target === null ? BAD_TARGET : badHost(req));
+    const incoming = new NodeIncoming(req, target ?? "/", limits.bodyTimeout, scheme, h2);
     // HTTP/2: a stream the client reset ends with 'finish' and writableFinished on both runtimes
     // (Deno, Bun): its 'aborted' event says so instead.
     let aborted = false;
@@ -298,20 +275,27 @@ export function listen(o: ListenOptions): Promise<Listener> {
         incoming.clientGone();
       });
     }
-    let started = false;
+    let started = false, replied = false;
     res.on("close", () => {
       requests--;
       socket[BUSY] = (socket[BUSY] ?? 1) - 1;
       socket[SINCE] = performance.now();
-      if (h2 ? aborted : !res.writableFinished) incoming.clientGone();
+      // HTTP/2: a stream closed before its reply was ready (its session destroyed, e.g. past the reset bound) is gone too.
+      if (h2 ? aborted || !replied : !res.writableFinished) incoming.clientGone();
       if (h2) return;
       const queue = socket[QUEUE];
       if (queue?.length) {
         if (!started) {
           const i = queue.indexOf(start);
-          if (i >= 0) queue.splice(i, 1);
+          if (i >= 0) {
+            queue.splice(i, 1);
+            dequeued(socket, queue.length);
+          }
+        } else if (!socket.destroyed && !socket.writableEnded) {
+          const next = queue.shift()!;
+          dequeued(socket, queue.length);
+          next();
         }
-        else if (!socket.destroyed) queue.shift()!();
       }
       if (closing && !socket[BUSY]) socket.destroy();
       else if (ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, limits.keepAliveTimeout);
@@ -319,6 +303,13 @@ export function listen(o: ListenOptions): Promise<Listener> {
     if (closing && !h2) res.shouldKeepAlive = false;
     const start = () => {
       started = true;
+      if (framing) {
+        // Nothing after this request on the connection can be trusted: close it, start no queued request.
+        res.once("finish", () => {
+          socket.end(); // end, not destroy: a reset could cut the refusal before the client reads it
+          setTimeout(() => socket.destroy(), 1000);
+        });
+      }
       if (bad) return void writeReply(res, bad, !h2);
       let reply;
       try {
@@ -327,31 +318,40 @@ export function listen(o: ListenOptions): Promise<Listener> {
         return void writeReply(res, internalError(o, e), false);
       }
       if (reply instanceof Promise) {
-        reply.then((r) => writeReply(res, r, false), (e) => writeReply(res, internalError(o, e), false));
-      } else writeReply(res, reply, false);
+        reply.then((r) => {
+          replied = true;
+          writeReply(res, r, false);
+        }, (e) => writeReply(res, internalError(o, e), false));
+      } else {
+        replied = true;
+        writeReply(res, reply, false);
+      }
     };
-    if (!h2 && socket[BUSY]! > 1) (socket[QUEUE] ??= []).push(start);
+    if (!h2 && socket[BUSY]! > 1) queued(socket, (socket[QUEUE] ??= []).push(start));
     else start();
   });
 
+  // HTTPS: a front door answers plain HTTP on the port 400 (see front-door.ts) and hands TLS on to `server`.
+  const acceptor: NetServer = o.tls && o.frontDoor ? tlsFrontDoor(server, () => limits.headerTimeout) : server;
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort }, () => {
-      server.off("error", reject);
-      server.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
-      const addr = server.address();
+    acceptor.once("error", reject);
+    const where = o.fd !== undefined ? { fd: o.fd } : { port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort };
+    acceptor.listen(where, () => {
+      acceptor.off("error", reject);
+      acceptor.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
+      const addr = acceptor.address();
       const port = addr && typeof addr === "object" ? addr.port : o.port;
       let rearm: ReturnType<typeof setInterval> | null = null;
       if (o.rearmAccept) {
         // deno-lint-ignore no-explicit-any
-        const handle = (server as any)._handle;
+        const handle = (acceptor as any)._handle;
         if (typeof handle?.listen === "function") {
           rearm = setInterval(() => handle.listen(511), 250);
           (rearm as { unref?: () => void }).unref?.();
         }
       }
       resolve({
-        hostname: o.hostname,
+        hostname: o.fd !== undefined && addr && typeof addr === "object" ? addr.address : o.hostname,
         port,
         scheme,
         setCertificates(next) {
@@ -378,7 +378,8 @@ export function listen(o: ListenOptions): Promise<Listener> {
           closing = true;
           return new Promise<void>((done) => {
             for (const session of sessions) session.close();
-            server.close(() => done());
+            acceptor.close(() => done());
+            if (acceptor !== server) server.close(noop); // not listening itself: closes what it has open
             for (const s of conns) if (!s[BUSY]) s.destroy();
           });
         },
@@ -434,7 +435,7 @@ class NodeIncoming implements Incoming {
   private gone = false;
   private _body: ReadableStream<Uint8Array> | null | undefined;
 
-  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https") {
+  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https", readonly watched = false) {
     this.method = req.method ?? "GET";
   }
 

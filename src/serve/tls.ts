@@ -1,21 +1,8 @@
 /**
- * Certificates from files: read, checked as a pair, and chosen per connection
- * by the name the client asks for (SNI).
- *
- * A pair is checked before anything uses it: the certificate must parse
- * (X509Certificate), the key must parse (createPrivateKey, so an encrypted
- * key is refused), the key must be the certificate's (checkPrivateKey), and
- * tls.createSecureContext must accept both. One bad pair refuses the whole
- * set, naming the file, so a reload never serves half of a rotation.
- *
- * Choice: an app's certificate for its hosts (exact names first, then
- * "*.domain" wildcards, as routing does); the top-level certificate for every
- * other name and for clients that send no SNI; with no top-level certificate,
- * such a handshake fails — never another app's certificate.
- *
- * Certificates from ACME (src/acme/) lie on top, by exact name: a name ACME
- * manages gets its ACME certificate, and until there is one its handshake
- * fails — it never falls back to a file's certificate for other names.
+ * Certificates from files: read, checked as a pair, and chosen per
+ * connection by the name the client asks for (SNI); ACME's lie on top by
+ * exact name. One bad pair refuses the whole set. The checks and the choice
+ * order: docs/design/tls.md.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";

@@ -30,6 +30,11 @@ export interface Incoming {
    * first read, so a request that is never held does not pay for it.
    */
   readonly signal: AbortSignal;
+  /**
+   * True for an HTTP/2 stream: a client can reset thousands of them cheaply
+   * (rapid reset), so its attempt watches `signal` even when it was never held.
+   */
+  readonly watched?: boolean;
   /** Reads the body whole (admin API): null when it exceeds `max` bytes. */
   readAll(max: number): Promise<Uint8Array | null>;
 }

@@ -1,17 +1,11 @@
 /**
- * The hold loop of a WebSocket handshake, shared by the command-line proxy's
- * byte tunnel (upgrade.ts) and the edge entry's message relay (edge.ts).
- *
- * Exactly as a request is held: while no upstream is ready or holdup is
- * paused, the handshake waits in `state.waiters` (counted in `state.held`,
- * refused past maxHeld) until a reload, a resume or an upstream coming up
- * wakes it, or its deadline (arrival + tryDuration), its client leaving or
- * shutdown. Each pass reads the current snapshot once, so a reload moves it
- * whole. `attempt` tries one picked upstream; it returns RETRY when the
- * upstream was never reached (it marks it down), and the loop holds again.
+ * The hold loop of a WebSocket handshake, shared by the byte tunnel
+ * (upgrade.ts) and the edge relay (relay.ts): held exactly as a request is,
+ * until an upstream is ready, its deadline, its client leaving or shutdown.
+ * `attempt` returns RETRY when the upstream was never reached.
  */
-import type { Snapshot, State } from "../state.ts";
-import type { Upstream } from "../upstream.ts";
+import type { Snapshot, State } from "../apps/state.ts";
+import type { Upstream } from "../apps/upstream.ts";
 
 export const RETRY: unique symbol = Symbol("retry");
 

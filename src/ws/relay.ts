@@ -1,39 +1,22 @@
 /**
- * A WebSocket through the edge entry (`export default { fetch }` under
- * `deno serve`, Bun's auto-serve): a message relay, since a web fetch handler
- * gets no raw socket to tunnel bytes over (see tunnel.ts for the command-line
- * proxy's byte tunnel).
- *
- * The handshake is held exactly as the command-line proxy holds one
- * (hold.ts). With an upstream picked, holdup opens the upstream WebSocket
- * first, with the runtime's client (`new WebSocket(url, { headers,
- * protocols })`): the client's path and query after the upstream's base path,
- * its headers less hop-by-hop and Sec-WebSocket-* ones (the client library
- * makes its own), X-Forwarded-For/-Proto/-Host, and the subprotocols it
- * offered. Only once the upstream has opened is the client accepted, with the
- * subprotocol the upstream chose. An upstream that refuses the handshake
- * surfaces through the client API as an error event only, without its status,
- * headers or body: the client gets a 502 (the status, when the runtime's
- * error text names it, goes to the log). An upstream that cannot be reached
- * is marked down, and the handshake held and retried.
- *
- * Then messages pass both ways unchanged, text as text and binary as binary;
- * close codes and reasons pass both ways where the runtime lets holdup send
- * them (closeWithin); pings are answered by whichever side receives them,
- * never forwarded. A message relay cannot stop reading from one side while
- * the other is slow: when more than wsMaxBuffered bytes are queued toward
- * either side, both are closed with 1009.
+ * A WebSocket through the edge entry: a message relay (a fetch handler gets
+ * no raw socket to tunnel bytes over). The handshake is held as any is
+ * (hold.ts); the upstream WebSocket opens first, then the client is accepted
+ * with the subprotocol the upstream chose; messages and close codes pass both
+ * ways. What a relay cannot do: docs/design/websockets.md.
  */
-import { upstreamHeaders } from "../forward/headers.ts";
-import type { Apps } from "../apps.ts";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
+import { account, routeOr404 } from "../http/front.ts";
+import { upstreamHeaders } from "../http/headers.ts";
+import { requestId } from "../http/requestid.ts";
+import type { Apps } from "../apps/apps.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import type { Runtime, WsHandlers, WsPeer } from "../runtime/types.ts";
 import type { Incoming } from "../serve/types.ts";
-import type { Upstream } from "../upstream.ts";
+import type { Upstream } from "../apps/upstream.ts";
 import { basePath, type HoldClock, holdForUpstream, RETRY } from "./hold.ts";
-import { WebSocketBase } from "./registry.ts";
-import type { ClosedBy, TunnelHost } from "./tunnel.ts";
+import type { ClosedBy, WebSocketHost } from "../apps/websockets.ts";
+import { WebSocketBase } from "./socket.ts";
 
 export interface EdgeWsDeps {
   apps: Apps;
@@ -66,27 +49,21 @@ const text = (status: number, message: string, heldMs: number, extra: [string, s
 /** Answers one `Upgrade: websocket` request at the edge: an HTTP error, or the runtime's acceptance. */
 export async function edgeWebSocket(d: EdgeWsDeps, req: Request, inc: Incoming, arg: unknown): Promise<Response | undefined> {
   const start = performance.now();
-  const route = d.apps.route(inc.header("host"), inc.target);
-  if (!route) {
-    d.metrics.request(404, 0, "");
-    return text(404, `no app answers host "${(inc.header("host") ?? "").replace(/[^\x21-\x7e]/g, "?").slice(0, 255)}"`, 0);
-  }
-  const state = route.app.state;
-  const path = route.target;
+  const route = routeOr404(d.apps, inc.header("host"), inc.target);
+  const rid = requestId(inc.header("x-request-id"));
   const clock: HoldClock = { start, heldMs: 0 };
-  const log = (status: number, upstream: string | null, reason?: string) => {
-    d.metrics.request(status, clock.heldMs, route.app.name);
-    if (d.log.accessEnabled) {
-      d.log.access({ method: inc.method, path, status, bytes: null, durationMs: performance.now() - start, heldMs: clock.heldMs, upstream, reason });
-    }
-  };
+  const path = route.app ? route.target : inc.target;
+  const log = (status: number, upstream: string | null, reason?: string) =>
+    account(d, { app: route.app?.name ?? "", method: inc.method, path, status, heldMs: clock.heldMs, start, requestId: rid })?.(null, upstream, reason);
   const refuse = (status: number, message: string, detail?: string, extra: [string, string][] = []) => {
     log(status, null, detail ?? message);
-    return text(status, message, clock.heldMs, extra);
+    return text(status, `${message}\nrequest id: ${rid}`, clock.heldMs, [["x-request-id", rid], ...extra]);
   };
+  if (!route.app) return refuse(404, route.message);
+  const state = route.app.state;
   if (inc.method !== "GET") return refuse(400, "a WebSocket handshake must be a GET");
 
-  const headers = handshakeHeaders(inc);
+  const headers = handshakeHeaders(inc, rid);
   const protocols = (inc.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
   const signal = inc.signal;
   const end = await holdForUpstream(state, clock, signal, async (u, snap) => {
@@ -134,8 +111,8 @@ function wsOrigin(u: Upstream): string {
 }
 
 /** The client's handshake headers as the upstream gets them, less those the WebSocket client sets itself. */
-function handshakeHeaders(inc: Incoming): [string, string][] {
-  return upstreamHeaders(inc).filter(([name]) => !name.startsWith("sec-websocket-"));
+function handshakeHeaders(inc: Incoming, rid: string): [string, string][] {
+  return upstreamHeaders(inc, rid).filter(([name]) => !name.startsWith("sec-websocket-"));
 }
 
 /** Opens the upstream WebSocket; resolves once it is open, or with why it is not. */
@@ -261,7 +238,7 @@ export class Relay extends WebSocketBase {
     readonly target: Upstream,
     readonly path: string,
     readonly heldMs: number,
-    protected readonly host: TunnelHost,
+    protected readonly host: WebSocketHost,
   ) {
     super();
     ws.onmessage = (e) => this.fromUpstream(e.data);

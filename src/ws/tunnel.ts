@@ -1,48 +1,24 @@
 /**
- * One proxied WebSocket after the upstream's 101: a raw byte tunnel between
- * the client's socket and the upstream's. Bytes pass unchanged both ways
- * (extensions, pings, every close code), with backpressure: when one side
- * does not take what it is sent, holdup stops reading from the other, so the
- * fast side is slowed by TCP instead of filling holdup's memory.
- *
- * Frame boundaries are followed in both directions (FrameTracker), so holdup
- * can close a connection itself — 1012 when its upstream was removed, 1001 on
- * shutdown — by writing a Close frame between two frames, never inside one.
- * Such a close goes to the client first; the client's answering Close is
- * passed on to the upstream, so the app sees an orderly close too.
- *
- * Idle: no byte either way (data, ping or pong) for wsIdleTimeout closes it
- * with 1001 "idle timeout"; and between frames both ways it counts as idle for
- * the listener's connection cap (serve/conns.ts), which may close the one idle
- * longest with 1013 to let a new client in. With wsPingInterval, a client
- * silent that long gets a Ping from holdup (between frames): a live client's
- * Pong keeps the socket open, a vanished one's silence lets wsIdleTimeout close it.
+ * One proxied WebSocket after the upstream's 101: a byte tunnel between the
+ * two sockets, with backpressure both ways. Frame boundaries are followed
+ * (FrameTracker) so holdup can close it itself — 1012 on a drain, 1001 on
+ * shutdown, 1001 past wsIdleTimeout, 1013 when the connection cap evicts it —
+ * between two frames. See docs/design/websockets.md.
  */
 import type { Socket } from "node:net";
-import { onDrain } from "../drain.ts";
-import type { Upstream } from "../upstream.ts";
-import { type OpenWebSocket, WebSocketBase } from "./registry.ts";
+import { onDrain } from "../util/drain.ts";
+import type { Upstream } from "../apps/upstream.ts";
+import type { ClosedBy, WebSocketHost } from "../apps/websockets.ts";
+import { WebSocketBase } from "./socket.ts";
 import { clientClose, FrameTracker, SERVER_PING, serverClose } from "./frames.ts";
 import { setUpgraded } from "../serve/conns.ts";
 
 /** How long a closing handshake holdup started may take before the sockets are cut. */
 const CLOSE_GRACE_MS = 1000;
 
-export type ClosedBy = "client" | "upstream" | "holdup";
-
-export interface TunnelHost {
-  /** Bytes relayed, as they are written. */
-  relayed(toUpstream: boolean, bytes: number): void;
-  /** Both sides are closed. */
-  ended(t: OpenWebSocket): void;
-  /** Per-direction cap on bytes queued toward a side that is not reading. */
-  maxBuffered(): number;
-  /** No byte either way for this long closes it (1001); null: never. */
-  idleTimeout?(): number | null;
-  /** A client silent this long is sent a Ping; null: never. */
-  pingInterval?(): number | null;
-  warn(message: string, fields: Record<string, unknown>): void;
-}
+export type { ClosedBy };
+/** The registry a tunnel reports to (apps/websockets.ts). */
+export type TunnelHost = WebSocketHost;
 
 export class Tunnel extends WebSocketBase {
   /** Upstream → client. */

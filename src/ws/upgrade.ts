@@ -1,30 +1,23 @@
 /**
- * A WebSocket handshake through holdup: the listener's `upgrade` event
- * `(req, socket, head)` comes here.
- *
- * It goes through the same hold loop as a request: held while no upstream is
- * ready or holdup is paused (up to tryDuration, counted in maxHeld), moved by
- * a reload, 503 at its deadline. With an upstream ready, holdup opens a TCP
- * connection to it and sends the client's handshake — its request-target as
- * sent, its headers (Host, Cookie, Authorization, Origin, User-Agent, every
- * Sec-WebSocket-* header) less hop-by-hop ones, plus X-Forwarded-For/-Proto/
- * -Host. Only when the upstream answers 101 does the client get that 101 (the
- * upstream's own head, so the subprotocol and extensions it chose are the
- * client's); any other answer is relayed to the client as it is, and the
- * connection closed. After the 101 the two sockets form a byte tunnel
- * (tunnel.ts).
+ * A WebSocket handshake through the command-line proxy: the listener's
+ * `upgrade` event comes here. Held as a request is (hold.ts); with an upstream
+ * ready, the client's handshake goes to it over TCP, and only its 101 reaches
+ * the client, after which the two sockets form a byte tunnel (tunnel.ts).
+ * See docs/design/websockets.md.
  */
 import { Buffer } from "node:buffer";
 import type http from "node:http";
 import net, { type Socket } from "node:net";
 import tls from "node:tls";
-import { upstreamHeaders } from "../forward/headers.ts";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
+import { account, routeOr404 } from "../http/front.ts";
+import { upstreamHeaders } from "../http/headers.ts";
+import { requestId } from "../http/requestid.ts";
+import type { Logger } from "../observe/log.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import { originForm } from "../serve/target.ts";
 import type { Incoming } from "../serve/types.ts";
-import type { Apps } from "../apps.ts";
-import type { Upstream } from "../upstream.ts";
+import type { Apps } from "../apps/apps.ts";
+import type { Upstream } from "../apps/upstream.ts";
 import { basePath, type HoldClock, holdForUpstream, RETRY } from "./hold.ts";
 import { Tunnel } from "./tunnel.ts";
 
@@ -65,28 +58,30 @@ type Opened =
 
 async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head: Uint8Array): Promise<void> {
   const start = performance.now();
-  const route = d.apps.route(req.headers.host ?? null, originForm(req.url ?? "/") ?? "/");
-  const state = route?.app.state;
-  const path = route?.target ?? "/";
-  const appName = route?.app.name ?? "";
+  const method = req.method ?? "GET";
+  const route = routeOr404(d.apps, req.headers.host ?? null, originForm(req.url ?? "/") ?? "/");
+  const path = route.app ? route.target : "/";
   const clock: HoldClock = { start, heldMs: 0 };
-  const log = (status: number, upstream: string | null, reason?: string) => {
-    const heldMs = clock.heldMs;
-    d.metrics.request(status, heldMs, appName);
-    if (d.log.accessEnabled) {
-      d.log.access({ method: req.method ?? "GET", path, status, bytes: null, durationMs: performance.now() - start, heldMs, upstream, reason });
-    }
-  };
+  const sent = req.headers["x-request-id"];
+  const rid = requestId(Array.isArray(sent) ? sent.join(", ") : sent);
+  const log = (status: number, upstream: string | null, reason?: string) =>
+    account(d, { app: route.app?.name ?? "", method, path, status, heldMs: clock.heldMs, start, requestId: rid })?.(null, upstream, reason);
   const refuse = (status: number, message: string, detail?: string, extra: string[] = []) => {
-    answer(client, status, message, [`x-holdup-held-ms: ${Math.round(clock.heldMs)}`, ...extra]);
+    answer(client, status, `${message}\nrequest id: ${rid}`, [`x-holdup-held-ms: ${Math.round(clock.heldMs)}`, `x-request-id: ${rid}`, ...extra]);
     log(status, null, detail ?? message);
   };
 
-  if (!state) return refuse(404, `no app answers host "${String(req.headers.host ?? "").replace(/[^\x21-\x7e]/g, "?").slice(0, 255)}"`);
+  if (!route.app) return refuse(404, route.message);
+  const state = route.app.state;
   if (!isWebSocketUpgrade(req)) {
     return refuse(501, "only WebSocket upgrades are supported", undefined);
   }
   if (req.method !== "GET") return refuse(400, "a WebSocket handshake must be a GET");
+  // A body would be announced upstream and never sent (holdup does not read it): the upstream would wait for it.
+  const cl = req.headers["content-length"];
+  if ((cl !== undefined && cl !== "0") || req.headers["transfer-encoding"] !== undefined) {
+    return refuse(400, "a WebSocket handshake carries no body (Content-Length or Transfer-Encoding)");
+  }
 
   // The client is not read until the tunnel starts; what it sends early is kept, and its leaving noticed.
   const abort = new AbortController();
@@ -109,7 +104,7 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
     client.pause();
   };
 
-  const headers = handshakeHeaders(req);
+  const headers = handshakeHeaders(req, rid);
   const end = await holdForUpstream(state, clock, abort.signal, async (u, snap) => {
     // An upstream with a base path (http://app:8003/base) gets it before the client's path, as requests do.
     const handshake = Buffer.from(`GET ${basePath(u)}${path} HTTP/1.1\r\n${headers}`, "latin1");
@@ -139,14 +134,14 @@ async function handle(d: WsDeps, req: http.IncomingMessage, client: Socket, head
     return log(499, u.url, "client disconnected");
   }
   log(101, u.url);
-  client.write(r.head);
+  client.write(withRequestId(r.head, rid));
   const t = new Tunnel(client, r.socket, u, path, clock.heldMs, state.websockets);
   state.websockets.add(t);
   t.start(r.rest, early);
 }
 
 /** The handshake's header block as the upstream gets it: the client's headers (less hop-by-hop) and X-Forwarded-*. */
-function handshakeHeaders(req: http.IncomingMessage): string {
+function handshakeHeaders(req: http.IncomingMessage, rid: string): string {
   const raw = req.rawHeaders;
   const inc = {
     scheme: (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http",
@@ -160,9 +155,17 @@ function handshakeHeaders(req: http.IncomingMessage): string {
     },
   } as unknown as Incoming;
   const lines: string[] = [];
-  for (const [name, value] of upstreamHeaders(inc)) lines.push(`${name}: ${value}`);
+  for (const [name, value] of upstreamHeaders(inc, rid)) lines.push(`${name}: ${value}`);
   lines.push(`connection: Upgrade`, `upgrade: ${req.headers.upgrade}`, "", "");
   return lines.join("\r\n");
+}
+
+/** The upstream's 101 head with holdup's X-Request-Id added (its own, if any, dropped): the client sees the id the log has. */
+function withRequestId(head: Uint8Array, rid: string): Uint8Array {
+  const text = new TextDecoder("latin1").decode(head);
+  const lines = text.slice(0, -4).split("\r\n").filter((l, i) => i === 0 || !/^x-request-id\s*:/i.test(l));
+  lines.push(`x-request-id: ${rid}`, "", "");
+  return Buffer.from(lines.join("\r\n"), "latin1");
 }
 
 /** Connects to `u`, sends the handshake, and reads the response head. */
@@ -269,11 +272,16 @@ function relayRefusal(client: Socket, upstream: Socket, head: Uint8Array, rest: 
   if (bodyless || length === 0) return finish();
   let left = length ?? Infinity;
   const chunks = chunked ? new ChunkedEnd() : null;
+  // Exactly the refusal: what the upstream sends after its end (a second response) never reaches the client.
   const onData = (c: Uint8Array) => {
     if (c.byteLength > left) c = c.subarray(0, left);
     left -= c.byteLength;
-    client.write(c);
-    if (left <= 0 || chunks?.feed(c)) finish();
+    const end = chunks ? chunks.feed(c) : -1;
+    client.write(end >= 0 ? c.subarray(0, end) : c);
+    if (left <= 0 || end >= 0) {
+      upstream.off("data", onData);
+      finish();
+    }
   };
   upstream.on("data", onData);
   upstream.once("end", finish);
@@ -289,8 +297,8 @@ class ChunkedEnd {
   private left = 0;
   private lineLen = 0;
 
-  /** True once the whole body has passed. */
-  feed(c: Uint8Array): boolean {
+  /** Once the whole body has passed: how many bytes of `c` belong to it; -1 before. */
+  feed(c: Uint8Array): number {
     for (let i = 0; i < c.byteLength; i++) {
       const b = c[i];
       switch (this.state) {
@@ -316,13 +324,13 @@ class ChunkedEnd {
           break;
         case "trailer":
           if (b === 10) {
-            if (this.lineLen === 0) return true;
+            if (this.lineLen === 0) return i + 1;
             this.lineLen = 0;
           } else if (b !== 13) this.lineLen++;
           break;
       }
     }
-    return false;
+    return -1;
   }
 
   private endSize(): void {

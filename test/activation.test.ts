@@ -1,0 +1,80 @@
+/**
+ * Socket activation (serve/activation.ts) under Debian's
+ * `systemd-socket-activate`: on Deno the proxy serves the passed socket (a
+ * request sent before holdup even started is queued by the kernel and
+ * answered); on Bun, whose node:http cannot serve a passed socket, holdup
+ * refuses in one line and exits 1. Each runtime's binary is started
+ * explicitly, so both checks run whichever runtime runs the tests.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { join } from "node:path";
+import { freePort, ROOT, run, startProxy, startUpstream, until } from "./helpers.ts";
+
+const DENO = join(ROOT, "node_modules/.bin/deno");
+const BUN = join(ROOT, "node_modules/.bin/bun");
+const DENO_RUN = [DENO, "run", "--allow-net", "--allow-read", "--allow-env", "--allow-run", join(ROOT, "src/proxy.ts")];
+
+/** systemd-socket-activate starts the command on the first connection: knock until one is accepted. */
+async function knock(port: number): Promise<void> {
+  await until("the socket to accept", () =>
+    new Promise<boolean>((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    }), 10_000);
+}
+
+test("socket activation on Deno: the proxy serves the passed socket; a request queued before holdup started is answered", async () => {
+  const up = await startUpstream((_q, res) => res.end("served"));
+  const port = await freePort();
+  const starting = startProxy(["-u", up.url], { command: ["systemd-socket-activate", ["-l", `127.0.0.1:${port}`, ...DENO_RUN]] });
+  await knock(port);
+  // Sent while holdup may still be starting: the kernel keeps it queued on the passed socket.
+  const early = fetch(`http://127.0.0.1:${port}/early`).then(async (r) => ({ status: r.status, text: await r.text() }));
+  const p = await starting;
+  try {
+    const started = p.lines.find((l) => l.msg === "holdup started")!;
+    assert.equal(started.socketActivation, "fd 3");
+    assert.equal(started.listen, `127.0.0.1:${port}`, "the passed socket's address, not --listen's port 0");
+    assert.deepEqual(await early, { status: 200, text: "served" });
+    const again = await fetch(`http://127.0.0.1:${port}/again`);
+    assert.equal(await again.text(), "served");
+  } finally {
+    await p.stop();
+    await up.close();
+  }
+});
+
+test("socket activation on Bun: one line saying it cannot, exit 1 (not a listener on another port)", async () => {
+  const port = await freePort();
+  const r = run("systemd-socket-activate", ["-l", `127.0.0.1:${port}`, BUN, join(ROOT, "src/proxy.ts"), "-u", ":9"], { timeoutMs: 20_000 });
+  await knock(port);
+  const out = await r;
+  assert.equal(out.code, 1, out.stderr);
+  const lines = out.stderr.split("\n").filter((l) => l.startsWith("holdup"));
+  assert.equal(lines.length, 1, out.stderr);
+  assert.match(lines[0], /^holdup: socket activation \(LISTEN_FDS\) does not work on Bun/);
+});
+
+test("LISTEN_FDS for holdup but no socket on fd 3: one line naming the passed socket, exit 1", async () => {
+  const r = await run("sh", ["-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3<&-`, "sh", ...DENO_RUN, "-u", ":9", "--admin", "off"], { timeoutMs: 20_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr.trim(), /^holdup: cannot listen on the passed socket \(fd 3, LISTEN_FDS\) for the proxy: /);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+});
+
+test("LISTEN_FDS meant for another process (LISTEN_PID not holdup's) is ignored: holdup binds --listen", async () => {
+  const up = await startUpstream((_q, res) => res.end("served"));
+  const p = await startProxy(["-u", up.url], { env: { LISTEN_FDS: "1", LISTEN_PID: "1" } });
+  try {
+    assert.equal(p.lines.find((l) => l.msg === "holdup started")!.socketActivation, undefined);
+    assert.equal(await (await fetch(p.url + "/")).text(), "served");
+  } finally {
+    await p.stop();
+    await up.close();
+  }
+});
