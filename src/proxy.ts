@@ -7,7 +7,7 @@
 import "./runtime/guard.ts"; // first: under Node, one line instead of "Bun is not defined"
 import { main } from "./cli/main.ts";
 import { runtime } from "./runtime/index.ts";
-import { dieOnMissingPermission, exitOnMissingPermission } from "./runtime/permissions.ts";
+import { dieOnMissingPermission, exitOnMissingPermission } from "./util/permissions.ts";
 
 exitOnMissingPermission();
 try {

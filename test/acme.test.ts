@@ -23,7 +23,7 @@ test.after?.(() => rm(dir, { recursive: true, force: true }));
 const HOST = "app.holdup.test";
 /** holdup on this runtime; Deno needs --allow-write for the state directory. */
 const COMMAND: [string, string[]] = RUNTIME === "deno"
-  ? [process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-write", "src/proxy.ts"]]
+  ? [process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-write", "--allow-sys", "src/proxy.ts"]]
   : [process.execPath, ["src/proxy.ts"]];
 
 let n = 0;
@@ -260,22 +260,25 @@ test("bad ACME input: one line naming the flag (exit 2) or the missing Deno perm
     assert.match(r.stderr, expected, args.join(" "));
     assert.equal(r.stderr.split("\n").filter((l) => expected.test(l)).length, 1, r.stderr);
   }
-  // No --acme-ca: the system's CA certificates are used; on Deno that needs --allow-sys, and the line says so.
+  // No --acme-ca: the system's CA certificates are used (on Deno through --allow-sys, which COMMAND gives).
   const nowhere = `https://127.0.0.1:${await freePort()}/dir`;
   const p = await startProxy(["--acme", "ops@holdup.test", "--acme-host", HOST, "--redirect-http", "127.0.0.1:0", "--acme-directory", nowhere, "--acme-state-dir", join(dir, "system-cas")], { command: COMMAND });
   try {
     const line = await p.waitForLine("the first try", (l) => String(l.msg).startsWith(`acme: cannot get a certificate for ${HOST}:`), 30_000);
-    assert.equal(String(line.msg), RUNTIME === "deno"
-      ? `acme: cannot get a certificate for ${HOST}: cannot check the TLS certificate of the ACME directory ${nowhere}: Deno needs --allow-sys to read the system's CA certificates (or give --acme-ca FILE to trust that CA only); retrying in 10s`
-      : `acme: cannot get a certificate for ${HOST}: cannot reach the ACME directory ${nowhere}: connection refused (ECONNREFUSED); retrying in 10s`);
+    assert.equal(String(line.msg), `acme: cannot get a certificate for ${HOST}: cannot reach the ACME directory ${nowhere}: connection refused (ECONNREFUSED); retrying in 10s`);
   } finally {
     await p.stop();
   }
   if (RUNTIME === "deno") {
-    // Deno without --allow-write: the line says which permission.
-    const r = await run(process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "src/proxy.ts", ...base, "--acme", "ops@holdup.test", "--acme-host", HOST, "--redirect-http", "127.0.0.1:0", "--acme-state-dir", join(dir, "nowrite")]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /^holdup: cannot serve HTTPS: tls\.acme\.stateDir: cannot write the ACME state directory .*nowrite \(NotCapable\): Deno's permissions do not allow writing there: run deno with --allow-write/m);
+    // Deno without --allow-sys (the system's CA certificates) or --allow-write (the state directory): one line naming the flag, at start.
+    const acme = [...base, "--acme", "ops@holdup.test", "--acme-host", HOST, "--redirect-http", "127.0.0.1:0", "--acme-directory", nowhere];
+    const noSys = await run(process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-write", "src/proxy.ts", ...acme, "--acme-state-dir", join(dir, "nosys")]);
+    assert.equal(noSys.code, 1, noSys.stderr);
+    assert.match(noSys.stderr, /^holdup: --acme needs Deno's --allow-sys permission/m);
+    assert.equal(noSys.stderr.trim().split("\n").length, 1, noSys.stderr);
+    const noWrite = await run(process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-sys", "src/proxy.ts", ...acme, "--acme-state-dir", join(dir, "nowrite")]);
+    assert.equal(noWrite.code, 1, noWrite.stderr);
+    assert.match(noWrite.stderr, /^holdup: --acme needs Deno's --allow-write permission/m);
   }
 });
 

@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import type { Runtime } from "../runtime/types.ts";
 import { commandHelp } from "./commands.ts";
 import { explainArgsError } from "../util/suggest.ts";
-import { permissionLine } from "../runtime/permissions.ts";
+import { permissionLine } from "../util/permissions.ts";
 import { runDuring } from "./during.ts";
 
 export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"] as const;

@@ -10,7 +10,8 @@ import { createHoldup, VERSION } from "../holdup.ts";
 import type { Runtime } from "../runtime/types.ts";
 import { adminHandler } from "../admin/api.ts";
 import { metricsHandler } from "../observe/metrics-port.ts";
-import { loadPages, reloadPagesWith } from "../http/templates.ts";
+import { loadPages } from "../http/templates.ts";
+import { reloadPagesWith } from "./pages.ts";
 import { isClientCommand, runClient } from "./client.ts";
 import process from "node:process";
 import { Fleet } from "../fleet/fleet.ts";
@@ -22,7 +23,7 @@ import type { Config } from "../config/schema.ts";
 import { Supervisor } from "../run/supervisor.ts";
 import { redirectHandler, servesName } from "../serve/redirect.ts";
 import { acmeHosts } from "../acme/hosts.ts";
-import { missingPermission } from "../runtime/permissions.ts";
+import { missingPermission } from "../util/permissions.ts";
 import { passedSocketPort, socketActivation } from "../serve/activation.ts";
 import { Https, plainPrepare } from "./https.ts";
 

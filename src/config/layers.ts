@@ -22,7 +22,7 @@ import { formatListen } from "./address.ts";
 import { compactLayers } from "./merge.ts";
 import { formatDuration } from "./units.ts";
 import { open } from "node:fs/promises";
-import { isPermissionError } from "../runtime/permissions.ts";
+import { isPermissionError } from "../util/permissions.ts";
 
 export type Source = "default" | "file" | "flag" | "env" | "reload";
 

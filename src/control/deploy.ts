@@ -60,7 +60,7 @@ export async function deploy(h: DeployHost, d: DeployRequest): Promise<DeployRes
 
     app.deploying.phase = "switch";
     const old = app.state.current.upstreams.filter((u) => !d.upstreams.includes(u.url));
-    const refused = await switchOver(h, app, d);
+    const refused = await switchOver(h, d);
     if (refused) return refused;
     const switchedMs = performance.now() - t0;
     const switchedAt = Date.now();
@@ -98,7 +98,7 @@ async function health(h: DeployHost, app: App, d: DeployRequest): Promise<true |
 }
 
 /** Step 2: the app moves to the new upstreams in one config swap; they just passed step 1, so held requests go now. */
-async function switchOver(h: DeployHost, app: App, d: DeployRequest): Promise<DeployResult | null> {
+async function switchOver(h: DeployHost, d: DeployRequest): Promise<DeployResult | null> {
   const patch: Record<string, unknown> = { upstreams: d.upstreams, ...(d.healthPath ? { healthPath: d.healthPath } : {}) };
   const error = await h.switchTo(d, patch); // marks them up in the same turn as the swap
   if (error !== null) {

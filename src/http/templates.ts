@@ -10,8 +10,6 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LayerError } from "../config/layers.ts";
-import type { Config } from "../config/schema.ts";
-import type { Control } from "../control/control.ts";
 import { PAGE_KINDS, type PageSet, type Template } from "./pages.ts";
 
 const PLACEHOLDERS = ["message", "requestId", "retryAfter", "app"];
@@ -77,25 +75,4 @@ function lineOf(text: string, at: number): number {
   let n = 1;
   for (let i = 0; i < at; i++) if (text.charCodeAt(i) === 10) n++;
   return n;
-}
-
-/**
- * Hooks the templates into reloads: every reload (not a deploy) reads them
- * again, before it is put in force; an error refuses it and the old set stays.
- */
-export function reloadPagesWith(control: Control, pages: { set: PageSet | null }): void {
-  const before = control.prepare;
-  control.prepare = (next: Config, trigger: string) => {
-    const loaded = trigger.startsWith("deploy") ? { set: pages.set } : loadPages(next.pages);
-    if ("errors" in loaded) return loaded;
-    const rest = before?.(next, trigger) ?? { notes: [], commit() {} };
-    if ("errors" in rest) return rest;
-    return {
-      notes: rest.notes,
-      commit() {
-        rest.commit();
-        pages.set = loaded.set;
-      },
-    };
-  };
 }

@@ -85,7 +85,16 @@ export const denoRuntime: Runtime = {
     if (typeof open !== "function") {
       throw new Error("Deno KV needs Deno's --unstable-kv flag: deno serve --unstable-kv --parallel … (or set it in deno.json \"unstable\": [\"kv\"])");
     }
-    return await open(path ?? undefined);
+    // Isolates of `deno serve --parallel` open the same file at once: SQLite may answer "database is locked"
+    // to all but one for a moment (seen under load); try again for up to 2 s before giving up.
+    for (let wait = 25;; wait *= 2) {
+      try {
+        return await open(path ?? undefined);
+      } catch (e) {
+        if (!/locked|busy/i.test(String((e as Error).message)) || wait > 1000) throw e;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   },
   clientIPFor(_req, arg) {
     quietLegacyAbortWarning();

@@ -9,7 +9,7 @@ import { readFileSync, statSync } from "node:fs";
 import tls from "node:tls";
 import type { CertFiles, Config } from "../config/schema.ts";
 import type { FieldError } from "../config/schema.ts";
-import { isPermissionError } from "../runtime/permissions.ts";
+import { isPermissionError } from "../util/permissions.ts";
 
 /** A PEM file larger than this is refused unread. */
 const MAX_PEM_BYTES = 1024 * 1024;

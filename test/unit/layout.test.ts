@@ -40,7 +40,7 @@ test("layout: every unit of src/ has a floor, and no import runs upward", () => 
       if (!target.startsWith(src)) continue;
       const to = unitOf(target);
       if (to === from) continue;
-      if ((floorOf.get(to) ?? -1) >= floorOf.get(from)!) upward.push(`${relative(root, f)} → ${relative(root, target)}`);
+      if ((floorOf.get(to) ?? -1) > floorOf.get(from)!) upward.push(`${relative(root, f)} → ${relative(root, target)}`);
     }
   }
   assert.deepEqual(upward, []);
