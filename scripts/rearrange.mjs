@@ -48,6 +48,7 @@ export const MOVES = {
   "src/pages.ts": "src/http/pages.ts",
   "src/templates.ts": "src/http/templates.ts",
   "src/metrics-port.ts": "src/observe/metrics-port.ts",
+  "src/rollback.ts": "src/control/rollback.ts",
 };
 // Old folders that no longer exist: a file the map does not name moves by folder.
 const FOLDERS = { "src/forward/": "src/http/", "src/dashboard/": "src/admin/" };

@@ -213,7 +213,7 @@ export function adminApp(d: AdminDeps): Hono {
     const req = deployRequest(parsed.value, d.control.effective.config.drainTimeout);
     if (typeof req === "string") return c.json({ error: req }, 400);
     const result = await d.control.deploy(req);
-    if (!result.ok) return c.json({ error: result.error, ...(result.upstream ? { upstream: result.upstream } : {}) }, result.status);
+    if (!result.ok) return c.json({ error: result.error, ...(result.upstream ? { upstream: result.upstream } : {}), ...(result.rolledBack ? { rolledBack: true } : {}) }, result.status);
     return c.json(result);
   });
 

@@ -14,6 +14,8 @@ export class App {
   readonly state: State;
   /** Set while a deploy runs: deploys are serialised per app. */
   deploying: { phase: string; upstreams: string[]; since: number; lastError: string | null } | null = null;
+  /** The last automatic rollback (rollbackWindow), for /status. */
+  rolledBack: { at: string; from: string[]; to: string[]; reason: string } | null = null;
 
   constructor(public cfg: AppConfig, top: Config, sources: Record<string, Source>, shared: Shared) {
     this.state = new State({ config: view(top, cfg), sources }, shared.runtime, shared.events(cfg.name));
@@ -49,6 +51,9 @@ export function view(top: Config, a: AppConfig): Config {
     maxHeld: a.maxHeld,
     maxBodyBuffer: a.maxBodyBuffer,
     maxBody: a.maxBody,
+    retryOn: a.retryOn,
+    maxConcurrent: a.maxConcurrent,
+    slowStart: a.slowStart,
   };
 }
 

@@ -30,6 +30,9 @@ export class Upstream {
    * inFlight ended with the response head): a drain waits for these too.
    */
   relaying = 0;
+  /** The app's answers passed on from it, and how many were 5xx (for rollbackWindow, rollback.ts). */
+  answers = 0;
+  answers5xx = 0;
   /** Connection attempts: probes plus forwarded requests. */
   attempts = 0;
   failures = 0;

@@ -53,6 +53,10 @@ export const OPTIONS = {
   "waiting-page-after": { type: "string" },
   "metrics-listen": { type: "string" },
   pages: { type: "string" },
+  "retry-on": { type: "string" },
+  "max-concurrent": { type: "string" },
+  "slow-start": { type: "string" },
+  "rollback-window": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "redirect-http": { type: "string" },
@@ -96,6 +100,10 @@ const FLAG_FOR: Record<string, string> = {
   waitingPageAfter: "--waiting-page-after",
   "metrics.listen": "--metrics-listen",
   pages: "--pages",
+  retryOn: "--retry-on",
+  maxConcurrent: "--max-concurrent",
+  slowStart: "--slow-start",
+  rollbackWindow: "--rollback-window",
   "run.idleStop": "--idle-stop",
   "run.restart": "--restart",
   "run.release": "--release",
@@ -177,6 +185,10 @@ export function parseCli(argv: string[]): Cli {
   if (values["waiting-page-after"] !== undefined) raw.waitingPageAfter = values["waiting-page-after"];
   if (values["metrics-listen"] !== undefined) raw.metrics = { listen: values["metrics-listen"] };
   if (values.pages !== undefined) raw.pages = values.pages;
+  if (values["retry-on"] !== undefined) raw.retryOn = values["retry-on"];
+  if (values["max-concurrent"] !== undefined) raw.maxConcurrent = values["max-concurrent"];
+  if (values["slow-start"] !== undefined) raw.slowStart = values["slow-start"];
+  if (values["rollback-window"] !== undefined) raw.rollbackWindow = values["rollback-window"];
   if (values["tls-cert"] !== undefined || values["tls-key"] !== undefined || values["redirect-http"] !== undefined) {
     raw.tls = {};
     if (values["tls-cert"] !== undefined) raw.tls.cert = values["tls-cert"];
@@ -273,6 +285,20 @@ Options (config-file key in brackets; a flag overrides the file):
                              a chunked body is then read whole first          (default none)
       --max-held-body-bytes SIZE [maxHeldBodyBytes] buffered bodies of all held requests
                              together; past it, 503 with Retry-After          (default 256MiB)
+      --retry-on CODES       [retryOn] e.g. 502,503: such an answer to a GET, HEAD, OPTIONS,
+                             PUT, DELETE or a request with Idempotency-Key means "not ready":
+                             held and retried (after Retry-After, at least tryInterval) until
+                             tryDuration, then passed on; retries stay within a budget of 20%
+                             of the app's requests (at least 3/s)               (default none)
+      --max-concurrent N     [maxConcurrent] most requests in flight to each upstream; the
+                             rest wait in line, first come first served, as held requests
+                             (maxHeld, tryDuration apply)                      (default none)
+      --slow-start DUR       [slowStart] a newly ready upstream's cap ramps from 1 to
+                             --max-concurrent over DUR                          (default 0)
+      --rollback-window DUR  [rollbackWindow] for DUR after a deploy or restart, if the new
+                             upstreams (instance) go down (exit) or half their answers (of
+                             10 or more) are 5xx, switch back to the replaced ones, kept
+                             meanwhile; the deploy or restart fails          (default off)
 
 Connections (every client connection; a held request is exempt from the timeouts):
       --header-timeout DUR   [headerTimeout] the whole request head must arrive within it (default 10s)

@@ -16,8 +16,8 @@ import {
   RUN_DEFAULTS,
   type RunConfig,
   validatePartial,
-  validateWhole,
 } from "./schema.ts";
+import { validateWhole } from "./whole.ts";
 import { formatListen } from "./address.ts";
 import { compactLayers } from "./merge.ts";
 import { formatDuration } from "./units.ts";
@@ -80,6 +80,10 @@ export function defaultLayer(opts: { stderrIsTTY: boolean; adminToken?: string; 
       admin: { listen: "127.0.0.1:2019", token: opts.adminToken || null, hosts: [] },
       log: opts.stderrIsTTY ? "text" : "json",
       waitingPageAfter: null,
+      retryOn: [],
+      maxConcurrent: null,
+      slowStart: "0ms",
+      rollbackWindow: null,
       allowUpstreams: [],
     },
   };
@@ -246,6 +250,9 @@ export function toJSON(c: Config): Record<string, unknown> {
       maxHeld: a.maxHeld,
       maxBodyBuffer: a.maxBodyBuffer,
       maxBody: a.maxBody,
+      retryOn: a.retryOn,
+      maxConcurrent: a.maxConcurrent,
+      slowStart: formatDuration(a.slowStart),
       ...(a.tls ? { tls: a.tls } : {}),
     })),
     ...(c.tls.cert || c.tls.redirectHttp || c.tls.acme
@@ -264,6 +271,10 @@ export function toJSON(c: Config): Record<string, unknown> {
     ...(c.workers > 1 ? { workers: c.workers } : {}),
     ...(c.allowUpstreams.length ? { allowUpstreams: c.allowUpstreams } : {}),
     waitingPageAfter: c.waitingPageAfter === null ? null : formatDuration(c.waitingPageAfter),
+    retryOn: c.retryOn,
+    maxConcurrent: c.maxConcurrent,
+    slowStart: formatDuration(c.slowStart),
+    rollbackWindow: c.rollbackWindow === null ? null : formatDuration(c.rollbackWindow),
     ...(c.run
       ? {
         run: {

@@ -1,12 +1,16 @@
 /**
  * The config schema: what each key accepts, what it means once parsed, and the
- * one validation function that start-up, SIGHUP and POST /reload all use.
+ * validation of one layer that start-up, SIGHUP and POST /reload all use (the
+ * checks on the merged whole are in whole.ts; how errors read, in issues.ts).
  */
 import * as z from "zod/mini";
-import { isLoopback, parseListen, parseUpstream } from "./address.ts";
+import { parseListen, parseUpstream } from "./address.ts";
 import type { ListenAddress } from "./address.ts";
 import { formatDuration, parseDuration, parseSize } from "./units.ts";
-import { closest } from "../util/suggest.ts";
+import { describeIssue, type FieldError } from "./issues.ts";
+
+export type { FieldError };
+import { statusList } from "./statuses.ts";
 
 export type LogFormat = "json" | "text" | "off";
 
@@ -90,6 +94,12 @@ export interface Config {
   log: LogFormat;
   /** A browser held this long gets a self-reloading "starting…" page; null: never. */
   waitingPageAfter: number | null;
+  /** Answers with these statuses to a request safe to resend are held and retried (forward/retry.ts); [] = none. */
+  retryOn: number[];
+  maxConcurrent: number | null;
+  slowStart: number;
+  /** How long after a deploy its new upstreams are watched and rolled back if bad (rollback.ts); null: off. */
+  rollbackWindow: number | null;
   run: RunConfig | null;
   /**
    * The apps, each with every per-app key resolved (its own value, else the
@@ -144,6 +154,8 @@ export const ACME_DEFAULTS = {
 /** The keys an app may set for itself; top-level values are their defaults. */
 export const APP_KEYS = [
   "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "maxBody",
+  "upstreams", "healthPath", "tryDuration", "tryInterval", "responseTimeout", "maxHeld", "maxBodyBuffer", "retryOn",
+  "maxConcurrent", "slowStart",
 ] as const;
 
 export interface AppConfig {
@@ -161,14 +173,14 @@ export interface AppConfig {
   maxHeld: number;
   maxBodyBuffer: number;
   maxBody: number | null;
+  /** Statuses that mean "not ready" (see forward/retry.ts); [] = none. */
+  retryOn: number[];
+  /** Most requests in flight to each upstream, the rest waiting in line (forward/limit.ts); null = no cap. */
+  maxConcurrent: number | null;
+  /** A newly ready upstream's cap ramps from 1 to maxConcurrent over this. */
+  slowStart: number;
   /** This app's certificate, chosen by SNI for its hosts; null: the top-level one. */
   tls: CertFiles | null;
-}
-
-/** One field's problem, named as the user wrote it ("tryDuration", "admin.listen"). */
-export interface FieldError {
-  field: string;
-  problem: string;
 }
 
 // A string (or, where it makes sense, a number) parsed by `parse`, which
@@ -211,6 +223,8 @@ const size = (max: number, min = 0) =>
     return typeof n === "number" && n > max ? `"${t}" is too large; the most is ${max} bytes` : n;
   }, true);
 
+const positive = parsed((t) => (/^\d+$/.test(t.trim()) && Number(t) >= 1 ? Number(t) : `"${t}" is not a whole number of at least 1`), true);
+
 const count = parsed((t) => (/^\d+$/.test(t.trim()) ? Number(t) : `"${t}" is not a whole number`), true);
 
 const upstream = z.pipe(parsed(parseUpstream), z.transform((u) => u.url));
@@ -237,6 +251,9 @@ const app = z.strictObject({
   maxHeld: z.optional(count),
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxBody: z.optional(z.nullable(size(2 ** 40))),
+  retryOn: z.optional(statusList),
+  maxConcurrent: z.optional(z.nullable(positive)),
+  slowStart: z.optional(duration(0, 3_600_000)),
   tls: z.optional(z.nullable(z.strictObject({ cert: filePath, key: filePath }))),
 });
 export type ParsedApp = z.output<typeof app>;
@@ -284,6 +301,10 @@ export const partialSchema = z.strictObject({
   maxBodyBuffer: z.optional(size(2 ** 31)),
   maxBody: z.optional(z.nullable(size(2 ** 40))),
   maxHeldBodyBytes: z.optional(size(2 ** 40)),
+  rollbackWindow: z.optional(z.nullable(duration(100, 3_600_000))),
+  retryOn: z.optional(statusList),
+  maxConcurrent: z.optional(z.nullable(positive)),
+  slowStart: z.optional(duration(0, 3_600_000)),
   // Below one socket read (64 KiB) it would close WebSockets that are merely busy.
   wsMaxBuffered: z.optional(size(2 ** 32, 64 * 1024)),
   wsCloseSpread: z.optional(duration(0, 3_600_000)),
@@ -361,102 +382,4 @@ export function validatePartial(raw: unknown): { value: ParsedPartial } | { erro
   const r = partialSchema.safeParse(raw, { reportInput: true });
   if (r.success) return { value: r.data };
   return { errors: r.error.issues.flatMap(describeIssue) };
-}
-
-/** Checks that hold only for the whole, merged config. */
-export function validateWhole(c: Config): FieldError[] {
-  const errors: FieldError[] = [];
-  const routes = new Set<string>();
-  for (const a of c.apps) {
-    for (const h of a.hosts.length ? a.hosts : ["*"]) {
-      const route = `${h} ${a.pathPrefix}`;
-      if (routes.has(route)) {
-        errors.push({ field: `apps.${a.name}`, problem: `another app already answers host ${h}${a.pathPrefix ? ` under ${a.pathPrefix}` : ""}` });
-      }
-      routes.add(route);
-    }
-  }
-  if (!c.tls.cert !== !c.tls.key) {
-    errors.push({ field: c.tls.cert ? "tls.key" : "tls.cert", problem: "is missing: give both the certificate and its key (--tls-cert and --tls-key)" });
-  }
-  for (const a of c.apps) {
-    if (a.tls && !a.hosts.length) {
-      errors.push({ field: `apps.${a.name}.tls`, problem: "needs the app's hosts: its certificate is chosen by the name a client asks for (use top-level tls for every other name)" });
-    }
-  }
-  if (c.tls.redirectHttp && !c.tls.cert && !c.apps.some((a) => a.tls) && !c.tls.acme) {
-    errors.push({ field: "tls.redirectHttp", problem: "redirects to https, but no certificate is configured (--tls-cert and --tls-key, or --acme EMAIL)" });
-  }
-  errors.push(...validateAcme(c));
-  if (c.admin.listen && !c.admin.token && !isLoopback(c.admin.listen.hostname)) {
-    errors.push({
-      field: "admin.token",
-      problem: `the admin API would listen on ${c.admin.listen.hostname}, beyond loopback, without a token; ` +
-        "set --admin-token (or HOLDUP_ADMIN_TOKEN), or listen on 127.0.0.1",
-    });
-  }
-  return errors;
-}
-
-/** ACME: needs an email, the redirect listener (HTTP-01 is answered there) and at least one name. */
-function validateAcme(c: Config): FieldError[] {
-  const a = c.tls.acme;
-  if (!a) return [];
-  if (!a.email) return [{ field: "tls.acme.email", problem: "is missing: ACME needs a contact address (--acme you@example.com)" }];
-  const errors: FieldError[] = [];
-  if (!c.tls.redirectHttp) {
-    errors.push({
-      field: "tls.acme",
-      problem: "needs the redirect listener, where the ACME server's HTTP-01 challenge is answered: add --redirect-http :80 (config tls.redirectHttp); the ACME server connects to port 80 of each name",
-    });
-  }
-  const exact = c.apps.some((x) => !x.tls && x.hosts.some((h) => !h.startsWith("*.")));
-  if (!a.hosts.length && !exact) {
-    errors.push({
-      field: "tls.acme.hosts",
-      problem: "no name to get a certificate for: give one with --acme-host example.com (config tls.acme.hosts), or apps with exact hosts",
-    });
-  }
-  return errors;
-}
-
-// zod/mini carries no message locale: say what is wrong in our own words.
-function describeIssue(issue: z.core.$ZodIssue): FieldError[] {
-  const field = issue.path.map(String).join(".").replace(/\.(\d+)(?=\.|$)/g, "[$1]") || "(config)";
-  switch (issue.code) {
-    case "unrecognized_keys":
-      return issue.keys.map((k) => ({
-        field: field === "(config)" ? k : `${field}.${k}`,
-        problem: `unknown key${suggest(k)}`,
-      }));
-    case "invalid_type":
-      return [{ field, problem: `expected ${issue.expected}, got ${typeOf(issue.input)}` }];
-    case "invalid_value":
-      return [{ field, problem: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}` }];
-    case "invalid_union":
-      return [{ field, problem: `expected a string or a number, got ${typeOf(issue.input)}` }];
-    default:
-      return [{ field, problem: issue.message }];
-  }
-}
-
-function typeOf(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
-  return typeof v === "object" ? "an object" : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-const KNOWN = [
-  "listen", "upstreams", "tryDuration", "tryInterval", "responseTimeout", "healthPath",
-  "maxHeld", "maxBodyBuffer", "maxBody", "maxHeldBodyBytes", "headerTimeout", "bodyTimeout", "keepAliveTimeout",
-  "maxConnections", "admin", "log", "token", "hosts", "apps", "name", "pathPrefix", "stripPrefix",
-  "state", "workers", "waitingPageAfter", "run", "command", "cwd", "env", "readyTimeout", "stopSignal", "stopTimeout", "drainTimeout", "idleStop", "restart", "release",
-  "wsMaxBuffered", "wsCloseSpread", "wsIdleTimeout", "wsPingInterval", "healthInterval", "healthTimeout", "unhealthyAfter", "allowUpstreams", "tls", "cert", "key", "redirectHttp", "acme", "email", "directory", "stateDir", "ca",
-  "metrics", "pages",
-];
-
-function suggest(key: string): string {
-  const best = closest(key, KNOWN);
-  return best ? ` (did you mean "${best}"?)` : "";
 }

@@ -13,6 +13,8 @@ import { DEFAULT_DEPLOY_TIMEOUT, deploy, type DeployRequest, type DeployResult, 
 import type { Sharing } from "./sharing.ts";
 import { bodyErrors, keepRestartOnly, upstreamRefused } from "../config/guard.ts";
 import { compactLayers } from "../config/merge.ts";
+import { drainUpstreams } from "./deploy.ts";
+import { rollbackLayer } from "./rollback.ts";
 import { describeApp, describeUpstream, modeOf, websocketsOf } from "./status.ts";
 
 export { DEFAULT_DEPLOY_TIMEOUT, type DeployRequest, type DeployResult };
@@ -130,7 +132,12 @@ export class Control {
   deploy(d: DeployRequest): Promise<DeployResult> {
     const refused = d.upstreams.map((u) => upstreamRefused(u, this.effective.config.allowUpstreams)).find((p) => p);
     if (refused) return Promise.resolve({ ok: false, status: 400, error: `upstreams: ${refused}` });
-    return deploy({ ...this.o, switchTo: (d, patch) => this.switchTo(d, patch) }, d);
+    return deploy({
+      ...this.o,
+      switchTo: (d, patch) => this.switchTo(d, patch),
+      rollbackWindow: () => this.effective.config.rollbackWindow,
+      rollBack: (app, d, to, reason, switchedAt) => this.rollBack(app, d, to, reason, switchedAt),
+    }, d);
   }
 
   /** A deploy's switch: the app's new upstreams as one more reload layer, put in force in order and shared with the fleet. */
@@ -152,6 +159,22 @@ export class Control {
       void this.fleet.submit({ kind: "deploy", by: this.fleet.instance, app, raw: layer.raw });
     }
     return null;
+  }
+
+  /** rollbackWindow: the deploy's new upstreams proved bad; switch the app back to `to` (held requests wait meanwhile). */
+  private async rollBack(app: App, d: DeployRequest, to: string[], reason: string, switchedAt: number): Promise<DeployResult> {
+    const bad = app.state.current.upstreams.filter((u) => !to.includes(u.url));
+    const layer = rollbackLayer(d.app, to, this.effective.layers.some((l) => l.raw.apps));
+    const applied = await this.inOrder(() => this.apply(`rollback ${d.app}`, [...this.effective.layers, layer], d));
+    if (applied.ok && this.fleet) {
+      this.sharedLayers.push(layer);
+      void this.fleet.submit({ kind: "deploy", by: this.fleet.instance, app: d.app, raw: layer.raw });
+    }
+    this.o.log.warn("rolled back", { app: d.app, from: d.upstreams, to, reason, afterSwitchMs: Date.now() - switchedAt });
+    await drainUpstreams(bad, d.drainTimeout);
+    this.o.metrics.deploysFailed++;
+    app.rolledBack = { at: new Date().toISOString(), from: d.upstreams, to, reason };
+    return { ok: false, status: 502, error: `rolled back to ${to.join(", ")}: ${d.upstreams.join(", ")} ${reason}`, rolledBack: true };
   }
 
   /** The errors a reload with this body would give, without applying it (empty: it would apply). */

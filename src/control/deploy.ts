@@ -10,6 +10,7 @@ import { probeOnce, type Upstream } from "../apps/upstream.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { Runtime } from "../runtime/types.ts";
+import { watchDeploy } from "./rollback.ts";
 
 export const DEFAULT_DEPLOY_TIMEOUT = 30_000;
 
@@ -35,7 +36,7 @@ export type DeployResult =
     switchedAt: number;
     tookMs: number;
   }
-  | { ok: false; status: 400 | 404 | 409 | 422; error: string; upstream?: string };
+  | { ok: false; status: 400 | 404 | 409 | 422 | 502; error: string; upstream?: string; rolledBack?: true };
 
 /** What a deploy needs of holdup; `switchTo` puts the app's new upstreams in force (Control: a reload layer, shared with the fleet). */
 export interface DeployHost {
@@ -45,6 +46,10 @@ export interface DeployHost {
   metrics: Metrics;
   /** Null once in force, else why the config refused it. */
   switchTo(d: DeployRequest, patch: Record<string, unknown>): Promise<string | null>;
+  /** rollbackWindow in force (null: off). */
+  rollbackWindow(): number | null;
+  /** The new upstreams proved bad within the window: switch the app back to `to`. */
+  rollBack(app: App, d: DeployRequest, to: string[], reason: string, switchedAt: number): Promise<DeployResult>;
 }
 
 export async function deploy(h: DeployHost, d: DeployRequest): Promise<DeployResult> {
@@ -59,6 +64,7 @@ export async function deploy(h: DeployHost, d: DeployRequest): Promise<DeployRes
     const healthyMs = performance.now() - t0;
 
     app.deploying.phase = "switch";
+    const before = app.state.current.upstreams.map((u) => u.url);
     const old = app.state.current.upstreams.filter((u) => !d.upstreams.includes(u.url));
     const refused = await switchOver(h, d);
     if (refused) return refused;
@@ -67,6 +73,8 @@ export async function deploy(h: DeployHost, d: DeployRequest): Promise<DeployRes
 
     app.deploying.phase = "drain";
     const drain = await drainUpstreams(old, d.drainTimeout);
+    const bad = await watch(h, app, d, switchedAt);
+    if (bad) return await h.rollBack(app, d, before, bad, switchedAt);
     h.metrics.deploysOk++;
     const result = {
       ok: true as const,
@@ -108,11 +116,19 @@ async function switchOver(h: DeployHost, d: DeployRequest): Promise<DeployResult
   return null;
 }
 
+/** Step 4, with a rollbackWindow: what made the new upstreams bad within it (they exit, or answer 5xx), or null. */
+async function watch(h: DeployHost, app: App, d: DeployRequest, switchedAt: number): Promise<string | null> {
+  const window = h.rollbackWindow();
+  if (window === null || !app.deploying) return null;
+  app.deploying.phase = "watch";
+  return await watchDeploy(app.state, d.upstreams, Math.max(0, window - (Date.now() - switchedAt)));
+}
+
 /**
  * Step 3: waits until no request waits for a response head from `old`, at
  * most `timeout`; then cuts what is left. Counts what finished and what was cut.
  */
-async function drainUpstreams(old: Upstream[], timeout: number): Promise<{ drained: number; cut: number }> {
+export async function drainUpstreams(old: Upstream[], timeout: number): Promise<{ drained: number; cut: number }> {
   const deadline = performance.now() + timeout;
   const before = old.reduce((n, u) => n + u.inFlight, 0);
   while (old.some((u) => u.inFlight > 0) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));

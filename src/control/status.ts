@@ -2,6 +2,7 @@
 import type { App } from "../apps/apps.ts";
 import type { Mode } from "../apps/state.ts";
 import type { Upstream } from "../apps/upstream.ts";
+import { queuedAt } from "../http/limit.ts";
 
 /** The apps' one mode, or "mixed". */
 export function modeOf(apps: App[]): Mode | "mixed" {
@@ -20,6 +21,7 @@ export function describeApp(a: App) {
     held: a.state.held,
     upstreams: s.upstreams.map((u) => describeUpstream(u, a)),
     deploying: a.deploying,
+    ...(a.rolledBack ? { rolledBack: a.rolledBack } : {}),
   };
 }
 
@@ -45,6 +47,7 @@ export function describeUpstream(u: Upstream, app: App) {
     status: u.status,
     lastError: u.lastError,
     inFlight: u.inFlight,
+    queued: queuedAt(u),
     attempts: u.attempts,
     failures: u.failures,
     ...(app.cfg.healthPath !== null ? { healthy: !u.unhealthy, healthFailures: u.healthFailures } : {}),

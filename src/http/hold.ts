@@ -7,6 +7,9 @@
 import { attempt } from "./attempt.ts";
 import { type Body, bodySize, prepareBody, TooLarge } from "./body.ts";
 import { account } from "./front.ts";
+import { type Limit, limitOf } from "./limit.ts";
+import { budgetOf, retryDelay } from "./retry.ts";
+import { CUT } from "../apps/upstream.ts";
 import { clientHeaders, upstreamHeaders } from "./headers.ts";
 import { requestId } from "./requestid.ts";
 import type { Logger } from "../observe/log.ts";
@@ -18,8 +21,6 @@ import type { State } from "../apps/state.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
 const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
-/** Resends of an idempotent request after a failure that may have reached the upstream. */
-const MAX_RESENDS = 2;
 
 export interface ProxyDeps {
   state: State;
@@ -62,7 +63,14 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
   const replayable = body.kind !== "stream";
   // Only on a connection of its own does "refused" prove a request unsent.
   const fresh = replayable && !idempotent;
+  // Safe to send again after an ambiguous failure or a "not ready" answer: byte-exact, from the buffer.
+  const resendable = replayable && (idempotent || req.header("idempotency-key") !== null);
   let resends = 0;
+  /** No attempt before this (performance.now() ms): a Retry-After or tryInterval pause between resends. */
+  let retryAt = 0;
+  /** Why the next attempt is a resend, for /metrics. */
+  let resend: "status" | "empty-reply" | "drain" | null = null;
+  let first = true;
   let heldMs = 0;
   let wasHeld = false;
   /** Bytes of this request's buffered body counted in state.heldBodyBytes while it is held. */
@@ -72,8 +80,38 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     snap = state.current;
     if (snap.mode === "stopped") return stopped(d, req, rid, start, snap.stopMessage, heldMs);
     const deadline = start + snap.config.tryDuration;
-    const u = snap.mode === "running" ? state.pick(snap) : null;
+    const u = snap.mode === "running" && (retryAt === 0 || performance.now() >= retryAt) ? state.pick(snap) : null;
     if (u) {
+      if (first) {
+        first = false;
+        if (snap.config.retryOn.length) budgetOf(state).request(performance.now());
+      }
+      // The concurrency cap: take a slot, or wait in line as a held request.
+      const max = snap.config.maxConcurrent;
+      let slot: Limit | null = null;
+      if (max !== null) {
+        slot = limitOf(u);
+        if (!slot.tryTake(slot.cap(u, max, snap.config.slowStart))) {
+          const refused = await queue(slot, deadline, snap.config.waitingPageAfter);
+          if (refused) return refused;
+          if (!state.current.upstreams.includes(u)) {
+            // A reload or deploy replaced it while this waited: pass the slot on and pick again.
+            slot.release(slot.cap(u, max, snap.config.slowStart));
+            continue;
+          }
+        }
+      }
+      const lim = slot;
+      let freed = lim === null;
+      const free = () => {
+        if (freed) return;
+        freed = true;
+        lim!.release(lim!.cap(u, max!, state.current.config.slowStart));
+      };
+      if (resend) {
+        d.metrics.resend(d.app, resend);
+        resend = null;
+      }
       const input = {
         // A client that leaves cancels its upstream request (the fetch is aborted, its connection closed), as nginx
         // and Caddy do — not on a runtime that would then resend it (Runtime.abortResends), except a reset h2 stream.
@@ -91,22 +129,43 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
           state.releaseGate.release();
         }
       } else out = await attempt(d.runtime, u, input);
+      if (out.kind !== "response") free();
       if (out.kind === "response") {
         const res = out.response;
+        if (resendable && snap.config.retryOn.includes(res.status)) {
+          const now = performance.now();
+          const at = now + retryDelay(res.headers.get("retry-after"), snap.config.tryInterval);
+          if (at < deadline && canHold()) {
+            if (budgetOf(state).tryRetry(now)) {
+              res.body?.cancel().catch(() => {});
+              free();
+              retryAt = at;
+              resend = "status";
+              continue;
+            }
+            d.metrics.retryBudgetSpent(d.app);
+          }
+        }
         const h = clientHeaders(res, Math.round(heldMs), rid);
         if ("error" in h) {
           res.body?.cancel().catch(() => {});
+          free();
           return done(502, "the upstream sent a response that cannot be relayed", heldMs, `upstream ${u.url}: ${h.error}`);
         }
         const bodyless = req.method === "HEAD" || NULL_BODY_STATUS.has(res.status);
         if (bodyless) res.body?.cancel().catch(() => {});
         u.relaying++;
+        u.answers++;
+        if (res.status >= 500) u.answers5xx++;
         return finish(d, req, rid, start, {
           status: res.status,
           headers: h.headers,
           body: bodyless ? null : res.body,
           length: bodyless ? null : h.length,
-        }, heldMs, u.url, undefined, () => u.relaying--);
+        }, heldMs, u.url, undefined, () => {
+          u.relaying--;
+          free();
+        });
       }
       if (out.kind === "timeout") {
         return done(504, "the upstream sent no response in time", heldMs, `upstream ${u.url} sent no response head within ${snap.config.responseTimeout}ms`);
@@ -114,8 +173,15 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       if (out.kind === "client-gone") return done(499, "client disconnected", heldMs);
       if (!replayable) return done(502, "the upstream failed", heldMs, `upstream ${u.url} failed: ${out.error}`);
       if (out.failure === "after-send") {
-        // It may have seen the request: resend only what is safe to resend.
-        if (idempotent && ++resends <= MAX_RESENDS && performance.now() < deadline) continue;
+        // It may have seen the request: resend only what is safe to resend. The first resend goes at
+        // once (a kept-alive connection the app closed as it was reused); later ones are held a tryInterval.
+        if (resendable) {
+          retryAt = ++resends > 1 ? performance.now() + snap.config.tryInterval : 0;
+          if (retryAt < deadline && (retryAt === 0 || canHold())) {
+            resend = out.error === CUT ? "drain" : "empty-reply";
+            continue;
+          }
+        }
         return done(502, "the upstream failed", heldMs, `upstream ${u.url} failed after the request was sent: ${out.error}`);
       }
       u.markDown(out.error); // never sent: hold and retry below
@@ -141,7 +207,8 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     const mark = { at: start };
     state.heldSince.add(mark);
     const since = performance.now();
-    const why = await state.waiters.wait(Math.min(deadline, pageAt), req.signal);
+    const until = retryAt > since ? Math.min(deadline, pageAt, retryAt) : Math.min(deadline, pageAt);
+    const why = await state.waiters.wait(until, req.signal);
     state.held--;
     state.heldBodyBytes -= heldBytes;
     state.heldSince.delete(mark);
@@ -149,6 +216,38 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
     if (why === "aborted") return done(499, "client disconnected while held", heldMs);
     if (why === "shutdown") return done(503, "holdup is shutting down", heldMs, undefined, 5);
     if (why === "deadline" && performance.now() >= deadline) return heldTooLong(state.current.mode, snap.config.tryDuration);
+    // A reload, deploy or resume: try the new state now rather than after the pause.
+    if (state.current.version !== snap.version) retryAt = 0;
+  }
+
+  /**
+   * Waits in an upstream's line for a slot (maxConcurrent), counted as held.
+   * Resolves null with the slot taken, or with the reply when it cannot wait.
+   */
+  async function queue(lim: Limit, deadline: number, pageAfter: number | null): Promise<Reply | null> {
+    if (!canHold()) {
+      return done(503, "too many requests are waiting; try again shortly", heldMs, "maxHeld or maxHeldBodyBytes reached waiting for maxConcurrent", 1);
+    }
+    const pageAt = pageAfter !== null && wantsPage(req) ? start + pageAfter : Infinity;
+    wasHeld = true;
+    state.held++;
+    state.heldBodyBytes += heldBytes;
+    const since = performance.now();
+    const why = await lim.wait(Math.min(deadline, pageAt), req.signal);
+    state.held--;
+    state.heldBodyBytes -= heldBytes;
+    heldMs += performance.now() - since;
+    if (why === "ok") return null;
+    if (why === "aborted") return done(499, "client disconnected while held", heldMs);
+    if (pageAt !== Infinity && performance.now() < deadline) return waitingPage(d, req, rid, start, heldMs);
+    return done(503, `the app is busy (maxConcurrent); held for the whole tryDuration (${state.current.config.tryDuration}ms)`, heldMs, undefined, 5);
+  }
+
+  /** Whether this request may be held (for a pause between resends) without passing maxHeld or maxHeldBodyBytes. */
+  function canHold(): boolean {
+    if (wasHeld) return true;
+    return state.held < state.current.config.maxHeld &&
+      (heldBytes === 0 || state.heldBodyBytes + heldBytes <= state.current.config.maxHeldBodyBytes);
   }
 
   function heldTooLong(mode: string, tryDuration: number): Reply {

@@ -30,6 +30,10 @@ export class Metrics {
   build: { version: string; runtime: string } | null = null;
   /** With `-- COMMAND`: the app's serving instance (null while none) and restarts so far. */
   runApp: (() => { instance: number | null; restarts: number; failedRestarts: number }) | null = null;
+  /** Resends by "app\0reason" (status: a retryOn answer; empty-reply; drain). */
+  private resends = new Map<string, number>();
+  /** retryOn answers passed on because the app's retry budget was spent, by app. */
+  private budgetSpent = new Map<string, number>();
 
   /** `app` is "" for requests no app answered. */
   request(status: number, heldMs: number, app: string): void {
@@ -44,6 +48,15 @@ export class Metrics {
       c.holdSum += s;
       c.holdCount++;
     }
+  }
+
+  resend(app: string, reason: "status" | "empty-reply" | "drain"): void {
+    const k = `${app}\0${reason}`;
+    this.resends.set(k, (this.resends.get(k) ?? 0) + 1);
+  }
+
+  retryBudgetSpent(app: string): void {
+    this.budgetSpent.set(app, (this.budgetSpent.get(app) ?? 0) + 1);
   }
 
   /** Requests answered so far with a 5xx status, all apps (for the dashboard's rates). */
@@ -95,6 +108,14 @@ export class Metrics {
       out.push(`holdup_hold_seconds_sum{${app}} ${c.holdSum}`);
       out.push(`holdup_hold_seconds_count{${app}} ${c.holdCount}`);
     }
+
+    metric("holdup_resends_total", "counter", "Requests sent to the app again, by reason: status (a retryOn answer), empty-reply (closed or reset before a response), drain (cut by a drain).");
+    for (const [k, n] of this.resends) {
+      const [app, reason] = k.split("\0");
+      out.push(`holdup_resends_total{app="${esc(app)}",reason="${reason}"} ${n}`);
+    }
+    metric("holdup_retry_budget_exhausted_total", "counter", "retryOn answers passed on at once because the app's retry budget was spent.");
+    for (const [app, n] of this.budgetSpent) out.push(`holdup_retry_budget_exhausted_total{app="${esc(app)}"} ${n}`);
 
     const perUpstream = (name: string, type: string, help: string, value: (u: Snapshot["upstreams"][number]) => number) => {
       metric(name, type, help);

@@ -14,6 +14,7 @@ import type { Upstream } from "../apps/upstream.ts";
 import { type Exit, formatExit, freeLoopbackPort, Instance } from "./instance.ts";
 import { warnIfPortUnused } from "./portcheck.ts";
 import { type ReleaseRun, runRelease } from "./release.ts";
+import { watchDeploy } from "../control/rollback.ts";
 
 export const BACKOFF_FIRST_MS = 500;
 export const BACKOFF_MAX_MS = 30_000;
@@ -39,6 +40,10 @@ export class Supervisor {
   unhealthyKills = 0;
   lastExit: (Exit & { instance: number; at: string }) | null = null;
   lastError: string | null = null;
+  /** The last automatic rollback of a restart (rollbackWindow), for /status. */
+  rolledBack: { at: string; from: number; to: number; reason: string } | null = null;
+  /** The new instance while rollbackWindow watches it: its exit is the watcher's to handle. */
+  private watching: Instance | null = null;
   phase: "starting" | "running" | "restarting" | "backoff" | "idle" | "stopping" | "stopped" = "starting";
   private nextId = 1;
   private instances = new Set<Instance>();
@@ -117,6 +122,7 @@ export class Supervisor {
       unhealthyKills: this.unhealthyKills,
       lastExit: this.lastExit,
       lastError: this.lastError,
+      ...(this.rolledBack ? { rolledBack: this.rolledBack } : {}),
       idleStop: this.run.idleStop,
       restartMode: this.run.restart,
       release: this.run.release,
@@ -219,6 +225,8 @@ export class Supervisor {
     this.o.control.setAppUpstream(inst.url);
     const ms = Math.round(performance.now() - t0);
     this.o.log.info("app instance serving", { trigger, instance: inst.id, pid: inst.pid, upstream: inst.url, readyMs: ms });
+    const window = this.o.control.effective.config.rollbackWindow;
+    if (old?.running && window !== null) return await this.watch(inst, old, oldUpstream, window, trigger, ms);
     if (old) void this.retire(old, oldUpstream);
     // A failed release on a restart fails the restart (POST /restart 502), though the app serves again.
     if (releaseError !== null && trigger !== "start") return { ok: false, error: this.lastError! };
@@ -235,6 +243,34 @@ export class Supervisor {
     const ms = Math.round(performance.now() - t0);
     if (error === null) this.o.log.info("release command done", { trigger, ms });
     return error;
+  }
+
+  /**
+   * rollbackWindow: the old instance is drained but kept while the new one is
+   * watched; if the new one exits or answers mostly 5xx, switch back to the old.
+   */
+  private async watch(inst: Instance, old: Instance, oldUpstream: Upstream | null, window: number, trigger: string, ms: number): Promise<RestartResult> {
+    this.watching = inst;
+    const bad = await watchDeploy(this.o.state, [inst.url], window, inst.exited.then((e) => `exited (${formatExit(e)})`));
+    this.watching = null;
+    if (bad && old.running) {
+      this.current = old;
+      this.o.control.setAppUpstream(old.url);
+      this.failedRestarts++;
+      this.rolledBack = { at: new Date().toISOString(), from: inst.id, to: old.id, reason: bad };
+      this.o.log.warn("rolled back", { trigger, instance: inst.id, to: old.id, reason: bad });
+      await inst.stop();
+      return { ok: false, error: `rolled back to instance #${old.id}: instance #${inst.id} ${bad}` };
+    }
+    void this.retire(old, oldUpstream);
+    if (!inst.running && this.current === inst) {
+      // It died with nothing to go back to: recover as after a crash.
+      this.current = null;
+      this.o.control.setAppUpstream(null);
+      this.scheduleRecovery();
+      return { ok: false, error: `instance #${inst.id} ${bad ?? "exited"}` };
+    }
+    return { ok: true, instance: inst.id, pid: inst.pid, ms };
   }
 
   private async spawn(run: RunConfig): Promise<Instance> {
@@ -270,7 +306,7 @@ export class Supervisor {
       this.o.log.info("app instance stopped", { instance: inst.id, pid: inst.pid, exit: formatExit(exit) });
       return;
     }
-    if (inst !== this.current) {
+    if (inst !== this.current || inst === this.watching) {
       this.o.log.warn("app instance exited", { instance: inst.id, pid: inst.pid, exit: formatExit(exit) });
       return;
     }

@@ -8,6 +8,7 @@
  * idle, the new connection is refused. Long-lived connections therefore
  * cannot lock new clients out while they sit idle.
  */
+import { readFileSync } from "node:fs";
 
 export type ConnKind = "http1" | "h2" | "websocket";
 
@@ -85,5 +86,24 @@ export class ConnTable {
     this.evicted++;
     best.evict();
     return true;
+  }
+}
+
+/** File descriptors kept back for upstream connections, the listener itself and files. */
+const FD_RESERVE = 64;
+
+/** maxConnections, lowered so that two descriptors per connection (client and upstream) fit under the fd limit. */
+export function connectionCap(maxConnections: number, fdLimit: number | null): number {
+  return fdLimit ? Math.min(maxConnections, Math.max(16, Math.floor((fdLimit - FD_RESERVE) / 2))) : maxConnections;
+}
+
+/** The connection cap's basis: the soft RLIMIT_NOFILE, read from /proc on Linux (null elsewhere). */
+export function softFdLimit(): number | null {
+  try {
+    const text = readFileSync("/proc/self/limits", "utf8");
+    const m = /^Max open files\s+(\d+)/m.exec(text);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
   }
 }
