@@ -27,8 +27,8 @@ const MUTANTS = [
   {
     name: "resend a POST after a failure that may have reached the upstream",
     file: "src/http/hold.ts",
-    from: "if (idempotent && ++resends <= MAX_RESENDS",
-    to: "if (++resends <= MAX_RESENDS",
+    from: "if (resendable && out.failure === \"after-send\")",
+    to: "if (replayable && out.failure === \"after-send\")",
     tests: ["test/hold.test.ts"],
     filter: "a flapping upstream never receives a POST twice|a POST that reached the upstream is never resent",
   },
