@@ -92,15 +92,17 @@ test("Transfer-Encoding other than chunked gets 501, two Transfer-Encoding heade
   const up = await startUpstream();
   const proxy = await startProxy(["-u", up.url]);
   try {
-    // A body that a parser reading "identity" would see as the start of a second request.
-    const smuggled = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    // A body that a parser reading "identity" would see as the start of a second request. Sent in the same
+    // write as the head (rawRequest ends the text with a blank line): written apart, it can reach holdup after
+    // it answered and closed, and the kernel's reset then races the answer to the client (seen once on Deno).
+    const smuggled = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a";
     for (const [te, status] of [
       ["Transfer-Encoding: identity, chunked", 501],
       ["Transfer-Encoding: gzip, chunked", 501],
       ["Transfer-Encoding: identity\r\nTransfer-Encoding: chunked", 400],
       ["Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", 400],
     ] as const) {
-      const r = await rawRequest(proxy.port, `POST /te HTTP/1.1\r\nHost: a\r\n${te}`, smuggled);
+      const r = await rawRequest(proxy.port, `POST /te HTTP/1.1\r\nHost: a\r\n${te}\r\n\r\n${smuggled}`);
       assert.equal(r.status, status, `${te}: ${r.status} ${r.body}`);
       // rawRequest returns once the connection closed: only one response came, the smuggled GET got none.
       assert.equal(r.body.toString().includes("HTTP/1.1"), false, te);
