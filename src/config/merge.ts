@@ -3,7 +3,7 @@
  * a run of reload bodies and shared operations becomes one layer, so the
  * layers a reload starts from do not grow with every reload (3,000 shared
  * operations were 3,000 layers, each re-validated on every later one), and a
- * fleet's shared history can be kept as one snapshot (fleet/shared.ts).
+ * fleet's shared history can be kept as one snapshot (fleet/fleet.ts).
  * Merging follows resolve() in layers.ts: later wins key by key; admin.*,
  * run.*, tls.* and tls.acme.* merge one key at a time; apps merge by name.
  */

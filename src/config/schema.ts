@@ -94,7 +94,7 @@ export interface Config {
   log: LogFormat;
   /** A browser held this long gets a self-reloading "starting…" page; null: never. */
   waitingPageAfter: number | null;
-  /** Answers with these statuses to a request safe to resend are held and retried (forward/retry.ts); [] = none. */
+  /** Answers with these statuses to a request safe to resend are held and retried (http/retry.ts); [] = none. */
   retryOn: number[];
   maxConcurrent: number | null;
   slowStart: number;
@@ -173,9 +173,9 @@ export interface AppConfig {
   maxHeld: number;
   maxBodyBuffer: number;
   maxBody: number | null;
-  /** Statuses that mean "not ready" (see forward/retry.ts); [] = none. */
+  /** Statuses that mean "not ready" (see http/retry.ts); [] = none. */
   retryOn: number[];
-  /** Most requests in flight to each upstream, the rest waiting in line (forward/limit.ts); null = no cap. */
+  /** Most requests in flight to each upstream, the rest waiting in line (http/limit.ts); null = no cap. */
   maxConcurrent: number | null;
   /** A newly ready upstream's cap ramps from 1 to maxConcurrent over this. */
   slowStart: number;
@@ -270,7 +270,7 @@ export const partialSchema = z.strictObject({
       } catch { /* fall through */ }
     }
     // Deno KV is for the edge entry (`deno serve --parallel`, Deno Deploy): there kv.watch reaches every
-    // isolate. Between separate processes watch never fires, so the command-line proxy refuses it (main.ts).
+    // isolate. Between separate processes watch never fires, so the command-line proxy refuses it (cli/main.ts).
     if (v === "kv" || (v.startsWith("kv:") && v.length > 3)) return { url: v };
     return `"${t}" is not a state engine URL; write redis://host:6379 (or rediss://, redis://:password@host:6379/0), or kv / kv:PATH for Deno KV at the edge`;
   }), z.transform((s) => s.url)))),

@@ -1,5 +1,5 @@
 /**
- * The shared operations of a fleet (fleet/shared.ts), checked as they are
+ * The shared operations of a fleet (fleet/fleet.ts), checked as they are
  * read: whoever can write to the state store writes them, so each one is
  * validated like a POST /reload body (config/schema.ts) and may carry only
  * what the fleet shares (config/guard.ts: upstreams and the apps' routing and

@@ -16,7 +16,7 @@ export interface AccessEntry {
   durationMs: number;
   heldMs: number;
   upstream: string | null;
-  /** The request's X-Request-Id (see forward/requestid.ts). */
+  /** The request's X-Request-Id (see http/requestid.ts). */
   requestId: string;
   /** Why holdup answered itself ("held past tryDuration", …). */
   reason?: string;
