@@ -69,7 +69,6 @@ export const bunRuntime: Runtime = {
   wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
   tlsHandOff: true,
-  abortResends: false,
   get version() {
     return Bun.version;
   },

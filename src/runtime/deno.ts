@@ -28,7 +28,6 @@ export const denoRuntime: Runtime = {
   wholeBodyMax: 16 * 1024,
   acceptStallsOnEmfile: true,
   tlsHandOff: false,
-  abortResends: true,
   get version() {
     return Deno.version.deno;
   },

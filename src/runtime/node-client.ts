@@ -70,6 +70,11 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
       reject(e);
     };
     const onAbort = () => {
+      // Deno's client sends a request again, once, when its reused pooled socket closes before a response head
+      // (canRetryRequest: reusedSocket && !res && !_retrying) — destroy() included: an aborted request must not
+      // go out again. `_retrying` is what Deno checks; the socket guard holds if that name ever changes.
+      (req as unknown as { _retrying: boolean })._retrying = true;
+      req.on("socket", (s) => s.destroy());
       req.destroy();
       fail(signal.reason);
     };

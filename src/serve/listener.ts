@@ -324,7 +324,7 @@ function onRequest(w: Wiring, req: http.IncomingMessage, res: http.ServerRespons
   const target = originForm(req.url ?? "");
   const framing = h2 ? null : badFraming(req);
   const bad = framing ?? (target === null ? BAD_TARGET : badHost(req));
-  const incoming = new NodeIncoming(req, target ?? "/", w.limits.bodyTimeout, w.scheme, h2);
+  const incoming = new NodeIncoming(req, target ?? "/", w.limits.bodyTimeout, w.scheme);
   // HTTP/2: a stream the client reset ends with 'finish' and writableFinished on both runtimes
   // (Deno, Bun): its 'aborted' event says so instead.
   let aborted = false;
