@@ -316,7 +316,7 @@ test("a streamed body (past maxBodyBuffer) whose kept-alive upstream connection 
     if (req.url === "/warm") return void res.end("warm");
     req.socket.destroy(); // read it, then died before answering
   });
-  const proxy = await startProxy(["-u", up.url, "--max-body-buffer", "1KiB", "--response-timeout", "60s"]);
+  const proxy = await startProxy(["-u", up.url, "--max-body-buffer", "1KiB", "--response-timeout", "20s"]);
   try {
     assert.equal((await fetch(proxy.url + "/warm")).status, 200); // leaves a kept-alive upstream connection for the next
     const r = await fetch(proxy.url + "/upload", { method: "POST", body: randomBytes(8 * 1024) });
