@@ -115,7 +115,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       const input = {
         // A client that leaves cancels its upstream request (the fetch is aborted, its connection closed), as nginx
         // and Caddy do — not on a runtime that would then resend it (Runtime.abortResends), except a reset h2 stream.
-        target, method: req.method, headers, body, fresh,
+        target, method: req.method, headers, body, fresh, released: wasHeld && !fresh,
         signal: wasHeld || req.watched || !d.runtime.abortResends ? req.signal : null,
         responseTimeout: snap.config.responseTimeout,
       };

@@ -10,6 +10,14 @@ import type { UpstreamInit } from "./types.ts";
 
 const agentOptions = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: "lifo" as const };
 const pooled = { "http:": new http.Agent(agentOptions), "https:": new https.Agent(agentOptions) };
+/**
+ * Released held requests (UpstreamInit.released) go over at most this many
+ * kept-alive connections per upstream, queued on them in order, instead of
+ * each opening its own. Why 64: docs/design/hold.md ("Releasing a wave").
+ */
+export const RELEASE_SOCKETS = 64;
+const releaseOptions = { keepAlive: true, maxSockets: RELEASE_SOCKETS, maxFreeSockets: RELEASE_SOCKETS, scheduling: "fifo" as const };
+const releasePool = { "http:": new http.Agent(releaseOptions), "https:": new https.Agent(releaseOptions) };
 
 interface Origin {
   protocol: "http:" | "https:";
@@ -59,7 +67,7 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
       path,
       headers,
       // A connection of its own: "refused" then proves the request unsent.
-      agent: init.fresh ? false : pooled[origin.protocol],
+      agent: init.fresh ? false : init.released ? releasePool[origin.protocol] : pooled[origin.protocol],
       setHost: !("host" in headers),
     });
     let settled = false;
