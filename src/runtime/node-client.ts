@@ -1,7 +1,8 @@
 /**
  * The upstream client on Deno: node:http's request, returning a web Response;
  * the signal aborts it at any stage. Why not Deno's fetch(), and why the pool
- * has no per-host socket cap (measured): docs/design/runtimes.md.
+ * has no per-host socket cap (measured): docs/design/runtimes.md. Released
+ * held requests use a second, capped pool: docs/design/hold.md.
  */
 import http from "node:http";
 import https from "node:https";
