@@ -17,6 +17,15 @@ const pooled = { "http:": new http.Agent(agentOptions), "https:": new https.Agen
  * each opening its own. Why 64: docs/design/hold.md ("Releasing a wave").
  */
 export const RELEASE_SOCKETS = 64;
+/**
+ * A socket stays busy until its response body ends, so long bodies (event
+ * streams, downloads: no Content-Length, or more than LONG_BODY bytes) would
+ * take the release pool's sockets and make the rest of the wave wait for them
+ * to end. Such a response's socket leaves the pool ("agentRemove", node's way
+ * to keep a request open outside its agent), which opens another in its place;
+ * it is closed once the body has been read.
+ */
+const LONG_BODY = 64 * 1024;
 const releaseOptions = { keepAlive: true, maxSockets: RELEASE_SOCKETS, maxFreeSockets: RELEASE_SOCKETS, scheduling: "fifo" as const };
 const releasePool = { "http:": new http.Agent(releaseOptions), "https:": new https.Agent(releaseOptions) };
 
@@ -97,6 +106,10 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
         const empty = init.method === "HEAD" || NULL_BODY.has(status);
         response = new Response(empty ? null : toStream(res), { status, statusText: res.statusMessage ?? "", headers: h });
         if (empty) res.resume();
+        else if (init.released && !init.fresh) {
+          const length = res.headers["content-length"];
+          if (length === undefined || Number(length) > LONG_BODY) leavePool(res);
+        }
       } catch (e) {
         // A status or header the web Response cannot carry (e.g. status 999).
         res.destroy();
@@ -106,6 +119,14 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
     });
     sendBody(req, init.body as Uint8Array | string | ReadableStream<Uint8Array> | null);
   });
+}
+
+/** A released response with a long body: its socket leaves the release pool now and closes when the body ends. */
+function leavePool(res: http.IncomingMessage): void {
+  const socket = res.socket;
+  if (!socket) return;
+  socket.emit("agentRemove");
+  res.once("end", () => socket.destroy());
 }
 
 function sendBody(req: http.ClientRequest, body: Uint8Array | string | ReadableStream<Uint8Array> | null): void {
