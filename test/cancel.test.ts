@@ -12,7 +12,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run, startProxy, startUpstream, until } from "./helpers.ts";
+import { freePort, run, startProxy, startUpstream, type Upstream, until } from "./helpers.ts";
 
 /**
  * An upstream that never answers (but /warm, answered at once: a first request
@@ -78,5 +78,47 @@ test("HTTP/2: a client that leaves mid-request cancels the upstream request", as
     await proxy.stop();
     await up.close();
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("clients that leave during a release of held requests: the rest of the wave is answered, nothing reaches the upstream twice", async () => {
+  const port = await freePort();
+  const proxy = await startProxy(["-u", `:${port}`, "--try-interval", "100ms", "--response-timeout", "30s"]);
+  let up: Upstream | undefined;
+  const n = 200;
+  const socks: net.Socket[] = [];
+  const answers = new Map<number, number>();
+  try {
+    for (let i = 0; i < n; i++) {
+      const c = net.connect(proxy.port, "127.0.0.1", () => c.write(`GET /r/${i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+      c.on("error", () => {});
+      let head = "";
+      c.on("data", (d) => {
+        head += d;
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(head);
+        if (m && !answers.has(i)) answers.set(i, Number(m[1]));
+      });
+      socks.push(c);
+    }
+    await until(`${n} held`, async () => (await proxy.status()).held === n, 20_000);
+    let arrived!: () => void;
+    const first = new Promise<void>((r) => arrived = r);
+    up = await startUpstream((_req, res) => {
+      arrived();
+      setTimeout(() => res.end("ok"), 50);
+    }, port);
+    await first;
+    // Half the clients leave while most of the wave still waits (in the release gate or on the pool's connections).
+    for (let i = 0; i < n; i += 2) socks[i].destroy();
+    await until("every client still there answered", () => socks.every((_, i) => i % 2 === 0 || answers.has(i)), 30_000);
+    for (let i = 1; i < n; i += 2) assert.equal(answers.get(i), 200, `request ${i}`);
+    const urls = up.received.map((r) => r.url);
+    assert.equal(new Set(urls).size, urls.length, `no request reached the upstream twice (${urls.length} received)`);
+    assert.ok(urls.length < n, `${urls.length} of ${n} reached the upstream: those whose client left while waiting were not sent`);
+    await until("nothing held", async () => (await proxy.status()).held === 0);
+  } finally {
+    for (const s of socks) s.destroy();
+    await proxy.stop();
+    await up?.close();
   }
 });

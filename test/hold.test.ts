@@ -425,29 +425,47 @@ test("a hold longer than Bun's 10 s idle timeout is not cut", async () => {
   }
 });
 
-test("released requests go out in waves: at most 256 in flight to the upstream at once", async () => {
+test("released requests go out in waves over at most 64 kept-alive connections, oldest first, each delivered once", async () => {
   const port = await freePort();
   const proxy = await startProxy(["-u", `:${port}`, "--try-interval", "100ms"]);
   let up: Upstream | undefined;
   try {
-    const n = 300;
-    // Raw sockets: Bun's fetch() itself caps concurrent connections at 256.
-    const sent = Array.from({ length: n }, (_, i) => rawRequest(proxy.port, `GET /wave/${i} HTTP/1.1\nHost: t\nConnection: close`));
-    await until(`${n} held`, async () => (await proxy.status()).held === n, 20_000);
-    let active = 0, peak = 0;
-    up = await startUpstream((_req, res) => {
+    // Held in batches, each held before the next is sent, so the hold order is known by batch.
+    // Raw sockets: Bun's fetch() itself caps concurrent connections at 256. Every 10th is a POST,
+    // which keeps its own connection (a refusal then proves it unsent) and must arrive once.
+    const batch = 50, batches = 6, n = batch * batches;
+    const sent: Array<ReturnType<typeof rawRequest>> = [];
+    for (let b = 0; b < batches; b++) {
+      for (let i = b * batch; i < (b + 1) * batch; i++) {
+        sent.push(rawRequest(proxy.port, i % 10 === 9 ? `POST /wave/${i} HTTP/1.1\nHost: t\nContent-Length: 2\nConnection: close` : `GET /wave/${i} HTTP/1.1\nHost: t\nConnection: close`, i % 10 === 9 ? "hi" : ""));
+      }
+      await until(`${(b + 1) * batch} held`, async () => (await proxy.status()).held === (b + 1) * batch, 20_000);
+    }
+    let active = 0, peak = 0, gets = 0, peakGets = 0;
+    up = await startUpstream((req, res) => {
+      const get = req.method === "GET";
       peak = Math.max(peak, ++active);
+      if (get) peakGets = Math.max(peakGets, ++gets);
       setTimeout(() => {
         active--;
+        if (get) gets--;
         res.end("ok");
-      }, 30);
+      }, 20);
     }, port);
     const results = await Promise.all(sent);
     assert.deepEqual(results.filter((r) => r.status !== 200 || r.body.toString() !== "ok").length, 0);
     assert.equal(up.received.length, n, "each request delivered once");
     assert.equal(new Set(up.received.map((r) => r.url)).size, n);
-    assert.ok(peak <= 256, `${peak} in flight at once`);
+    assert.ok(peakGets <= 64 && peak <= 128, `${peakGets} GETs, ${peak} requests in flight at once`);
     assert.ok(peak >= 2, "released concurrently, not one by one");
+    // 64 kept-alive connections for the GETs, one each for the 30 POSTs, and the probes' own.
+    assert.ok(up.connections <= 64 + n / 10 + 10, `${up.connections} upstream connections for ${n} released requests`);
+    // Oldest first: a request reaches the upstream within a wave (128) of its batch's place in line.
+    up.received.forEach((r, pos) => {
+      const i = Number(r.url.split("/").pop());
+      const b = Math.floor(i / batch);
+      assert.ok(pos >= b * batch - 128 - batch && pos < (b + 1) * batch + 128, `request ${i} (batch ${b}) arrived ${pos}th`);
+    });
   } finally {
     await proxy.stop();
     await up?.close();

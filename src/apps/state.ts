@@ -16,10 +16,13 @@ export type Mode = "running" | "paused" | "stopped";
 /**
  * Released held requests in flight at once: 10,000 requests released together
  * go out in waves instead of opening 10,000 connections at the same moment
- * (measured: Deno's RSS went from ~360 MB to ~850 MB in such a burst).
- * Requests that were never held do not pass this gate.
+ * (measured: Deno's RSS went from ~360 MB to ~850 MB in such a burst), and
+ * the wave is queued on the runtime's bounded release pool (two requests per
+ * kept-alive connection: one in flight, the next ready). Why 128, not 256:
+ * docs/design/hold.md ("Releasing a wave"). Requests that were never held do
+ * not pass this gate.
  */
-export const RELEASE_CONCURRENCY = 256;
+export const RELEASE_CONCURRENCY = 128;
 
 export interface Snapshot {
   readonly version: number;

@@ -27,6 +27,8 @@ export interface AttemptInput {
   body: Body;
   /** See UpstreamInit.fresh. */
   fresh: boolean;
+  /** See UpstreamInit.released. */
+  released?: boolean;
   /** The client's signal: a disconnect aborts the attempt. */
   signal: AbortSignal;
   responseTimeout: number;
@@ -49,6 +51,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
       body: bodyInit(a.body),
       signal: abort.signal,
       fresh: a.fresh,
+      released: a.released,
     });
     return { kind: "response", response };
   } catch (error) {

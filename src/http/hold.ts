@@ -115,7 +115,7 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       const input = {
         // A client that leaves cancels its upstream request (the fetch is aborted, its connection closed), as nginx
         // and Caddy do.
-        target, method: req.method, headers, body, fresh,
+        target, method: req.method, headers, body, fresh, released: wasHeld && !fresh,
         signal: req.signal,
         responseTimeout: snap.config.responseTimeout,
       };

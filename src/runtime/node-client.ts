@@ -1,7 +1,8 @@
 /**
  * The upstream client on Deno: node:http's request, returning a web Response;
  * the signal aborts it at any stage. Why not Deno's fetch(), and why the pool
- * has no per-host socket cap (measured): docs/design/runtimes.md.
+ * has no per-host socket cap (measured): docs/design/runtimes.md. Released
+ * held requests use a second, capped pool: docs/design/hold.md.
  */
 import http from "node:http";
 import https from "node:https";
@@ -10,6 +11,23 @@ import type { UpstreamInit } from "./types.ts";
 
 const agentOptions = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, scheduling: "lifo" as const };
 const pooled = { "http:": new http.Agent(agentOptions), "https:": new https.Agent(agentOptions) };
+/**
+ * Released held requests (UpstreamInit.released) go over at most this many
+ * kept-alive connections per upstream, queued on them in order, instead of
+ * each opening its own. Why 64: docs/design/hold.md ("Releasing a wave").
+ */
+export const RELEASE_SOCKETS = 64;
+/**
+ * A socket stays busy until its response body ends, so long bodies (event
+ * streams, downloads: no Content-Length, or more than LONG_BODY bytes) would
+ * take the release pool's sockets and make the rest of the wave wait for them
+ * to end. Such a response's socket leaves the pool ("agentRemove", node's way
+ * to keep a request open outside its agent), which opens another in its place;
+ * it is closed once the body has been read.
+ */
+const LONG_BODY = 64 * 1024;
+const releaseOptions = { keepAlive: true, maxSockets: RELEASE_SOCKETS, maxFreeSockets: RELEASE_SOCKETS, scheduling: "fifo" as const };
+const releasePool = { "http:": new http.Agent(releaseOptions), "https:": new https.Agent(releaseOptions) };
 
 interface Origin {
   protocol: "http:" | "https:";
@@ -59,7 +77,7 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
       path,
       headers,
       // A connection of its own: "refused" then proves the request unsent.
-      agent: init.fresh ? false : pooled[origin.protocol],
+      agent: init.fresh ? false : init.released ? releasePool[origin.protocol] : pooled[origin.protocol],
       setHost: !("host" in headers),
     });
     // A streamed body cannot be sent again: Deno's retry would hang or send a partial copy (see noResend).
@@ -93,6 +111,10 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
         const empty = init.method === "HEAD" || NULL_BODY.has(status);
         response = new Response(empty ? null : toStream(res), { status, statusText: res.statusMessage ?? "", headers: h });
         if (empty) res.resume();
+        else if (init.released && !init.fresh) {
+          const length = res.headers["content-length"];
+          if (length === undefined || Number(length) > LONG_BODY) leavePool(res);
+        }
       } catch (e) {
         // A status or header the web Response cannot carry (e.g. status 999).
         res.destroy();
@@ -112,6 +134,14 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
  */
 function noResend(req: http.ClientRequest): void {
   (req as unknown as { _retrying: boolean })._retrying = true;
+}
+
+/** A released response with a long body: its socket leaves the release pool now and closes when the body ends. */
+function leavePool(res: http.IncomingMessage): void {
+  const socket = res.socket;
+  if (!socket) return;
+  socket.emit("agentRemove");
+  res.once("end", () => socket.destroy());
 }
 
 function sendBody(req: http.ClientRequest, body: Uint8Array | string | ReadableStream<Uint8Array> | null): void {

@@ -15,6 +15,12 @@ export interface UpstreamInit {
    * then report the refusal of the resend.
    */
   fresh: boolean;
+  /**
+   * A held request being released: sent over the runtime's bounded release
+   * pool (a few kept-alive connections, requests queued on them) instead of
+   * the general pool. Never set with `fresh`.
+   */
+  released?: boolean;
 }
 
 /** The part of Deno KV the edge's shared state uses (fleet/kv.ts). */
