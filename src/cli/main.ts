@@ -18,8 +18,6 @@ import { Fleet } from "../fleet/fleet.ts";
 import { Logger } from "../observe/log.ts";
 import { askParentToReload, followParent, READY, runParent, workerRole } from "../fleet/workers.ts";
 import { type Listener, type ListenerLimits, listen, type ListenOptions } from "../serve/listener.ts";
-import { listenWeb } from "../serve/web-listener.ts";
-import type { WebServe } from "../runtime/types.ts";
 import type { IncomingHandler } from "../serve/types.ts";
 import type { Config } from "../config/schema.ts";
 import { Supervisor } from "../run/supervisor.ts";
@@ -134,10 +132,9 @@ export async function main(rt: Runtime): Promise<void> {
     })(app)
     : h.proxy;
 
-  const listenWebWith = (ws: WebServe) => (o: ListenOptions) => listenWeb(o, ws);
   const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"], tls?: ListenOptions["tls"]) =>
     open(rt, what, what === "proxy" && activatedFd !== undefined ? `the passed socket (fd ${activatedFd}, LISTEN_FDS)` : formatListen(addr), () =>
-      (what === "proxy" && !tls && activatedFd === undefined && rt.webServe && rt.env("HOLDUP_LISTENER") === "web" ? listenWebWith(rt.webServe) : listen)({
+      listen({
         hostname: addr.hostname,
         port: addr.port,
         handler,

@@ -149,24 +149,4 @@ export const bunRuntime: Runtime = {
     return undefined;
   },
   edgeWebSocket,
-  webServe(o) {
-    const options = {
-      hostname: o.hostname,
-      port: o.port,
-      reusePort: o.reusePort,
-      idleTimeout: o.idleSeconds,
-      development: false,
-      fetch: (req: Request, server: BunServer) => o.fetch(req, server.requestIP(req)?.address ?? ""),
-      error: () => new Response("holdup: internal error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } }),
-    };
-    const server = Bun.serve(options);
-    return {
-      port: server.port ?? o.port,
-      stop: () => server.stop(false),
-      reload(idleSeconds) {
-        options.idleTimeout = idleSeconds;
-        server.reload(options);
-      },
-    };
-  },
 };

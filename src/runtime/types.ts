@@ -57,23 +57,6 @@ export interface WsHandlers {
   close(code: number, reason: string): void;
 }
 
-/** The runtime's own web server as the proxy listener uses it (serve/web-listener.ts, HOLDUP_LISTENER=web). */
-export interface WebServer {
-  readonly port: number;
-  /** Stops accepting; closes idle connections (in-flight requests finish). */
-  stop(): Promise<void>;
-  /** New limits: the idle timeout in seconds. */
-  reload(idleSeconds: number): void;
-}
-export interface WebServeOptions {
-  hostname: string;
-  port: number;
-  reusePort: boolean;
-  idleSeconds: number;
-  fetch(req: Request, clientIP: string): Response | Promise<Response>;
-}
-export type WebServe = (o: WebServeOptions) => WebServer;
-
 export interface Runtime {
   readonly name: "deno" | "bun";
   readonly version: string;
@@ -155,6 +138,4 @@ export interface Runtime {
    * nothing is needed (Deno).
    */
   readonly edgeWebSocket: object | undefined;
-  /** The runtime's own web server for the proxy listener (Bun.serve), where HOLDUP_LISTENER=web may pick it. */
-  readonly webServe?: WebServe;
 }
