@@ -18,6 +18,8 @@ interface Origin {
   protocol: "http:" | "https:";
   hostname: string;
   port: number;
+  /** The Host header for this origin: host[:port] (the port only when not the scheme's default), IPv6 in brackets. */
+  host: string;
 }
 /** Parsed upstream origins ("http://host:port"), so the hot path splits no URL. */
 const origins = new Map<string, Origin>();
@@ -33,7 +35,7 @@ function split(url: string): { origin: Origin; path: string } {
     const u = new URL(base);
     if (u.protocol !== "http:" && u.protocol !== "https:") throw new TypeError(`unsupported upstream scheme ${u.protocol}`);
     const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-    origin = { protocol: u.protocol, hostname, port: Number(u.port) || (u.protocol === "https:" ? 443 : 80) };
+    origin = { protocol: u.protocol, hostname, port: Number(u.port) || (u.protocol === "https:" ? 443 : 80), host: u.host };
     if (origins.size > 1000) origins.clear();
     origins.set(base, origin);
   }
@@ -44,12 +46,16 @@ const NULL_BODY = new Set([204, 205, 304]);
 
 export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
   const { origin, path } = split(url);
-  const headers: Record<string, string | string[]> = {};
+  // A flat [name, value, …] list, as node:http takes it: no object keyed by name to build, repeated headers kept apart.
+  const headers: string[] = [];
+  let host = false;
   for (const [name, value] of init.headers as [string, string][]) {
     const k = name.toLowerCase();
-    const had = headers[k];
-    headers[k] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+    if (k === "host") host = true;
+    headers.push(k, value);
   }
+  // node:http adds Host itself only to headers given as an object: as node would write it.
+  if (!host) headers.push("host", origin.host);
   const signal = init.signal;
   return new Promise<Response>((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
@@ -63,7 +69,6 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
       headers,
       // A connection of its own: "refused" then proves the request unsent.
       agent: init.fresh ? false : pooled[origin.protocol],
-      setHost: !("host" in headers),
     });
     let settled = false;
     const fail = (e: unknown) => {
