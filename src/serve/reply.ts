@@ -1,7 +1,9 @@
 /**
  * Writing a `Reply` back on a node:http response: headers (minus those HTTP/2
  * forbids), a short body at once, a body of known length up to `wholeBodyMax`
- * read whole and written once, anything else pumped with backpressure; a body
+ * read whole and written once, anything else pumped with backpressure (an
+ * upstream body still in node:http's hands, Deno's NodeBody, relayed node
+ * stream to node stream, without a web stream); a body
  * that breaks off or disagrees with its Content-Length is cut, never ended
  * cleanly. Also the listener's own refusals (own, plain, CONNECT).
  * @see docs/design/listener.md
