@@ -50,6 +50,41 @@ const MUTANTS = [
     runtimes: ["deno"], // the Deno adapter's client
   },
   {
+    name: "a client that leaves does not cancel its in-flight upstream request (only held ones)",
+    file: "src/http/hold.ts",
+    from: "        signal: req.signal,\n",
+    to: "        signal: wasHeld ? req.signal : new AbortController().signal,\n",
+    tests: ["test/cancel.test.ts"],
+    filter: "HTTP/1.1: a client that leaves mid-request cancels",
+  },
+  {
+    name: "Deno's upstream client resends a request it aborted (its pooled socket closed before a head)",
+    file: "src/runtime/node-client.ts",
+    from: "      noResend(req);\n      req.on(\"socket\", (s) => s.destroy());\n",
+    to: "",
+    tests: ["test/cancel.test.ts"],
+    filter: "HTTP/1.1: a client that leaves mid-request cancels",
+    runtimes: ["deno"],
+  },
+  {
+    name: "Deno's upstream client retries a streamed body on a new connection (never settles)",
+    file: "src/runtime/node-client.ts",
+    from: "    if (init.body instanceof ReadableStream) noResend(req);\n",
+    to: "",
+    tests: ["test/hold.test.ts"],
+    filter: "a streamed body \\(past maxBodyBuffer\\)",
+    runtimes: ["deno"],
+  },
+  {
+    name: "the TLS server behind the front door does not count as listening (Deno drops kept-alive connections)",
+    file: "src/serve/front-door.ts",
+    from: "  Object.defineProperty(tls, \"listening\", { get: () => door.listening, configurable: true });\n",
+    to: "",
+    tests: ["test/tls.test.ts"],
+    filter: "plain HTTP sent to the HTTPS port gets a 400",
+    runtimes: ["deno"], // Bun's server keeps them alive either way
+  },
+  {
     name: "Bun's upstream fetch keeps a fresh request's connection alive (pooled)",
     file: "src/runtime/bun.ts",
     from: "keepalive: !init.fresh,",

@@ -310,6 +310,25 @@ test("a POST that reached the upstream is never resent; a GET is, every tryInter
   }
 });
 
+test("a streamed body (past maxBodyBuffer) whose kept-alive upstream connection dies before answering gets 502 at once, sent once", async () => {
+  // Deno's client, left alone, retried such a request on a new connection with nothing to send: no answer until responseTimeout.
+  const up = await startUpstream((req, res) => {
+    if (req.url === "/warm") return void res.end("warm");
+    req.socket.destroy(); // read it, then died before answering
+  });
+  const proxy = await startProxy(["-u", up.url, "--max-body-buffer", "1KiB", "--response-timeout", "20s"]);
+  try {
+    assert.equal((await fetch(proxy.url + "/warm")).status, 200); // leaves a kept-alive upstream connection for the next
+    const r = await fetch(proxy.url + "/upload", { method: "POST", body: randomBytes(8 * 1024) });
+    assert.equal(r.status, 502);
+    assert.equal((await fetch(proxy.url + "/warm")).status, 200);
+    assert.deepEqual(up.received.map((q) => q.url), ["/warm", "/upload", "/warm"], "sent once");
+  } finally {
+    await proxy.stop();
+    await up.close();
+  }
+});
+
 test("no response head within responseTimeout answers 504, and is not resent", async () => {
   const up = await startUpstream(() => {/* never answers */});
   const proxy = await startProxy(["-u", up.url, "--response-timeout", "300ms"]);

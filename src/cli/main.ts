@@ -142,7 +142,6 @@ export async function main(rt: Runtime): Promise<void> {
         tls,
         limits: limitsOf(h.control.effective.config),
         rearmAccept: rt.acceptStallsOnEmfile,
-        frontDoor: rt.tlsHandOff,
         wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
         reusePort: role !== null && what !== "admin API" && what !== "metrics",

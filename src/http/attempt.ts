@@ -27,18 +27,18 @@ export interface AttemptInput {
   body: Body;
   /** See UpstreamInit.fresh. */
   fresh: boolean;
-  /** The client's signal, if watched: a disconnect aborts the attempt. */
-  signal: AbortSignal | null;
+  /** The client's signal: a disconnect aborts the attempt. */
+  signal: AbortSignal;
   responseTimeout: number;
 }
 
 export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): Promise<Outcome> {
-  if (a.signal?.aborted) return { kind: "client-gone" }; // left while waiting its turn: send nothing
+  if (a.signal.aborted) return { kind: "client-gone" }; // left while waiting its turn: send nothing
   const abort = new AbortController();
   const deadline = { at: performance.now() + a.responseTimeout, onExpire: () => abort.abort(TIMEOUT) };
   deadlines.add(deadline, a.responseTimeout);
   const onClientGone = () => abort.abort(CLIENT_GONE);
-  a.signal?.addEventListener("abort", onClientGone);
+  a.signal.addEventListener("abort", onClientGone);
   u.attempts++;
   u.inFlight++;
   u.active.add(abort);
@@ -60,7 +60,7 @@ export async function attempt(runtime: Runtime, u: Upstream, a: AttemptInput): P
     return { kind: "failed", failure: classifyFailure(error), error: describeFailure(error) };
   } finally {
     deadlines.delete(deadline);
-    a.signal?.removeEventListener("abort", onClientGone);
+    a.signal.removeEventListener("abort", onClientGone);
     u.inFlight--;
     u.active.delete(abort);
   }

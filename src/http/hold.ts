@@ -114,9 +114,9 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       }
       const input = {
         // A client that leaves cancels its upstream request (the fetch is aborted, its connection closed), as nginx
-        // and Caddy do — not on a runtime that would then resend it (Runtime.abortResends), except a reset h2 stream.
+        // and Caddy do.
         target, method: req.method, headers, body, fresh,
-        signal: wasHeld || req.watched || !d.runtime.abortResends ? req.signal : null,
+        signal: req.signal,
         responseTimeout: snap.config.responseTimeout,
       };
       let out;

@@ -68,8 +68,6 @@ export const bunRuntime: Runtime = {
   name: "bun",
   wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
-  tlsHandOff: true,
-  abortResends: false,
   get version() {
     return Bun.version;
   },

@@ -27,8 +27,6 @@ export const denoRuntime: Runtime = {
   name: "deno",
   wholeBodyMax: 16 * 1024,
   acceptStallsOnEmfile: true,
-  tlsHandOff: false,
-  abortResends: true,
   get version() {
     return Deno.version.deno;
   },

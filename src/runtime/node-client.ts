@@ -70,6 +70,8 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
       // A connection of its own: "refused" then proves the request unsent.
       agent: init.fresh ? false : pooled[origin.protocol],
     });
+    // A streamed body cannot be sent again: Deno's retry would hang or send a partial copy (see noResend).
+    if (init.body instanceof ReadableStream) noResend(req);
     let settled = false;
     const fail = (e: unknown) => {
       if (settled) return;
@@ -78,6 +80,9 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
       reject(e);
     };
     const onAbort = () => {
+      // An aborted request must not go out again; the socket guard holds if Deno's private name ever changes.
+      noResend(req);
+      req.on("socket", (s) => s.destroy());
       req.destroy();
       fail(signal.reason);
     };
@@ -99,6 +104,16 @@ export function nodeFetch(url: string, init: UpstreamInit): Promise<Response> {
     });
     sendBody(req, init.body as Uint8Array | string | ReadableStream<Uint8Array> | null);
   });
+}
+
+/**
+ * Deno's client sends a request again, once, on a new connection when its reused pooled socket closes before a
+ * response head (canRetryRequest: reusedSocket && !res && agent && !_retrying), whether the request was destroyed
+ * or not, with what was still queued when it got its socket. Marking it as retried turns that off (measured:
+ * docs/design/runtimes.md).
+ */
+function noResend(req: http.ClientRequest): void {
+  (req as unknown as { _retrying: boolean })._retrying = true;
 }
 
 function sendBody(req: http.ClientRequest, body: Uint8Array | string | ReadableStream<Uint8Array> | null): void {

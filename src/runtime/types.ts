@@ -81,19 +81,6 @@ export interface Runtime {
    */
   readonly acceptStallsOnEmfile: boolean;
   /**
-   * The node:http2 secure server keeps serving a connection handed to it with
-   * emit("connection") (Bun); Deno's answers one HTTP/1.1 request on it and no
-   * more (measured). Where true, the HTTPS port answers plain HTTP 400 (serve/front-door.ts).
-   */
-  readonly tlsHandOff: boolean;
-  /**
-   * Aborting an upstream request sent on a reused pooled connection makes the
-   * runtime send it again on a new one (Deno 2.9's node:http client, measured:
-   * an upstream saw a cancelled GET twice). Where true, only a request that
-   * was held cancels its upstream request when its client leaves.
-   */
-  readonly abortResends: boolean;
-  /**
    * Response bodies of known length up to this many bytes are read whole and
    * written once instead of streamed chunk by chunk. Measured (wrk -c64,
    * nginx origin, interleaved runs): Deno 6 B +33-43% req/s, 64 KiB worse

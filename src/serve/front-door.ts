@@ -9,7 +9,8 @@
  * Measured on Deno 2.9.6 and Bun 1.4.5: the TLS server's own tlsClientError
  * comes too late for an answer (Bun gives no way to write to the raw socket;
  * Deno has already written a TLS alert), while handing the socket on with
- * unshift + emit("connection") serves HTTP/1.1, h2 and SNI unchanged on both.
+ * unshift + emit("connection") serves HTTP/1.1, h2 and SNI unchanged on both —
+ * once the TLS server counts as listening (docs/design/listener.md).
  */
 import net from "node:net";
 
@@ -26,11 +27,10 @@ const PLAIN_REPLY = [
 
 /** A listener for `tls`'s port; `firstByteTimeout`: how long a silent connection may wait (the handshake timeout). */
 export function tlsFrontDoor(tls: net.Server, firstByteTimeout: () => number): net.Server {
-  return net.createServer((socket) => {
+  const door = net.createServer((socket) => {
     socket.on("error", noop);
     const timer = setTimeout(() => socket.destroy(), firstByteTimeout());
-    // 'data' rather than 'readable' + read(1): Deno's TLS, handed a socket that had a 'readable' listener,
-    // served one request on a keep-alive connection and never read the next (measured).
+    // The first chunk goes back (unshift) for the TLS layer to read; 'readable' + read(1) serves the same (measured).
     socket.once("data", (chunk: Uint8Array) => {
       clearTimeout(timer);
       socket.pause();
@@ -43,4 +43,9 @@ export function tlsFrontDoor(tls: net.Server, firstByteTimeout: () => number): n
     });
     socket.once("close", () => clearTimeout(timer));
   });
+  // Deno's HTTP/1.1 server closes a kept-alive connection after each response while its server is not
+  // `listening`: the TLS server listens through the door. 'listening' starts its header-timeout checks.
+  Object.defineProperty(tls, "listening", { get: () => door.listening, configurable: true });
+  door.on("listening", () => tls.emit("listening"));
+  return door;
 }

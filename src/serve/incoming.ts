@@ -35,7 +35,7 @@ export class NodeIncoming implements Incoming {
   private gone = false;
   private _body: ReadableStream<Uint8Array> | null | undefined;
 
-  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https", readonly watched = false) {
+  constructor(private req: http.IncomingMessage, readonly target: string, private bodyTimeout: number, readonly scheme: "http" | "https") {
     this.method = req.method ?? "GET";
   }
 

@@ -38,8 +38,6 @@ export interface ListenOptions {
    * listen() again on the listening handle re-arms it: done on a timer there.
    */
   rearmAccept?: boolean;
-  /** HTTPS: answer plain HTTP on the port 400 through a front door (see front-door.ts; Runtime.tlsHandOff). */
-  frontDoor?: boolean;
   /** See Runtime.wholeBodyMax. */
   wholeBodyMax?: number;
   /**
@@ -161,7 +159,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => onRequest(w, req, res));
 
   // HTTPS: a front door answers plain HTTP on the port 400 (see front-door.ts) and hands TLS on to `server`.
-  const acceptor: NetServer = o.tls && o.frontDoor ? tlsFrontDoor(server, () => w.limits.headerTimeout) : server;
+  const acceptor: NetServer = o.tls ? tlsFrontDoor(server, () => w.limits.headerTimeout) : server;
   return new Promise((resolve, reject) => {
     acceptor.once("error", reject);
     const where = o.fd !== undefined ? { fd: o.fd } : { port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort };
@@ -324,7 +322,7 @@ function onRequest(w: Wiring, req: http.IncomingMessage, res: http.ServerRespons
   const target = originForm(req.url ?? "");
   const framing = h2 ? null : badFraming(req);
   const bad = framing ?? (target === null ? BAD_TARGET : badHost(req));
-  const incoming = new NodeIncoming(req, target ?? "/", w.limits.bodyTimeout, w.scheme, h2);
+  const incoming = new NodeIncoming(req, target ?? "/", w.limits.bodyTimeout, w.scheme);
   // HTTP/2: a stream the client reset ends with 'finish' and writableFinished on both runtimes
   // (Deno, Bun): its 'aborted' event says so instead.
   let aborted = false;

@@ -28,15 +28,11 @@ export interface Incoming {
   /** Content-Length when the client sent one. */
   readonly contentLength: number | null;
   /**
-   * Aborts when the client goes away before its reply was sent. Created on
-   * first read, so a request that is never held does not pay for it.
+   * Aborts when the client goes away before its reply was sent (an HTTP/2
+   * stream reset included). Created on first read: a request answered without
+   * an upstream attempt does not pay for it.
    */
   readonly signal: AbortSignal;
-  /**
-   * True for an HTTP/2 stream: a client can reset thousands of them cheaply
-   * (rapid reset), so its attempt watches `signal` even when it was never held.
-   */
-  readonly watched?: boolean;
   /** Reads the body whole (admin API): null when it exceeds `max` bytes. */
   readAll(max: number): Promise<Uint8Array | null>;
 }
