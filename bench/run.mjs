@@ -4,10 +4,10 @@
 //   node bench/run.mjs [steady|hold|all] [options]
 //
 // steady  wrk against an nginx origin directly and through holdup (Bun, Deno), a bare
-//         fetch() passthrough (Bun, Deno), Caddy, nginx and HAProxy; 3 scenarios.
+//         fetch() passthrough (Bun, Deno), Caddy, nginx and HAProxy; 4 scenarios.
 //   --quick            3 s runs (default 10 s)        --runs N     median of N runs (default 3)
 //   --duration S       seconds per wrk run            --targets a,b  subset of targets
-//   --scenarios a,b    small-c64,64k-c64,small-c256
+//   --scenarios a,b    small-c64,64k-c64,small-c256,64k-c256
 // hold    N requests held on a dead upstream, then released by the upstream coming back
 //         ("restart") or by a reload to another upstream ("reload").
 //   --n 100,1000,10000 --proxies holdup-bun,holdup-deno,caddy --variants restart,reload

@@ -6,6 +6,7 @@ export const SCENARIOS = [
   { id: "small-c64", label: "6 B body, 64 connections", path: "/", c: 64, bytes: 6 },
   { id: "64k-c64", label: "64 KiB body, 64 connections", path: "/64k.bin", c: 64, bytes: BODY_64K },
   { id: "small-c256", label: "6 B body, 256 connections", path: "/", c: 256, bytes: 6 },
+  { id: "64k-c256", label: "64 KiB body, 256 connections", path: "/64k.bin", c: 256, bytes: BODY_64K },
 ];
 
 const UNIT = { us: 1e-3, ms: 1, s: 1e3, m: 60e3 };

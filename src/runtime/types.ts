@@ -91,6 +91,9 @@ export interface Runtime {
    * written once instead of streamed chunk by chunk. Measured (wrk -c64,
    * nginx origin, interleaved runs): Deno 6 B +33-43% req/s, 64 KiB worse
    * (2.7-4.2k vs 4.4-4.6k); Bun 6 B unchanged, 64 KiB +30% (6.3-7.0k vs 4.8-5.0k).
+   * Deno again with the node-to-node relay (serve/reply.ts relay): 64 KiB gathered
+   * and written once cost more CPU than written as it comes (304 → 423 µs/request
+   * at -c64, 381 → 415 at -c256, interleaved pairs): Deno stays at 16 KiB.
    */
   readonly wholeBodyMax: number;
   /** Opens and closes one TCP connection; rejects when it cannot. */

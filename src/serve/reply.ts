@@ -1,7 +1,9 @@
 /**
  * Writing a `Reply` back on a node:http response: headers (minus those HTTP/2
  * forbids), a short body at once, a body of known length up to `wholeBodyMax`
- * read whole and written once, anything else pumped with backpressure; a body
+ * read whole and written once, anything else pumped with backpressure (an
+ * upstream body still in node:http's hands, Deno's NodeBody, relayed node
+ * stream to node stream, without a web stream); a body
  * that breaks off or disagrees with its Content-Length is cut, never ended
  * cleanly. Also the listener's own refusals (own, plain, CONNECT).
  * @see docs/design/listener.md
@@ -9,6 +11,7 @@
 import type http from "node:http";
 import type { Socket } from "node:net";
 import { drained } from "../util/drain.ts";
+import { NodeBody, type NodeReadable } from "../util/nodebody.ts";
 import type { Reply } from "./types.ts";
 
 const noop = () => {};
@@ -51,7 +54,7 @@ export const H2_FORBIDDEN = new Set(["connection", "keep-alive", "proxy-connecti
  */
 export function writeReply(res: http.ServerResponse, reply: Reply, close: boolean, wholeBodyMax = 0): void {
   if (res.destroyed) {
-    if (reply.body instanceof ReadableStream) reply.body.cancel().catch(noop);
+    if (reply.body instanceof ReadableStream || reply.body instanceof NodeBody) reply.body.cancel().catch(noop);
     reply.onDone?.(0, false);
     return;
   }
@@ -65,7 +68,12 @@ export function writeReply(res: http.ServerResponse, reply: Reply, close: boolea
   }
   if (close && !h2) res.shouldKeepAlive = false;
   res.writeHead(reply.status, flat);
-  const body = reply.body;
+  let body = reply.body;
+  if (body instanceof NodeBody) {
+    const source = body.take();
+    if (source) return void relay(res, source, reply.length ?? null, wholeBodyMax, reply.onDone);
+    body = body.stream;
+  }
   if (!(body instanceof ReadableStream)) {
     res.end(body ?? undefined);
     reply.onDone?.(body === null ? 0 : typeof body === "string" ? body.length : body.byteLength, true);
@@ -74,6 +82,60 @@ export function writeReply(res: http.ServerResponse, reply: Reply, close: boolea
   const length = reply.length ?? null;
   if (length !== null && length <= wholeBodyMax) return void whole(res, body, length, reply.onDone);
   void pump(res, body, length, reply.onDone);
+}
+
+/**
+ * A node stream relayed to the response node to node (the Deno upstream
+ * client's body, NodeBody): written as it comes with backpressure, or, when
+ * its declared length is at most `wholeMax`, gathered and written in one
+ * end(). Longer or shorter than declared, or broken off: cut, never a clean end.
+ */
+function relay(res: http.ServerResponse, src: NodeReadable, declared: number | null, wholeMax: number, onDone?: (bytes: number, complete: boolean) => void): void {
+  let bytes = 0;
+  let over = false;
+  const chunks: Uint8Array[] | null = declared !== null && declared <= wholeMax ? [] : null;
+  const finish = (complete: boolean) => {
+    if (over) return;
+    over = true;
+    res.off("drain", resume);
+    res.off("close", gone);
+    if (!complete) {
+      src.destroy();
+      cut(res);
+    }
+    onDone?.(bytes, complete);
+  };
+  const resume = () => src.resume();
+  const gone = () => finish(false);
+  const failed = () => finish(false);
+  src.on("data", (chunk: Uint8Array) => {
+    if (over) return;
+    bytes += chunk.byteLength;
+    if (declared !== null && bytes > declared) return finish(false);
+    if (chunks) chunks.push(chunk);
+    else if (!res.write(chunk)) src.pause();
+  });
+  src.on("end", () => {
+    if (over) return;
+    if (declared !== null && bytes !== declared) return finish(false);
+    res.end(chunks ? concat(chunks, bytes) : undefined);
+    finish(true);
+  });
+  src.on("error", failed);
+  src.on("close", failed); // after "end" this does nothing; before it, the upstream broke off
+  res.on("drain", resume);
+  res.on("close", gone); // the client left (after a complete answer, finish already ran)
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array | undefined {
+  if (chunks.length <= 1) return chunks[0];
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
 }
 
 async function whole(

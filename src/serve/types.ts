@@ -7,6 +7,8 @@
  * sees the runtime's server.
  */
 
+import type { NodeBody } from "../util/nodebody.ts";
+
 export type HeaderList = [string, string][];
 
 export interface Incoming {
@@ -38,7 +40,8 @@ export interface Incoming {
 export interface Reply {
   status: number;
   headers: HeaderList;
-  body: ReadableStream<Uint8Array> | Uint8Array | string | null;
+  /** NodeBody: an upstream body still in node:http's hands (Deno), relayed node to node. */
+  body: ReadableStream<Uint8Array> | NodeBody | Uint8Array | string | null;
   /**
    * The declared length of a streamed body (the upstream's Content-Length):
    * a stream that ends short or runs long is cut, never ended cleanly.

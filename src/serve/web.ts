@@ -5,6 +5,7 @@
  */
 import { originForm, validHost } from "./target.ts";
 import type { Incoming, Reply } from "./types.ts";
+import { NodeBody } from "../util/nodebody.ts";
 
 /**
  * An Incoming from a web Request. The path is taken from `req.url` only after
@@ -52,7 +53,7 @@ function linked(signal: AbortSignal): AbortController {
 
 /** A Response from a Reply (edge entry). The stream length check is the platform's. */
 export function toResponse(reply: Reply): Response {
-  const body = reply.body;
+  const body = reply.body instanceof NodeBody ? reply.body.stream : reply.body;
   if (reply.onDone) {
     if (body instanceof ReadableStream) {
       let bytes = 0;
