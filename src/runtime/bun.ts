@@ -68,6 +68,7 @@ export const bunRuntime: Runtime = {
   name: "bun",
   wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
+  reusePortAlone: false,
   tlsHandOff: true,
   abortResends: false,
   get version() {

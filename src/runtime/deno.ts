@@ -27,6 +27,7 @@ export const denoRuntime: Runtime = {
   name: "deno",
   wholeBodyMax: 16 * 1024,
   acceptStallsOnEmfile: true,
+  reusePortAlone: true,
   tlsHandOff: false,
   abortResends: true,
   get version() {

@@ -81,6 +81,14 @@ export interface Runtime {
    */
   readonly acceptStallsOnEmfile: boolean;
   /**
+   * node:http's `reusePort` takes effect in a process started on its own:
+   * true on Deno; false on Bun 1.4, whose node:http sets SO_REUSEPORT only in a
+   * node:cluster worker (NODE_UNIQUE_ID present when the process started).
+   * A self-upgrade binds the new listener before closing the old one where
+   * true, and closes first where false (docs/design/upgrade.md).
+   */
+  readonly reusePortAlone: boolean;
+  /**
    * The node:http2 secure server keeps serving a connection handed to it with
    * emit("connection") (Bun); Deno's answers one HTTP/1.1 request on it and no
    * more (measured). Where true, the HTTPS port answers plain HTTP 400 (serve/front-door.ts).

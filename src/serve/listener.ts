@@ -72,8 +72,14 @@ export interface Listener {
   stats(): { open: number; limit: number; byKind: Record<ConnKind, number>; evicted: number; refused: number };
   /** HTTP requests in progress now (upgraded connections are not counted). */
   readonly requests: number;
-  /** Stops accepting, closes idle connections; resolves when in-flight requests finished. */
-  shutdown(): Promise<void>;
+  /**
+   * Stops accepting, closes idle connections; resolves when in-flight requests
+   * finished. `keepIdle` ms (a self-upgrade hands the port over): a keep-alive
+   * connection is closed after its next answer (which says `Connection: close`)
+   * or once idle that long, not at once: a client sending its next request
+   * right now would see the connection close under it.
+   */
+  shutdown(o?: { keepIdle?: number }): Promise<void>;
 }
 
 const BUSY = Symbol("holdup.busy");
@@ -202,14 +208,21 @@ export function listen(o: ListenOptions): Promise<Listener> {
           server.headersTimeout = next.headerTimeout;
           server.keepAliveTimeout = next.keepAliveTimeout;
         },
-        shutdown() {
+        shutdown(opts) {
           if (rearm) clearInterval(rearm);
           w.closing = true;
           return new Promise<void>((done) => {
             for (const session of w.sessions) session.close();
             acceptor.close(() => done());
             if (acceptor !== server) server.close(noop); // not listening itself: closes what it has open
-            for (const s of w.conns) if (!s[BUSY]) s.destroy();
+            const sweep = (idleMs: number) => {
+              const now = performance.now();
+              for (const s of w.conns) if (!s[BUSY] && now - (s[SINCE] ?? 0) >= idleMs) s.destroy();
+              return w.conns.size;
+            };
+            if (!opts?.keepIdle) return void sweep(0);
+            const keep = opts.keepIdle;
+            const timer = setInterval(() => sweep(keep) || clearInterval(timer), Math.max(50, keep / 4));
           });
         },
       });
