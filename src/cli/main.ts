@@ -26,10 +26,18 @@ import { acmeHosts } from "../acme/hosts.ts";
 import { missingPermission } from "../util/permissions.ts";
 import { passedSocketPort, socketActivation } from "../serve/activation.ts";
 import { Https, plainPrepare } from "./https.ts";
-import { Successor, Upgrader, viewOf } from "./upgrade.ts";
+import { follow, Successor, Upgrader, viewOf } from "./upgrade.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
+/** Self-upgrade on a shared port: how long the old holdup waits for its connections to close before it stops accepting. */
+const RETIRE_BEFORE_CLOSE_MS = 2000;
+
+/** Resolves once `ok()` is true (checked every 5 ms), or after `ms`. */
+async function whenIdle(ok: () => boolean, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; !ok() && Date.now() < end;) await new Promise((r) => setTimeout(r, 5));
+}
+
 
 export async function main(rt: Runtime): Promise<void> {
   if (isClientCommand(rt.args())) return rt.exit(await runClient(rt, rt.args()));
@@ -166,13 +174,12 @@ export async function main(rt: Runtime): Promise<void> {
         fail(rt, 1, `holdup: upgrade: the app did not start: ${first.error}`);
       }
     }
-    if (!shareProxy) {
-      successor.ready();
-      await successor.released();
-    }
+    // Bun: the old holdup closes its port when told this; the bind below retries until it is free.
+    if (!shareProxy) successor.ready();
   }
   const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"], tls?: ListenOptions["tls"]) =>
-    open(rt, what, successor !== null, what === "proxy" && activatedFd !== undefined ? `the passed socket (fd ${activatedFd}, LISTEN_FDS)` : formatListen(addr), () =>
+    // A self-upgrade's new holdup: the old one is closing these ports right now.
+    open(rt, what, successor ? 5000 : 0, what === "proxy" && activatedFd !== undefined ? `the passed socket (fd ${activatedFd}, LISTEN_FDS)` : formatListen(addr), () =>
       listen({
         hostname: addr.hostname,
         port: addr.port,
@@ -196,10 +203,7 @@ export async function main(rt: Runtime): Promise<void> {
     : h.upgrade;
   const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, https ? { certs: https.certs } : undefined);
   h.control.connectionStatus = () => proxyServer.stats();
-  if (successor && shareProxy) {
-    successor.ready();
-    await successor.released();
-  }
+  if (successor && shareProxy) successor.ready();
   h.events.proxyAddress = formatListen(proxyServer);
   const passed = activatedFd === undefined ? null : passedSocketPort(activatedFd);
   if (passed !== null && passed !== proxyServer.port) {
@@ -321,7 +325,15 @@ export async function main(rt: Runtime): Promise<void> {
 
   // Self-upgrade (cli/upgrade.ts). A worker's SIGUSR2 is its parent's business (fleet/workers.ts).
   if (!role) {
-    let proxyDrained: Promise<unknown> = Promise.resolve();
+    let proxyDrained: Promise<unknown> = Promise.resolve(); // every listener's connections closed
+    let retired = false;
+    const retire = () => {
+      if (retired) return;
+      retired = true;
+      for (const a of h.apps.list) void a.state.websockets.shutdown(() => proxyServer.requests === 0);
+      const others = [adminServer, metricsServer, redirectServer].map((l) => l?.shutdown());
+      proxyDrained = Promise.all([proxyServer.shutdown({ keepIdle: 1000, keepAccepting: true }), ...others]);
+    };
     const upgrader = new Upgrader({
       rt,
       log: h.log,
@@ -343,27 +355,19 @@ export async function main(rt: Runtime): Promise<void> {
         release() {
           acme?.manager.stop();
           h.events.close();
-          for (const a of h.apps.list) void a.state.websockets.shutdown(() => proxyServer.requests === 0);
-          // Not awaited here: the admin request that asked for this upgrade is one of theirs.
-          proxyDrained = Promise.all([proxyServer.shutdown({ keepIdle: 1000 }), ...[adminServer, metricsServer, redirectServer].map((l) => l?.shutdown())]);
-          return Promise.resolve();
+          // Their ports free at once (server.close() keeps Deno's until in-flight requests are done, and the admin
+          // request that asked for this upgrade is one of them); their connections are closed in retire().
+          for (const l of [adminServer, metricsServer, redirectServer]) l?.stopAccepting();
+          // Bun: the new holdup binds the port as soon as this closes it (keep-alive connections stay open).
+          if (!shareProxy) return Promise.resolve(proxyServer.stopAccepting());
+          // Deno: the new holdup accepts on the same port already. Closing the listener makes Deno close every
+          // keep-alive connection after its answer without saying so (clients then see resets, measured): close
+          // the connections first (each after its next answer, which says so), then the listener.
+          retire();
+          return whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => proxyServer.stopAccepting());
         },
-        follow(apps) {
-          const explicit = h.control.effective.layers.some((l) => l.raw.apps);
-          for (const v of apps) {
-            const a = h.apps.get(v.name);
-            if (!a) continue;
-            const now = a.state.current;
-            if (v.mode !== now.mode || (v.mode === "stopped" && v.message !== now.stopMessage)) {
-              if (v.mode === "paused") h.control.pause([a]);
-              else if (v.mode === "running") h.control.resume([a]);
-              else h.control.stop(v.message, [a]);
-            }
-            const urls = now.upstreams.map((u) => u.url);
-            if (app || v.upstreams.join() === urls.join()) continue; // the app holdup runs: its own instance serves what it holds
-            void h.control.reloadWithBody("upgrade (following the new holdup)", explicit ? { apps: [{ name: v.name, upstreams: v.upstreams }] } : { upstreams: v.upstreams });
-          }
-        },
+        retire,
+        follow: (apps) => follow(h.control, h.apps, app !== null, apps),
         drained() {
           const longest = Math.max(0, ...h.apps.list.map((a) => a.state.current.config.tryDuration));
           return Promise.race([proxyDrained, new Promise((r) => setTimeout(r, longest + SHUTDOWN_GRACE_MS))]).then(() => {});
@@ -405,16 +409,16 @@ function limitsOf(c: Config): ListenerLimits {
   };
 }
 
-async function open(rt: Runtime, what: string, handover: boolean, addr: string, start: () => Promise<Listener>): Promise<Listener> {
-  // A self-upgrade's new holdup: the old one is closing these ports right now; wait for them (bounded).
-  const until = handover ? Date.now() + 5000 : 0;
+/** Listens; EADDRINUSE is tried again for `retryMs` (every 1 ms: on Bun a self-upgrade's gap lasts until the retry). */
+async function open(rt: Runtime, what: string, retryMs: number, addr: string, start: () => Promise<Listener>): Promise<Listener> {
+  const until = Date.now() + retryMs;
   for (;;) {
     try {
       return await start();
     } catch (e) {
       const err = e as { code?: string; message?: string };
       if (err.code === "EADDRINUSE" && Date.now() < until) {
-        await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 1));
         continue;
       }
       return failOpen(rt, what, addr, err);

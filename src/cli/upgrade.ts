@@ -8,9 +8,12 @@
  *
  *   new → old  {"t":"ready"}     the app (if any) serves; where the runtime can
  *                                (Runtime.reusePortAlone), the proxy port is bound too
+ *                                (SO_REUSEPORT); the new one now binds the rest, retrying
+ *                                each port until the old one has closed it
  *   old → new  {"t":"released"}  the old one stopped accepting and closed admin,
- *                                metrics and redirect listeners: bind them
- *   new → old  {"t":"serving"}   every listener is bound
+ *                                metrics and redirect listeners
+ *   new → old  {"t":"serving"}   every listener is bound: the old one closes its
+ *                                connections as their answers go out
  *   new → old  {"t":"state"}     its apps' modes and upstreams, on every change
  *
  * Order, measurements and what a failure leaves: docs/design/upgrade.md.
@@ -19,7 +22,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import type { Mode } from "../apps/state.ts";
 import type { Apps } from "../apps/apps.ts";
-import type { UpgradeResult } from "../control/control.ts";
+import type { Control, UpgradeResult } from "../control/control.ts";
 import type { Layer } from "../config/layers.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
@@ -58,10 +61,38 @@ export function viewOf(apps: Apps): AppView[] {
   }));
 }
 
+/**
+ * In the old holdup: take on the new one's modes and (unless holdup runs the
+ * app, whose own instance serves what this one holds) its upstreams.
+ */
+export function follow(control: Control, apps: Apps, runsApp: boolean, views: AppView[]): void {
+  const explicit = control.effective.layers.some((l) => l.raw.apps);
+  for (const v of views) {
+    const a = apps.get(v.name);
+    if (!a) continue;
+    const now = a.state.current;
+    if (v.mode !== now.mode || (v.mode === "stopped" && v.message !== now.stopMessage)) {
+      if (v.mode === "paused") control.pause([a]);
+      else if (v.mode === "running") control.resume([a]);
+      else control.stop(v.message, [a]);
+    }
+    if (runsApp || v.upstreams.join() === now.upstreams.map((u) => u.url).join()) continue;
+    const body = explicit ? { apps: [{ name: v.name, upstreams: v.upstreams }] } : { upstreams: v.upstreams };
+    void control.reloadWithBody("upgrade (following the new holdup)", body);
+  }
+}
+
 /** What the old holdup does at each step (cli/main.ts wires it to its listeners, control and app). */
 export interface Handover {
-  /** Stop accepting on the proxy (open connections stay), close admin, metrics and redirect listeners. */
+  /**
+   * Close admin, metrics and redirect listeners; stop accepting on the proxy.
+   * Where both holdups share the proxy port, its connections are closed first
+   * (after their next answer) while it still accepts; elsewhere at once, and
+   * its connections go on as before until retire().
+   */
   release(): Promise<void>;
+  /** The new holdup is bound: close the proxy's connections as their answers go out (Connection: close). */
+  retire(): void;
   /** The new holdup's apps changed (or are first reported). */
   follow(apps: AppView[]): void;
   /** Resolves once every open proxy connection is answered and closed (bounded by the caller). */
@@ -120,6 +151,7 @@ export class Upgrader {
     child.stdin!.write(`${JSON.stringify({ t: "released" })}\n`);
     lines.onState = (apps) => handover.follow(apps);
     const serving = await lines.next("serving", SERVING_WITHIN_MS);
+    handover.retire();
     if (serving !== true) {
       // The ports are released and the new holdup could not take them: nothing left to do here but say so.
       log.error("upgrade: the new holdup did not take over the released ports; this holdup stopped accepting and drains", { pid: child.pid, error: serving });
@@ -155,9 +187,12 @@ function lineReader(child: ChildProcess) {
   let buf = "";
   let want: { t: string; done: (r: true | string) => void } | null = null;
   let exited: string | null = null;
+  /** Messages that came before anyone waited for them. */
+  const seen = new Set<string>();
   const r = {
     onState: null as ((apps: AppView[]) => void) | null,
     next(t: string, ms: number): Promise<true | string> {
+      if (seen.has(t)) return Promise.resolve(true);
       if (exited) return Promise.resolve(exited);
       return new Promise((resolve) => {
         const timer = setTimeout(() => finish(`the new holdup did not report ${t === "ready" ? "serving" : "every listener bound"} within ${ms / 1000}s`), ms);
@@ -185,6 +220,7 @@ function lineReader(child: ChildProcess) {
       }
       if (m.t === "state" && Array.isArray(m.apps)) r.onState?.(m.apps);
       else if (want && m.t === want.t) want.done(true);
+      else if (m.t) seen.add(m.t);
     }
   });
   child.on("exit", (code, signal) => {
@@ -200,23 +236,12 @@ function lineReader(child: ChildProcess) {
 
 /** The new holdup's side: present when UPGRADE_ENV was set (and now removed from the environment). */
 export class Successor {
-  private releasedP: Promise<void>;
   private oldGone = false;
 
   private constructor(readonly from: number, readonly carried: Carried) {
-    let released!: () => void;
-    this.releasedP = new Promise((r) => released = r);
-    let buf = "";
-    process.stdin.setEncoding("utf8");
-    process.stdin.on("data", (d: string) => {
-      buf += d;
-      if (buf.includes('"released"')) released();
-    });
-    // The old holdup is gone (exited, or killed mid-way): take the ports anyway.
-    const gone = () => {
-      this.oldGone = true;
-      released();
-    };
+    // The old holdup's end of stdin closes when it exits: stop writing to it then.
+    const gone = () => this.oldGone = true;
+    process.stdin.on("data", () => {});
     process.stdin.on("end", gone);
     process.stdin.on("error", gone);
     process.stdout.on("error", gone);
@@ -242,10 +267,6 @@ export class Successor {
 
   ready(): void {
     this.send({ t: "ready", pid: process.pid });
-  }
-
-  released(): Promise<void> {
-    return this.releasedP;
   }
 
   /** Every listener is bound: say so, then pass on every change of the apps while the old holdup lives. */

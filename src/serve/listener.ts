@@ -8,7 +8,7 @@
  */
 import http from "node:http";
 import http2 from "node:http2";
-import type { Server as NetServer, Socket } from "node:net";
+import net, { type Server as NetServer, type Socket } from "node:net";
 import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
 import { type Conn, connectionCap, type ConnKind, ConnTable, softFdLimit, upgradedOf } from "./conns.ts";
@@ -77,9 +77,16 @@ export interface Listener {
    * finished. `keepIdle` ms (a self-upgrade hands the port over): a keep-alive
    * connection is closed after its next answer (which says `Connection: close`)
    * or once idle that long, not at once: a client sending its next request
-   * right now would see the connection close under it.
+   * right now would see the connection close under it. With `keepAccepting`,
+   * new connections are still accepted (and closed after one answer) until
+   * stopAccepting(); the promise resolves after that.
    */
-  shutdown(o?: { keepIdle?: number }): Promise<void>;
+  shutdown(o?: { keepIdle?: number; keepAccepting?: boolean }): Promise<void>;
+  /**
+   * Closes the listening socket only: open connections go on as before (a
+   * self-upgrade, until the new holdup is bound; shutdown() follows).
+   */
+  stopAccepting(): void;
 }
 
 const BUSY = Symbol("holdup.busy");
@@ -110,6 +117,8 @@ interface Wiring {
   requests: number;
   /** After shutdown(): every connection closes once its request is answered. */
   closing: boolean;
+  /** shutdown({ keepIdle }): close a keep-alive connection only after telling its client. */
+  gentle: boolean;
   /** HTTPS: the listener times HTTP/1.1 heads and keep-alive itself (node:http2 does not; docs/design/listener.md). */
   readonly ownTimers: boolean;
   readonly wholeBodyMax: number;
@@ -128,6 +137,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     sessions: new Set(),
     requests: 0,
     closing: false,
+    gentle: false,
     ownTimers: !!o.tls,
     wholeBodyMax: o.wholeBodyMax ?? 0,
   };
@@ -177,6 +187,17 @@ export function listen(o: ListenOptions): Promise<Listener> {
       const addr = acceptor.address();
       const port = addr && typeof addr === "object" ? addr.port : o.port;
       let rearm: ReturnType<typeof setInterval> | null = null;
+      let closed: Promise<void> | null = null;
+      /** Closes the listening socket only; `closed` resolves once every connection is closed too. */
+      const stopAccepting = () => {
+        if (closed) return;
+        if (rearm) clearInterval(rearm);
+        stopListening(acceptor);
+        closed = new Promise<void>((done) => {
+          const check = () => w.conns.size + w.sessions.size === 0 ? done() : void setTimeout(check, 50);
+          check();
+        });
+      };
       if (o.rearmAccept) {
         // deno-lint-ignore no-explicit-any
         const handle = (acceptor as any)._handle;
@@ -208,13 +229,21 @@ export function listen(o: ListenOptions): Promise<Listener> {
           server.headersTimeout = next.headerTimeout;
           server.keepAliveTimeout = next.keepAliveTimeout;
         },
+        stopAccepting,
         shutdown(opts) {
-          if (rearm) clearInterval(rearm);
           w.closing = true;
+          w.gentle = opts?.keepIdle !== undefined;
+          if (w.gentle && !opts?.keepAccepting) stopAccepting();
+          else if (!w.gentle) {
+            if (rearm) clearInterval(rearm);
+            // server.close(): stops accepting, closes idle connections; 'close' comes once every connection is closed.
+            closed ??= new Promise<void>((done) => acceptor.close(() => done()));
+          }
           return new Promise<void>((done) => {
             for (const session of w.sessions) session.close();
-            acceptor.close(() => done());
-            if (acceptor !== server) server.close(noop); // not listening itself: closes what it has open
+            const whenClosed = () => closed ? void closed.then(done) : void setTimeout(whenClosed, 50);
+            whenClosed();
+            if (acceptor !== server && !w.gentle) server.close(noop); // not listening itself: closes what it has open
             const sweep = (idleMs: number) => {
               const now = performance.now();
               for (const s of w.conns) if (!s[BUSY] && now - (s[SINCE] ?? 0) >= idleMs) s.destroy();
@@ -228,6 +257,22 @@ export function listen(o: ListenOptions): Promise<Listener> {
       });
     });
   });
+}
+
+/**
+ * Closes a server's listening socket and nothing else. server.close() would
+ * also close idle keep-alive connections on both runtimes (measured), and a
+ * client sending its next request on one at that moment gets a reset. Deno's
+ * http.Server is a net.Server, whose own close() leaves connections alone;
+ * Bun's node:http runs on a Bun.serve server whose stop() does the same
+ * (found on its own symbol; measured on Bun 1.4.5, else server.close()).
+ */
+function stopListening(server: NetServer): void {
+  if (server instanceof net.Server) return void net.Server.prototype.close.call(server, noop);
+  const own = server as unknown as Record<symbol, { stop?: (force?: boolean) => void } | undefined>;
+  const inner = Object.getOwnPropertySymbols(server).map((k) => own[k]).find((v) => typeof v?.stop === "function");
+  if (inner) inner.stop!(false);
+  else (server as NetServer).close(noop);
 }
 
 const disarm = (s: TrackedSocket) => {
@@ -369,7 +414,10 @@ function onRequest(w: Wiring, req: http.IncomingMessage, res: http.ServerRespons
         next();
       }
     }
-    if (w.closing && !socket[BUSY]) socket.destroy();
+    // Gently (a self-upgrade): not here. An answer that said Connection: close is followed by the server's
+    // own close once it is written (destroy() here cut it off on Deno: the client saw a reset); one that
+    // said keep-alive (it began before shutdown) gets the next request, answered with Connection: close.
+    if (w.closing && !w.gentle && !socket[BUSY]) socket.destroy();
     else if (w.ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, w.limits.keepAliveTimeout);
   });
   if (w.closing && !h2) res.shouldKeepAlive = false;
