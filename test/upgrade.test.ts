@@ -40,7 +40,7 @@ function load(url: string, clients: number) {
         } catch { /* not JSON */ }
         results.push({ status: r.status, pid, ms: performance.now() - t0, ...(r.status !== 200 ? { error: text } : {}) });
       } catch (e) {
-        results.push({ status: 0, pid: null, ms: performance.now() - t0, error: String(e) });
+        results.push({ status: 0, pid: null, ms: performance.now() - t0, error: `${e} ${(e as { cause?: unknown }).cause ?? ""}` });
       }
     }
   });
@@ -99,7 +99,7 @@ test("SIGUSR2 under 8 looping keep-alive clients: 0 failed, the new holdup serve
     assert.notEqual(next, p.child.pid);
     await p.waitForLine("handing over", (x) => x.msg === "upgrade: new holdup serving; handing over", 30_000);
     assert.equal(await withTimeout("the old holdup's exit", oldExit, 20_000), 0);
-    assert.ok(p.lines.some((x) => String(x.msg).startsWith("upgrade: old holdup exiting (answered 0 held)")), "the old holdup says why it exits");
+    await p.waitForLine("the old holdup says why it exits", (x) => String(x.msg).startsWith("upgrade: old holdup exiting (answered 0 held)"));
     const at = l.results.length;
     await until("requests after the old holdup exited", () => l.results.length > at + 40, 20_000);
     const results = await l.stop();
@@ -142,7 +142,7 @@ test("paused: requests held by the old holdup are answered after a resume sent t
     assert.equal(await late, 200);
     assert.equal(up.received.filter((x) => x.url.startsWith("/held/")).length, 6, "each held request went upstream once");
     assert.equal(await withTimeout("the old holdup's exit", oldExit, 20_000), 0);
-    assert.ok(p.lines.some((x) => String(x.msg).startsWith("upgrade: old holdup exiting (answered 5 held)")), "the old holdup counts what it held");
+    await p.waitForLine("the old holdup counts what it held", (x) => String(x.msg).startsWith("upgrade: old holdup exiting (answered 5 held)"));
   } finally {
     if (next) await stopPid(next);
     await p.stop();
@@ -166,7 +166,7 @@ test("holdup upgrade: a new holdup that cannot start (its config file now invali
       const bad = await client(["upgrade"]);
       assert.equal(bad.code, 1, bad.stdout + bad.stderr);
       assert.match(bad.stderr, /upgrade failed; the old holdup keeps serving: upgrade failed: the new holdup exited \(code 2\)/);
-      assert.ok(p.lines.some((x) => x.msg === "upgrade failed; this holdup keeps serving"));
+      await p.waitForLine("upgrade failed", (x) => x.msg === "upgrade failed; this holdup keeps serving");
       assert.equal((await fetch(`${p.url}/still`)).status, 200, "the old holdup still serves");
       assert.equal((await p.status()).mode, "running", "and its admin API answers");
 

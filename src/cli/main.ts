@@ -33,9 +33,16 @@ const SHUTDOWN_GRACE_MS = 30_000;
 /** Self-upgrade on a shared port: how long the old holdup waits for its connections to close before it stops accepting. */
 const RETIRE_BEFORE_CLOSE_MS = 2000;
 
-/** Resolves once `ok()` is true (checked every 5 ms), or after `ms`. */
+/**
+ * Resolves once `ok()` held for 10 checks in a row (5 ms apart), or after `ms`:
+ * the old holdup's last connections are closed and no new one came for a while
+ * (each new one is told to close, and comes back to either holdup).
+ */
 async function whenIdle(ok: () => boolean, ms: number): Promise<void> {
-  for (const end = Date.now() + ms; !ok() && Date.now() < end;) await new Promise((r) => setTimeout(r, 5));
+  for (let quiet = 0, end = Date.now() + ms; quiet < 10 && Date.now() < end;) {
+    await new Promise((r) => setTimeout(r, 5));
+    quiet = ok() ? quiet + 1 : 0;
+  }
 }
 
 

@@ -141,6 +141,10 @@ export class Upgrader {
       return this.failed(trigger, `could not start a new holdup: ${(e as Error).message ?? e}`);
     }
     child.stdin!.on("error", () => {});
+    if (child.pid === undefined) {
+      const [e] = await new Promise<[Error]>((r) => child.once("error", (e) => r([e])));
+      return this.failed(trigger, `could not start a new holdup (${self[0]}): ${e.message}`);
+    }
     log.info(`upgrade: starting new holdup pid ${child.pid}`, { trigger, command: [self[0], ...self[1]].join(" ") });
     const lines = lineReader(child);
     const ready = await lines.next("ready", this.o.readyWithinMs);
