@@ -26,24 +26,13 @@ import { acmeHosts } from "../acme/hosts.ts";
 import { missingPermission } from "../util/permissions.ts";
 import { passedSocketPort, socketActivation } from "../serve/activation.ts";
 import { Https, plainPrepare } from "./https.ts";
-import { follow, Successor, Upgrader, viewOf } from "./upgrade.ts";
+import { follow, Successor, Upgrader, viewOf, whenIdle } from "./upgrade.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
 /** Self-upgrade on a shared port: how long the old holdup waits for its connections to close before it stops accepting. */
 const RETIRE_BEFORE_CLOSE_MS = 2000;
 
-/**
- * Resolves once `ok()` held for 10 checks in a row (5 ms apart), or after `ms`:
- * the old holdup's last connections are closed and no new one came for a while
- * (each new one is told to close, and comes back to either holdup).
- */
-async function whenIdle(ok: () => boolean, ms: number): Promise<void> {
-  for (let quiet = 0, end = Date.now() + ms; quiet < 10 && Date.now() < end;) {
-    await new Promise((r) => setTimeout(r, 5));
-    quiet = ok() ? quiet + 1 : 0;
-  }
-}
 
 
 export async function main(rt: Runtime): Promise<void> {

@@ -289,3 +289,15 @@ export class Successor {
     tick();
   }
 }
+
+/**
+ * Resolves once `ok()` held for 10 checks in a row (5 ms apart), or after `ms`:
+ * the old holdup's last connections are closed and no new one came for a while
+ * (each new one is told to close, and comes back to either holdup).
+ */
+export async function whenIdle(ok: () => boolean, ms: number): Promise<void> {
+  for (let quiet = 0, end = Date.now() + ms; quiet < 10 && Date.now() < end;) {
+    await new Promise((r) => setTimeout(r, 5));
+    quiet = ok() ? quiet + 1 : 0;
+  }
+}

@@ -8,7 +8,7 @@
  */
 import http from "node:http";
 import http2 from "node:http2";
-import net, { type Server as NetServer, type Socket } from "node:net";
+import type { Server as NetServer, Socket } from "node:net";
 import tls from "node:tls";
 import type { Certificates } from "./tls.ts";
 import { type Conn, connectionCap, type ConnKind, ConnTable, softFdLimit, upgradedOf } from "./conns.ts";
@@ -19,6 +19,7 @@ import { BAD_TARGET, badHost, NodeIncoming } from "./incoming.ts";
 import { dequeued, queued } from "./pipeline.ts";
 import { plain, refuseConnect, writeReply } from "./reply.ts";
 import { originForm } from "./target.ts";
+import { stopListening } from "./stop-listening.ts";
 import type { IncomingHandler, Reply } from "./types.ts";
 export interface ListenerLimits {
   headerTimeout: number;
@@ -257,22 +258,6 @@ export function listen(o: ListenOptions): Promise<Listener> {
       });
     });
   });
-}
-
-/**
- * Closes a server's listening socket and nothing else. server.close() would
- * also close idle keep-alive connections on both runtimes (measured), and a
- * client sending its next request on one at that moment gets a reset. Deno's
- * http.Server is a net.Server, whose own close() leaves connections alone;
- * Bun's node:http runs on a Bun.serve server whose stop() does the same
- * (found on its own symbol; measured on Bun 1.4.5, else server.close()).
- */
-function stopListening(server: NetServer): void {
-  if (server instanceof net.Server) return void net.Server.prototype.close.call(server, noop);
-  const own = server as unknown as Record<symbol, { stop?: (force?: boolean) => void } | undefined>;
-  const inner = Object.getOwnPropertySymbols(server).map((k) => own[k]).find((v) => typeof v?.stop === "function");
-  if (inner) inner.stop!(false);
-  else (server as NetServer).close(noop);
 }
 
 const disarm = (s: TrackedSocket) => {
