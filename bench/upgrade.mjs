@@ -136,7 +136,7 @@ async function runCase(kind, runtime) {
   let up = null;
   let h;
   let fire;
-  let cleanup = async () => {};
+  let cleanup = () => {};
   if (kind === "serial") {
     h = launch(cmd, [...base, ...common, "--restart", "serial", "--release", "sleep 0.5", "--", ...APP], /app instance serving/);
     await h.started;
@@ -145,9 +145,9 @@ async function runCase(kind, runtime) {
       process.kill(h.child.pid, "SIGHUP");
       await h.wait(new RegExp(`app instance serving.*instance=${i + 2}`), from);
     };
-    cleanup = async () => void h.child.kill("SIGTERM");
+    cleanup = () => void h.child.kill("SIGTERM");
   } else if (kind === "upgrade") {
-    up = http.createServer((q, r) => r.end("ok")).listen(0, "127.0.0.1");
+    up = http.createServer((_q, r) => r.end("ok")).listen(0, "127.0.0.1");
     await new Promise((r) => up.once("listening", r));
     h = launch(cmd, [...base, ...common, "-u", `127.0.0.1:${up.address().port}`], /holdup started/);
     await h.started;
@@ -159,7 +159,7 @@ async function runCase(kind, runtime) {
       current = Number(/pid (\d+)/.exec(line)[1]);
       await h.wait(/upgrade: new holdup serving/, from);
     };
-    cleanup = async () => {
+    cleanup = () => {
       try {
         process.kill(current, "SIGTERM");
       } catch { /* gone */ }
@@ -167,12 +167,16 @@ async function runCase(kind, runtime) {
   } else {
     const entry = `${root}src/proxy.ts`;
     const inner = `export LISTEN_PID=$$; exec ${cmd} run --allow-net --allow-read --allow-env --allow-run ${entry} ${common.slice(2).join(" ")} -u 127.0.0.1:UPSTREAM`;
-    up = http.createServer((q, r) => r.end("ok")).listen(0, "127.0.0.1");
+    up = http.createServer((_q, r) => r.end("ok")).listen(0, "127.0.0.1");
     await new Promise((r) => up.once("listening", r));
     const loop = `while :; do sh -c '${inner.replace("UPSTREAM", up.address().port)}'; done`;
     h = launch("/usr/bin/systemd-socket-activate", ["-l", `127.0.0.1:${port}`, "sh", "-c", loop], /holdup started/);
+    // It starts the command on the first connection.
+    await h.wait(/Listening on/);
+    http.get({ host: "127.0.0.1", port, path: "/" }, (r) => r.resume()).on("error", () => {});
     await h.started;
-    const holdups = () => pidsOf(new RegExp(`src/proxy.ts --admin 127.0.0.1:${admin}`));
+    // Not the shells (their command lines name the same arguments): the runtime itself.
+    const holdups = () => pidsOf(new RegExp(`^\\s*\\d+ \\S+deno run .*src/proxy.ts --admin 127.0.0.1:${admin}`));
     fire = async () => {
       const from = h.lines.length;
       for (const pid of holdups()) process.kill(pid, "SIGTERM");
