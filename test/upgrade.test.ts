@@ -150,6 +150,34 @@ test("paused: requests held by the old holdup are answered after a resume sent t
   }
 });
 
+test("the old holdup follows the new one's reload: its held requests go to the upstream named by POST /reload on the new admin port", async () => {
+  const up1 = await startUpstream();
+  const up2 = await startUpstream();
+  const p = await startProxy(["-u", up1.url, "--try-duration", "60s"]);
+  let next = 0;
+  const oldExit = exitOf(p);
+  try {
+    assert.equal((await p.admin("POST", "/pause")).status, 200);
+    const held = Array.from({ length: 3 }, (_, i) => fetch(`${p.url}/moved/${i}`).then((r) => r.status));
+    await until("3 requests held by the old holdup", async () => (await p.status()).held === 3, 10_000);
+    const r = await p.admin("POST", "/upgrade");
+    assert.equal(r.status, 200);
+    next = (await r.json()).upgraded.pid;
+    const reload = await p.admin("POST", "/reload", { upstreams: [up2.url] });
+    assert.equal(reload.status, 200, await reload.text());
+    assert.equal((await p.admin("POST", "/resume")).status, 200);
+    assert.deepEqual(await withTimeout("the held requests", Promise.all(held), 10_000), [200, 200, 200]);
+    assert.equal(up2.received.filter((x) => x.url.startsWith("/moved/")).length, 3, "the old holdup's held requests went to the new upstream");
+    assert.equal(up1.received.filter((x) => x.url.startsWith("/moved/")).length, 0);
+    assert.equal(await withTimeout("the old holdup's exit", oldExit, 20_000), 0);
+  } finally {
+    if (next) await stopPid(next);
+    await p.stop();
+    await up1.close();
+    await up2.close();
+  }
+});
+
 test("holdup upgrade: a new holdup that cannot start (its config file now invalid) leaves the old one serving, exit 1; fixed, exit 0", async () => {
   await withDir(async (dir) => {
     const up = await startUpstream();
