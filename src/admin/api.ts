@@ -183,9 +183,9 @@ export function adminApp(d: AdminDeps): Hono {
   });
 
   app.post("/upgrade", async (c) => {
-    if (!d.control.upgrade) return c.json({ error: "this holdup cannot upgrade itself (only the command-line holdup can: SIGUSR2, POST /upgrade)" }, 409);
+    if (!d.control.upgrade) return c.json({ error: "this holdup cannot upgrade itself: only a command-line holdup without --workers can (SIGUSR2, POST /upgrade)" }, 409);
     const r = await d.control.upgrade("POST /upgrade");
-    if (!r.ok) return c.json({ error: `upgrade failed: ${r.error}` }, 502);
+    if (!r.ok) return c.json({ error: `upgrade failed: ${r.error}` }, r.refused ? 409 : 502);
     // Connection: close: the client's next request must reach the new holdup, not this connection to the old one.
     return c.json({ upgraded: { pid: r.pid }, note: "the new holdup serves the ports now; this one answers its remaining requests, then exits" }, 200, { connection: "close" });
   });

@@ -122,8 +122,8 @@ export class Upgrader {
   }) {}
 
   start(trigger: string): Promise<UpgradeResult> {
-    if (this.o.refused) return Promise.resolve({ ok: false, error: this.o.refused });
-    if (this.successor !== null) return Promise.resolve({ ok: false, error: `this holdup already handed over to pid ${this.successor} and is draining; upgrade that one` });
+    if (this.o.refused) return Promise.resolve({ ok: false, error: this.o.refused, refused: true });
+    if (this.successor !== null) return Promise.resolve({ ok: false, error: `this holdup already handed over to pid ${this.successor} and is draining; upgrade that one`, refused: true });
     return this.running ??= this.run(trigger).finally(() => this.running = null);
   }
 

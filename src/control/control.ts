@@ -36,7 +36,7 @@ export type RestartResult =
   | { ok: false; error: string };
 
 /** What SIGUSR2, POST /upgrade and `holdup upgrade` get back (cli/upgrade.ts). */
-export type UpgradeResult = { ok: true; pid: number } | { ok: false; error: string };
+export type UpgradeResult = { ok: true; pid: number } | { ok: false; error: string; refused?: true };
 
 export type ReloadResult =
   | { ok: true; notes: string[] }
