@@ -151,11 +151,9 @@ export async function main(rt: Runtime): Promise<void> {
   // The proxy port, shared with a self-upgrade's new holdup (SO_REUSEPORT) where the runtime can: a
   // first bind without it refuses a port another process (another holdup) holds (docs/design/upgrade.md).
   const shareProxy = !role && activatedFd === undefined && rt.reusePortAlone;
-  if (shareProxy && !successor) {
-    const pinned = await pin(config.listen, "proxy", "--listen");
-    if (typeof pinned === "string") fail(rt, 1, `holdup: ${pinned}`);
-    config.listen = pinned;
-  }
+  // (Pinned: a port 0 becomes the one the probe got; the config keeps saying 0, as reloads compare it.)
+  const pinned = shareProxy && !successor ? await pin(config.listen, "proxy", "--listen") : config.listen;
+  if (typeof pinned === "string") fail(rt, 1, `holdup: ${pinned}`);
   if (successor) {
     // The old holdup's modes (a paused holdup's successor holds too).
     for (const v of successor.carried.apps) {
@@ -197,7 +195,7 @@ export async function main(rt: Runtime): Promise<void> {
       h.upgrade(req, socket, head);
     })(app)
     : h.upgrade;
-  const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, https ? { certs: https.certs } : undefined);
+  const proxyServer = await serve("proxy", pinned, proxyHandler, upgradeHandler, https ? { certs: https.certs } : undefined);
   h.control.connectionStatus = () => proxyServer.stats();
   if (successor && shareProxy) successor.ready();
   h.events.proxyAddress = formatListen(proxyServer);
