@@ -151,9 +151,10 @@ export class Upgrader {
     if (ready !== true) return this.failed(trigger, ready, child);
     log.info("upgrade: new holdup serving; handing over", { pid: child.pid });
     this.successor = child.pid!;
+    // From here on (the new holdup may report a change while this one still retires its connections).
+    lines.onState = (apps) => handover.follow(apps);
     await handover.release();
     child.stdin!.write(`${JSON.stringify({ t: "released" })}\n`);
-    lines.onState = (apps) => handover.follow(apps);
     const serving = await lines.next("serving", SERVING_WITHIN_MS);
     handover.retire();
     if (serving !== true) {
