@@ -43,6 +43,11 @@ test("socket activation on Deno: the proxy serves the passed socket; a request q
     assert.deepEqual(await early, { status: 200, text: "served" });
     const again = await fetch(`http://127.0.0.1:${port}/again`);
     assert.equal(await again.text(), "served");
+    // A self-upgrade is refused here (the passed socket is the service manager's): 409, and it keeps serving.
+    const upgrade = await p.admin("POST", "/upgrade");
+    assert.equal(upgrade.status, 409);
+    assert.match((await upgrade.json()).error, /socket activation/);
+    assert.equal(await (await fetch(`http://127.0.0.1:${port}/after`)).text(), "served");
   } finally {
     await p.stop();
     await up.close();

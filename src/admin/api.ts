@@ -182,6 +182,14 @@ export function adminApp(d: AdminDeps): Hono {
     return c.json({ restarted: { instance: r.instance, pid: r.pid, readyMs: r.ms }, ...d.control.status() });
   });
 
+  app.post("/upgrade", async (c) => {
+    if (!d.control.upgrade) return c.json({ error: "this holdup cannot upgrade itself: only a command-line holdup without --workers can (SIGUSR2, POST /upgrade)" }, 409);
+    const r = await d.control.upgrade("POST /upgrade");
+    if (!r.ok) return c.json({ error: `upgrade failed: ${r.error}` }, r.refused ? 409 : 502);
+    // Connection: close: the client's next request must reach the new holdup, not this connection to the old one.
+    return c.json({ upgraded: { pid: r.pid }, note: "the new holdup serves the ports now; this one answers its remaining requests, then exits" }, 200, { connection: "close" });
+  });
+
   /** Pause, resume, stop: on this instance, or (with --state) on every instance of the fleet. */
   const setMode = async (c: Context, apps: App[], mode: "paused" | "running" | "stopped", message = "") => {
     const app = apps.length === 1 && d.apps.list.length > 1 ? apps[0].name : null;
@@ -261,7 +269,7 @@ async function modeTarget(c: Context, d: AdminDeps, stop: boolean): Promise<{ ap
 }
 
 const ENDPOINTS = [
-  "GET / (dashboard)", "GET /events", "GET /status", "POST /reload", "POST /deploy", "POST /restart", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
+  "GET / (dashboard)", "GET /events", "GET /status", "POST /reload", "POST /deploy", "POST /restart", "POST /upgrade", "POST /pause", "POST /resume", "POST /stop", "GET /metrics", "GET /healthz",
 ];
 
 const DEPLOY_SHAPE = 'expected {"app": "web", "upstreams": ["http://127.0.0.1:8004"], "healthPath"?: "/up", "deployTimeout"?: "30s", "drainTimeout"?: "30s"}';

@@ -1,5 +1,5 @@
 /**
- * The command-line client: `holdup deploy|pause|resume|stop|status|reload|restart`
+ * The command-line client: `holdup deploy|pause|resume|stop|status|reload|restart|upgrade`
  * talk to a running holdup's admin API, print what happened in words (or
  * JSON with --json) and exit 0 on success, 1 on failure, 2 on bad usage, so
  * `holdup deploy web -u :8004 && kill $OLD_PID` is a safe deploy script.
@@ -12,7 +12,7 @@ import { explainArgsError } from "../util/suggest.ts";
 import { permissionLine } from "../util/permissions.ts";
 import { runDuring } from "./during.ts";
 
-export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart"] as const;
+export const COMMANDS = ["deploy", "pause", "resume", "stop", "status", "reload", "restart", "upgrade"] as const;
 type Command = typeof COMMANDS[number];
 
 export const OPTIONS = {
@@ -48,6 +48,8 @@ export const CLIENT_HELP = `Command-line client (talks to a running holdup's adm
                                        events and changes as they happen)
   holdup reload [FILE]       re-read holdup's config file, or apply FILE's JSON over the config
   holdup restart [APP]       start a new instance of the app holdup runs, then switch to it
+  holdup upgrade             start a new holdup from the executable on disk, hand the ports
+                             over; the old one answers what it holds, then exits
 Client options (holdup help COMMAND, or holdup COMMAND --help, for one command's):
   --admin ADDR               the admin API (default $HOLDUP_ADMIN, else 127.0.0.1:2019)
   --admin-token TOKEN        its bearer token (default $HOLDUP_ADMIN_TOKEN)
@@ -193,6 +195,16 @@ export async function runClient(rt: Runtime, args: string[]): Promise<number> {
         if (r.status !== 200) return fail(err, "restart failed", r);
         const done = (r.body as { restarted?: { instance: number; pid: number; readyMs: number } }).restarted;
         say(done ? `restarted: instance #${done.instance} (pid ${done.pid}) ready after ${secs(done.readyMs)} and serving` : "restarted");
+        return 0;
+      }
+      case "upgrade": {
+        if (positionals.length) return usage("takes no arguments: holdup upgrade");
+        if (!o.json) say("upgrading: starting a new holdup from the executable on disk…");
+        const r = await call("POST", "/upgrade");
+        if (o.json) return printJSON(say, r);
+        if (r.status !== 200) return fail(err, "upgrade failed; the old holdup keeps serving", r);
+        const pid = (r.body as { upgraded?: { pid: number } }).upgraded?.pid;
+        say(`upgraded: the new holdup (pid ${pid}) serves; the old one answers what it holds, then exits`);
         return 0;
       }
     }

@@ -68,6 +68,14 @@ export const COMMAND_DOCS: Record<string, CommandDoc> = {
       "switches to it once it is ready, drains and stops the old one.",
     examples: ["holdup restart"],
   },
+  upgrade: {
+    usage: "holdup upgrade",
+    about: "Starts a new holdup from the same executable and arguments (read from disk again:\n" +
+      "a replaced binary or updated source takes effect), hands it the ports, and lets the old\n" +
+      "one answer its in-flight and held requests before it exits (as SIGUSR2 does). Exit 1\n" +
+      "when the new holdup did not take over; the old one then keeps serving.",
+    examples: ["holdup upgrade"],
+  },
 };
 
 const CLIENT_OPTIONS = `Client options (every command):

@@ -434,12 +434,14 @@ Run the app too — zero-downtime restarts with kill -HUP or POST /restart:
   holdup --listen :8080 -- python3 -m http.server '{port}'
 
 Admin API (JSON, on --admin): GET /status, POST /reload, POST /deploy,
-POST /restart, POST /pause, POST /resume, POST /stop, GET /metrics,
+POST /restart, POST /upgrade, POST /pause, POST /resume, POST /stop, GET /metrics,
 GET /healthz. JSON bodies need Content-Type: application/json; a request
 from a web page of another origin that would change anything gets 403.
 Socket activation: with LISTEN_FDS=1 and LISTEN_PID (a systemd .socket unit,
 systemd-socket-activate), the proxy serves the passed socket (fd 3) instead of
 --listen. Deno only: on Bun holdup refuses in one line (exit 1).
+Self-upgrade (SIGUSR2, POST /upgrade, holdup upgrade; not with socket activation or
+--workers): a new holdup from the file on disk takes the ports; the old one drains.
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a port is in use,
 2 for bad flags or config.
 

@@ -16,7 +16,7 @@ import { isClientCommand, runClient } from "./client.ts";
 import process from "node:process";
 import { Fleet } from "../fleet/fleet.ts";
 import { Logger } from "../observe/log.ts";
-import { askParentToReload, followParent, READY, runParent, workerRole } from "../fleet/workers.ts";
+import { askParentToReload, followParent, pin, READY, runParent, workerRole } from "../fleet/workers.ts";
 import { type Listener, type ListenerLimits, listen, type ListenOptions } from "../serve/listener.ts";
 import type { IncomingHandler } from "../serve/types.ts";
 import type { Config } from "../config/schema.ts";
@@ -26,9 +26,14 @@ import { acmeHosts } from "../acme/hosts.ts";
 import { missingPermission } from "../util/permissions.ts";
 import { passedSocketPort, socketActivation } from "../serve/activation.ts";
 import { Https, plainPrepare } from "./https.ts";
+import { follow, Successor, Upgrader, viewOf, whenIdle } from "./upgrade.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
+/** Self-upgrade on a shared port: how long the old holdup waits for its connections to close before it stops accepting. */
+const RETIRE_BEFORE_CLOSE_MS = 2000;
+
+
 
 export async function main(rt: Runtime): Promise<void> {
   if (isClientCommand(rt.args())) return rt.exit(await runClient(rt, rt.args()));
@@ -46,12 +51,23 @@ export async function main(rt: Runtime): Promise<void> {
   }
   // A worker of --workers N: the parent's port (shared), admin on worker 0 only, the parent's channel.
   const role = workerRole(rt);
+  // Started by an older holdup's self-upgrade (cli/upgrade.ts): it releases the ports when this one is ready.
+  const successor = role ? null : Successor.fromEnv(rt);
   if (role) {
     const raw = { ...cli.flags?.raw, listen: role.listen, admin: { ...cli.flags?.raw.admin, listen: role.admin }, workers: 1 };
     if (role.state) raw.state = role.state;
     cli.flags = { source: "flag", label: "flags", raw };
   }
+  if (successor) {
+    // The addresses the old holdup is bound to (a port 0 in the arguments is one port by now).
+    const p = successor.carried.ports;
+    const raw = { ...cli.flags?.raw, listen: p.listen, admin: { ...cli.flags?.raw.admin, listen: p.admin ?? "off" } };
+    if (p.metrics) raw.metrics = { listen: p.metrics };
+    if (p.redirect) raw.tls = { ...cli.flags?.raw.tls, redirectHttp: p.redirect };
+    cli.flags = { source: "flag", label: "flags", raw };
+  }
   if (cli.flags) layers.push(cli.flags);
+  if (successor) layers.push(...successor.carried.layers);
   const resolved = resolve(layers);
   if ("errors" in resolved) invalid(rt, resolved.errors);
   const effective = resolved.effective;
@@ -132,8 +148,32 @@ export async function main(rt: Runtime): Promise<void> {
     })(app)
     : h.proxy;
 
+  // The proxy port, shared with a self-upgrade's new holdup (SO_REUSEPORT) where the runtime can: a
+  // first bind without it refuses a port another process (another holdup) holds (docs/design/upgrade.md).
+  const shareProxy = !role && activatedFd === undefined && rt.reusePortAlone;
+  // (Pinned: a port 0 becomes the one the probe got; the config keeps saying 0, as reloads compare it.)
+  const pinned = shareProxy && !successor ? await pin(config.listen, "proxy", "--listen") : config.listen;
+  if (typeof pinned === "string") fail(rt, 1, `holdup: ${pinned}`);
+  if (successor) {
+    // The old holdup's modes (a paused holdup's successor holds too).
+    for (const v of successor.carried.apps) {
+      const a = h.apps.get(v.name);
+      if (a && v.mode !== "running") a.state.setMode(v.mode, v.message);
+    }
+    // A self-upgrade: the app's new instance serves before this holdup takes a connection.
+    if (app) {
+      const first = await app.start();
+      if (!first.ok) {
+        await app.shutdown();
+        fail(rt, 1, `holdup: upgrade: the app did not start: ${first.error}`);
+      }
+    }
+    // Bun: the old holdup closes its port when told this; the bind below retries until it is free.
+    if (!shareProxy) successor.ready();
+  }
   const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"], tls?: ListenOptions["tls"]) =>
-    open(rt, what, what === "proxy" && activatedFd !== undefined ? `the passed socket (fd ${activatedFd}, LISTEN_FDS)` : formatListen(addr), () =>
+    // A self-upgrade's new holdup: the old one is closing these ports right now.
+    open(rt, what, successor ? 5000 : 0, what === "proxy" && activatedFd !== undefined ? `the passed socket (fd ${activatedFd}, LISTEN_FDS)` : formatListen(addr), () =>
       listen({
         hostname: addr.hostname,
         port: addr.port,
@@ -144,7 +184,7 @@ export async function main(rt: Runtime): Promise<void> {
         rearmAccept: rt.acceptStallsOnEmfile,
         wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
-        reusePort: role !== null && what !== "admin API" && what !== "metrics",
+        reusePort: what === "proxy" ? role !== null || shareProxy : role !== null && what !== "admin API" && what !== "metrics",
         fd: what === "proxy" ? activatedFd : undefined,
       }));
   // A WebSocket handshake is activity too (and starts an idle-stopped app).
@@ -154,8 +194,9 @@ export async function main(rt: Runtime): Promise<void> {
       h.upgrade(req, socket, head);
     })(app)
     : h.upgrade;
-  const proxyServer = await serve("proxy", config.listen, proxyHandler, upgradeHandler, https ? { certs: https.certs } : undefined);
+  const proxyServer = await serve("proxy", pinned, proxyHandler, upgradeHandler, https ? { certs: https.certs } : undefined);
   h.control.connectionStatus = () => proxyServer.stats();
+  if (successor && shareProxy) successor.ready();
   h.events.proxyAddress = formatListen(proxyServer);
   const passed = activatedFd === undefined ? null : passedSocketPort(activatedFd);
   if (passed !== null && passed !== proxyServer.port) {
@@ -229,6 +270,7 @@ export async function main(rt: Runtime): Promise<void> {
   // Every upstream is tried once now: one that does not answer is a warning at once and "down" in /status.
   for (const a of h.apps.list) for (const u of a.state.current.upstreams) u.ensureProbe();
   if (role) rt.writeStdout(`${READY} ${JSON.stringify({ pid: process.pid })}\n`);
+  successor?.serving(() => viewOf(h.apps));
   acme?.manager.start();
 
   rt.onSignal("SIGHUP", () => {
@@ -274,7 +316,68 @@ export async function main(rt: Runtime): Promise<void> {
   rt.onSignal("SIGTERM", () => void shutdown("SIGTERM"));
   rt.onSignal("SIGINT", () => void shutdown("SIGINT"));
 
-  if (app) {
+  // Self-upgrade (cli/upgrade.ts). A worker's SIGUSR2 is its parent's business (fleet/workers.ts).
+  if (!role) {
+    let proxyDrained: Promise<unknown> = Promise.resolve(); // every listener's connections closed
+    let retired = false;
+    const retire = () => {
+      if (retired) return;
+      retired = true;
+      for (const a of h.apps.list) void a.state.websockets.shutdown(() => proxyServer.requests === 0);
+      const others = [adminServer, metricsServer, redirectServer].map((l) => l?.shutdown());
+      proxyDrained = Promise.all([proxyServer.shutdown({ keepIdle: 1000, keepAccepting: true }), ...others]);
+    };
+    const upgrader = new Upgrader({
+      rt,
+      log: h.log,
+      refused: activatedFd !== undefined
+        ? "holdup serves a socket passed by systemd (socket activation): restart the service instead; the .socket unit keeps the port and queues connections meanwhile"
+        : null,
+      readyWithinMs: 15_000 + (config.run ? config.run.readyTimeout : 0),
+      carried: () => ({
+        ports: {
+          listen: formatListen(proxyServer),
+          admin: adminServer ? formatListen(adminServer) : null,
+          metrics: metricsServer ? formatListen(metricsServer) : null,
+          redirect: redirectServer ? formatListen(redirectServer) : null,
+        },
+        layers: h.control.effective.layers.filter((l) => l.source === "reload"),
+        apps: viewOf(h.apps),
+      }),
+      handover: {
+        release() {
+          acme?.manager.stop();
+          h.events.close();
+          // Their ports free at once (server.close() keeps Deno's until in-flight requests are done, and the admin
+          // request that asked for this upgrade is one of them); their connections are closed in retire().
+          for (const l of [adminServer, metricsServer, redirectServer]) l?.stopAccepting();
+          // Bun: the new holdup binds the port as soon as this closes it (keep-alive connections stay open).
+          if (!shareProxy) return Promise.resolve(proxyServer.stopAccepting());
+          // Deno: the new holdup accepts on the same port already. Closing the listener makes Deno close every
+          // keep-alive connection after its answer without saying so (clients then see resets, measured): close
+          // the connections first (each after its next answer, which says so), then the listener.
+          retire();
+          return whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => proxyServer.stopAccepting());
+        },
+        retire,
+        follow: (apps) => follow(h.control, h.apps, app !== null, apps),
+        drained() {
+          const longest = Math.max(0, ...h.apps.list.map((a) => a.state.current.config.tryDuration));
+          return Promise.race([proxyDrained, new Promise((r) => setTimeout(r, longest + SHUTDOWN_GRACE_MS))]).then(() => {});
+        },
+        held: () => h.apps.list.reduce((n, a) => n + a.state.held, 0),
+        async exit() {
+          if (app) await app.shutdown();
+          h.log.flush();
+          return rt.exit(0);
+        },
+      },
+    });
+    h.control.upgrade = (trigger) => upgrader.start(trigger);
+    rt.onSignal("SIGUSR2", () => void upgrader.start("SIGUSR2"));
+  }
+
+  if (app && !successor) {
     const first = await app.start();
     if (!first.ok && !stopping) {
       await app.shutdown();
@@ -299,16 +402,28 @@ function limitsOf(c: Config): ListenerLimits {
   };
 }
 
-async function open(rt: Runtime, what: string, addr: string, start: () => Promise<Listener>): Promise<Listener> {
-  try {
-    return await start();
-  } catch (e) {
-    const err = e as { code?: string; message?: string };
-    if (err.code === "EADDRINUSE") {
-      fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : what === "redirect" ? "--redirect-http" : what === "metrics" ? "--metrics-listen" : "--admin"})`);
+/** Listens; EADDRINUSE is tried again for `retryMs` (every 1 ms: on Bun a self-upgrade's gap lasts until the retry). */
+async function open(rt: Runtime, what: string, retryMs: number, addr: string, start: () => Promise<Listener>): Promise<Listener> {
+  const until = Date.now() + retryMs;
+  for (;;) {
+    try {
+      return await start();
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      if (err.code === "EADDRINUSE" && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 1));
+        continue;
+      }
+      return failOpen(rt, what, addr, err);
     }
-    fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: ${err.message ?? e}`);
   }
+}
+
+function failOpen(rt: Runtime, what: string, addr: string, err: { code?: string; message?: string }): never {
+  if (err.code === "EADDRINUSE") {
+    fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: address already in use (choose another with ${what === "proxy" ? "--listen" : what === "redirect" ? "--redirect-http" : what === "metrics" ? "--metrics-listen" : "--admin"})`);
+  }
+  fail(rt, 1, `holdup: cannot listen on ${addr} for the ${what}: ${err.message ?? err}`);
 }
 
 function invalid(rt: Runtime, errors: LayerError[]): never {

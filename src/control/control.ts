@@ -35,6 +35,9 @@ export type RestartResult =
   | { ok: true; instance: number; pid: number | null; ms: number }
   | { ok: false; error: string };
 
+/** What SIGUSR2, POST /upgrade and `holdup upgrade` get back (cli/upgrade.ts). */
+export type UpgradeResult = { ok: true; pid: number } | { ok: false; error: string; refused?: true };
+
 export type ReloadResult =
   | { ok: true; notes: string[] }
   | { ok: false; status: 400 | 409; errors: LayerError[] };
@@ -65,6 +68,8 @@ export class Control {
   private appUpstreams: string[] | null = null;
   /** Set when holdup runs the app: a zero-downtime restart. */
   restartApp: ((trigger: string) => Promise<RestartResult>) | null = null;
+  /** Set by the command-line entry: start a new holdup and hand over to it (cli/upgrade.ts). */
+  upgrade: ((trigger: string) => Promise<UpgradeResult>) | null = null;
   /** Set when holdup runs the app: its part of GET /status. */
   appStatus: (() => Record<string, unknown>) | null = null;
   connectionStatus: (() => unknown) | null = null; // the proxy listener's connections, for GET /status

@@ -69,7 +69,7 @@ export function askParentToReload(role: WorkerRole): void {
  * with SO_REUSEPORT, which would otherwise let them share a port with another
  * holdup --workers of the same user without a word.
  */
-async function pin(a: ListenAddress, what: string, flag: string): Promise<ListenAddress | string> {
+export async function pin(a: ListenAddress, what: string, flag: string): Promise<ListenAddress | string> {
   const s = net.createServer();
   const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
     s.once("error", resolve);

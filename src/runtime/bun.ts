@@ -68,6 +68,7 @@ export const bunRuntime: Runtime = {
   name: "bun",
   wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
+  reusePortAlone: false,
   get version() {
     return Bun.version;
   },
@@ -132,7 +133,9 @@ export const bunRuntime: Runtime = {
     // A compiled binary (bun build --compile) runs its embedded entry from /$bunfs/: re-exec the binary alone.
     const main = process.argv[1] ?? "";
     const compiled = main.startsWith("/$bunfs/") || /^[A-Z]:[\\/]~BUN[\\/]/.test(main);
-    return [process.execPath, [...process.execArgv, ...(compiled ? [] : [main]), ...process.argv.slice(2)]];
+    // Linux names a replaced executable "PATH (deleted)" (/proc/self/exe): a self-upgrade runs the new file at PATH.
+    const exe = process.execPath.replace(/ \(deleted\)$/, "");
+    return [exe, [...process.execArgv, ...(compiled ? [] : [main]), ...process.argv.slice(2)]];
   },
   openKv: () =>
     Promise.reject(new Error("Deno KV (state kv) exists only on Deno: Bun has no Deno KV. On Bun share state through Redis: HOLDUP_STATE=redis://host:6379")),

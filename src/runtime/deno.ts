@@ -27,6 +27,7 @@ export const denoRuntime: Runtime = {
   name: "deno",
   wholeBodyMax: 16 * 1024,
   acceptStallsOnEmfile: true,
+  reusePortAlone: true,
   get version() {
     return Deno.version.deno;
   },
@@ -74,7 +75,8 @@ export const denoRuntime: Runtime = {
       return "--workers passes this process's permissions to its workers, and can pass only whole ones: run with --allow-net --allow-read --allow-env --allow-run (without =LIST)";
     }
     const flags = (["net", "read", "env", "run", "write", "sys", "ffi"] as const).filter(granted).map((n) => `--allow-${n}`);
-    return [Deno.execPath(), ["run", ...flags, Deno.mainModule, ...Deno.args]];
+    // Linux names a replaced executable "PATH (deleted)": a self-upgrade runs the new file at PATH.
+    return [Deno.execPath().replace(/ \(deleted\)$/, ""), ["run", ...flags, Deno.mainModule, ...Deno.args]];
   },
   workerEnv: () => ({}),
   async openKv(path) {

@@ -87,6 +87,14 @@ export interface Runtime {
    */
   readonly acceptStallsOnEmfile: boolean;
   /**
+   * node:http's `reusePort` takes effect in a process started on its own:
+   * true on Deno; false on Bun 1.4, whose node:http sets SO_REUSEPORT only in a
+   * node:cluster worker (NODE_UNIQUE_ID present when the process started).
+   * A self-upgrade binds the new listener before closing the old one where
+   * true, and closes first where false (docs/design/upgrade.md).
+   */
+  readonly reusePortAlone: boolean;
+  /**
    * Response bodies of known length up to this many bytes are read whole and
    * written once instead of streamed chunk by chunk. Measured (wrk -c64,
    * nginx origin, interleaved runs): Deno 6 B +33-43% req/s, 64 KiB worse

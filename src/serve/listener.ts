@@ -19,6 +19,7 @@ import { BAD_TARGET, badHost, NodeIncoming } from "./incoming.ts";
 import { dequeued, queued } from "./pipeline.ts";
 import { plain, refuseConnect, writeReply } from "./reply.ts";
 import { originForm } from "./target.ts";
+import { stopListening } from "./stop-listening.ts";
 import type { IncomingHandler, Reply } from "./types.ts";
 export interface ListenerLimits {
   headerTimeout: number;
@@ -70,8 +71,21 @@ export interface Listener {
   stats(): { open: number; limit: number; byKind: Record<ConnKind, number>; evicted: number; refused: number };
   /** HTTP requests in progress now (upgraded connections are not counted). */
   readonly requests: number;
-  /** Stops accepting, closes idle connections; resolves when in-flight requests finished. */
-  shutdown(): Promise<void>;
+  /**
+   * Stops accepting, closes idle connections; resolves when in-flight requests
+   * finished. `keepIdle` ms (a self-upgrade hands the port over): a keep-alive
+   * connection is closed after its next answer (which says `Connection: close`)
+   * or once idle that long, not at once: a client sending its next request
+   * right now would see the connection close under it. With `keepAccepting`,
+   * new connections are still accepted (and closed after one answer) until
+   * stopAccepting(); the promise resolves after that.
+   */
+  shutdown(o?: { keepIdle?: number; keepAccepting?: boolean }): Promise<void>;
+  /**
+   * Closes the listening socket only: open connections go on as before (a
+   * self-upgrade, until the new holdup is bound; shutdown() follows).
+   */
+  stopAccepting(): void;
 }
 
 const BUSY = Symbol("holdup.busy");
@@ -102,6 +116,8 @@ interface Wiring {
   requests: number;
   /** After shutdown(): every connection closes once its request is answered. */
   closing: boolean;
+  /** shutdown({ keepIdle }): close a keep-alive connection only after telling its client. */
+  gentle: boolean;
   /** HTTPS: the listener times HTTP/1.1 heads and keep-alive itself (node:http2 does not; docs/design/listener.md). */
   readonly ownTimers: boolean;
   readonly wholeBodyMax: number;
@@ -120,6 +136,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
     sessions: new Set(),
     requests: 0,
     closing: false,
+    gentle: false,
     ownTimers: !!o.tls,
     wholeBodyMax: o.wholeBodyMax ?? 0,
   };
@@ -169,6 +186,17 @@ export function listen(o: ListenOptions): Promise<Listener> {
       const addr = acceptor.address();
       const port = addr && typeof addr === "object" ? addr.port : o.port;
       let rearm: ReturnType<typeof setInterval> | null = null;
+      let closed: Promise<void> | null = null;
+      /** Closes the listening socket only; `closed` resolves once every connection is closed too. */
+      const stopAccepting = () => {
+        if (closed) return;
+        if (rearm) clearInterval(rearm);
+        stopListening(acceptor);
+        closed = new Promise<void>((done) => {
+          const check = () => w.conns.size + w.sessions.size === 0 ? done() : void setTimeout(check, 50);
+          check();
+        });
+      };
       if (o.rearmAccept) {
         // deno-lint-ignore no-explicit-any
         const handle = (acceptor as any)._handle;
@@ -200,14 +228,29 @@ export function listen(o: ListenOptions): Promise<Listener> {
           server.headersTimeout = next.headerTimeout;
           server.keepAliveTimeout = next.keepAliveTimeout;
         },
-        shutdown() {
-          if (rearm) clearInterval(rearm);
+        stopAccepting,
+        shutdown(opts) {
           w.closing = true;
+          w.gentle = opts?.keepIdle !== undefined;
+          if (w.gentle && !opts?.keepAccepting) stopAccepting();
+          else if (!w.gentle) {
+            if (rearm) clearInterval(rearm);
+            // server.close(): stops accepting, closes idle connections; 'close' comes once every connection is closed.
+            closed ??= new Promise<void>((done) => acceptor.close(() => done()));
+          }
           return new Promise<void>((done) => {
             for (const session of w.sessions) session.close();
-            acceptor.close(() => done());
-            if (acceptor !== server) server.close(noop); // not listening itself: closes what it has open
-            for (const s of w.conns) if (!s[BUSY]) s.destroy();
+            const whenClosed = () => closed ? void closed.then(done) : void setTimeout(whenClosed, 50);
+            whenClosed();
+            if (acceptor !== server && !w.gentle) server.close(noop); // not listening itself: closes what it has open
+            const sweep = (idleMs: number) => {
+              const now = performance.now();
+              for (const s of w.conns) if (!s[BUSY] && now - (s[SINCE] ?? 0) >= idleMs) s.destroy();
+              return w.conns.size;
+            };
+            if (!opts?.keepIdle) return void sweep(0);
+            const keep = opts.keepIdle;
+            const timer = setInterval(() => sweep(keep) || clearInterval(timer), Math.max(50, keep / 4));
           });
         },
       });
@@ -354,7 +397,10 @@ function onRequest(w: Wiring, req: http.IncomingMessage, res: http.ServerRespons
         next();
       }
     }
-    if (w.closing && !socket[BUSY]) socket.destroy();
+    // Gently (a self-upgrade): not here. An answer that said Connection: close is followed by the server's
+    // own close once it is written (destroy() here cut it off on Deno: the client saw a reset); one that
+    // said keep-alive (it began before shutdown) gets the next request, answered with Connection: close.
+    if (w.closing && !w.gentle && !socket[BUSY]) socket.destroy();
     else if (w.ownTimers && !socket[BUSY] && !socket.destroyed) arm(socket, w.limits.keepAliveTimeout);
   });
   if (w.closing && !h2) res.shouldKeepAlive = false;
