@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { chmod, copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -276,3 +277,44 @@ if (RUNTIME === "bun") {
     });
   });
 }
+
+/** holdup on this runtime, allowed to write (Deno: a self-upgrade passes on whole permissions only). */
+const writingIn = (_dir: string): [string, string[]] | undefined =>
+  RUNTIME === "deno"
+    ? [process.execPath, ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-run", "--allow-write", "src/proxy.ts"]]
+    : undefined;
+
+test("--pid-file: the new holdup's pid replaces the old one's before the old one exits (systemd PIDFile= follows it); it goes at a clean exit", async () => {
+  await withDir(async (dir) => {
+    const file = join(dir, "holdup.pid");
+    const up = await startUpstream();
+    const p = await startProxy(["-u", up.url, "--pid-file", file], { command: writingIn(dir) });
+    let next = 0;
+    const oldExit = exitOf(p);
+    try {
+      assert.equal((await readFile(file, "utf8")).trim(), String(p.child.pid));
+      p.signal("SIGUSR2");
+      next = await successorPid(p);
+      // systemd reads the file when it reaps the old main process: by then it must name the new one.
+      assert.equal(await withTimeout("the old holdup's exit", oldExit, 20_000), 0);
+      assert.equal(readFileSync(file, "utf8").trim(), String(next), "the pid file names the new holdup when the old one has exited");
+      assert.equal((await fetch(`${p.url}/after`)).status, 200);
+      await stopPid(next);
+      await until("the pid file removed at the new holdup's clean exit", async () => !(await readFile(file, "utf8").then(() => true, () => false)), 10_000);
+    } finally {
+      if (next) await stopPid(next);
+      await p.stop();
+      await up.close();
+    }
+  });
+});
+
+test("--pid-file in a directory that does not exist: exit 1 with a line naming the flag, before serving", async () => {
+  await withDir(async (dir) => {
+    const file = join(dir, "missing", "holdup.pid");
+    const [cmd, argv] = writingIn(dir) ?? runtimeCommand("src/proxy.ts", []);
+    const r = await run(cmd, [...argv, "--listen", "127.0.0.1:0", "--admin", "off", "-u", "127.0.0.1:9", "--pid-file", file], { timeoutMs: 20_000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /--pid-file .*missing\/holdup\.pid: cannot write it \(ENOENT\)/);
+  });
+});

@@ -15,7 +15,7 @@ import { closest, explainArgsError } from "../util/suggest.ts";
 export type Cli =
   | { kind: "help"; text?: string }
   | { kind: "version" }
-  | { kind: "run"; configPath: string | null; flags: Layer | null }
+  | { kind: "run"; configPath: string | null; flags: Layer | null; pidFile: string | null }
   | { kind: "error"; message: string };
 
 export const OPTIONS = {
@@ -65,8 +65,8 @@ export const OPTIONS = {
   "acme-directory": { type: "string" },
   "acme-ca": { type: "string" },
   "acme-state-dir": { type: "string" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "V" },
+  "pid-file": { type: "string" },
+  help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "V" },
 } as const;
 
 /** Config key → the flag that sets it, for error messages. */
@@ -209,7 +209,7 @@ export function parseCli(argv: string[]): Cli {
   }
   return {
     kind: "run",
-    configPath: values.config ?? null,
+    configPath: values.config ?? null, pidFile: values["pid-file"] ?? null,
     flags: Object.keys(raw).length ? { source: "flag", label: "flags", raw } : null,
   };
 }
@@ -407,8 +407,7 @@ env, readyTimeout, stopSignal, stopTimeout, drainTimeout, idleStop, restart, rel
                              and on restart; in overlap mode while the old one serves), output
                              prefixed [release]. Fails: serial starts the app again; overlap
                              keeps the old instance and the restart fails (POST /restart 502)
-  -h, --help                 show this help
-  -V, --version              print the version
+  -h, --help / -V, --version  show this help / print the version
 
 Durations: 250ms, 1.5s, 2m, 1h.  Sizes: 512, 64KiB, 1MiB, 1MB.
 
@@ -442,6 +441,7 @@ systemd-socket-activate), the proxy serves the passed socket (fd 3) instead of
 --listen. Deno only: on Bun holdup refuses in one line (exit 1).
 Self-upgrade (SIGUSR2, POST /upgrade, holdup upgrade; not with socket activation or
 --workers): a new holdup from the file on disk takes the ports; the old one drains.
+      --pid-file PATH        holdup's pid, rewritten by an upgrade's new holdup (systemd PIDFile=)
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when a port is in use,
 2 for bad flags or config.
 

@@ -26,6 +26,7 @@ import { acmeHosts } from "../acme/hosts.ts";
 import { missingPermission } from "../util/permissions.ts";
 import { passedSocketPort, socketActivation } from "../serve/activation.ts";
 import { Https, plainPrepare } from "./https.ts";
+import { removePidFileIfOurs, writePidFile } from "./pidfile.ts";
 import { follow, Successor, Upgrader, viewOf, whenIdle } from "./upgrade.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
@@ -270,6 +271,12 @@ export async function main(rt: Runtime): Promise<void> {
   // Every upstream is tried once now: one that does not answer is a warning at once and "down" in /status.
   for (const a of h.apps.list) for (const u of a.state.current.upstreams) u.ensureProbe();
   if (role) rt.writeStdout(`${READY} ${JSON.stringify({ pid: process.pid })}\n`);
+  if (cli.pidFile && !role) {
+    const problem = writePidFile(cli.pidFile, rt.name); // before a successor says it serves: its predecessor then exits (systemd PIDFile=)
+    if (problem) fail(rt, 1, `holdup: ${problem}`);
+    const path = cli.pidFile, exit = rt.exit;
+    rt.exit = (code) => (removePidFileIfOurs(path), exit(code));
+  }
   successor?.serving(() => viewOf(h.apps));
   acme?.manager.start();
 
