@@ -65,20 +65,22 @@ export function viewOf(apps: Apps): AppView[] {
  * In the old holdup: take on the new one's modes and (unless holdup runs the
  * app, whose own instance serves what this one holds) its upstreams.
  */
-export function follow(control: Control, apps: Apps, runsApp: boolean, views: AppView[]): void {
+export async function follow(control: Control, apps: Apps, runsApp: boolean, views: AppView[]): Promise<void> {
   const explicit = control.effective.layers.some((l) => l.raw.apps);
   for (const v of views) {
     const a = apps.get(v.name);
     if (!a) continue;
+    // Upstreams first: a reload and a resume seen in one report must release held requests to the new upstream.
+    if (!runsApp && v.upstreams.join() !== a.state.current.upstreams.map((u) => u.url).join()) {
+      const body = explicit ? { apps: [{ name: v.name, upstreams: v.upstreams }] } : { upstreams: v.upstreams };
+      await control.reloadWithBody("upgrade (following the new holdup)", body);
+    }
     const now = a.state.current;
     if (v.mode !== now.mode || (v.mode === "stopped" && v.message !== now.stopMessage)) {
       if (v.mode === "paused") control.pause([a]);
       else if (v.mode === "running") control.resume([a]);
       else control.stop(v.message, [a]);
     }
-    if (runsApp || v.upstreams.join() === now.upstreams.map((u) => u.url).join()) continue;
-    const body = explicit ? { apps: [{ name: v.name, upstreams: v.upstreams }] } : { upstreams: v.upstreams };
-    void control.reloadWithBody("upgrade (following the new holdup)", body);
   }
 }
 
@@ -93,8 +95,8 @@ export interface Handover {
   release(): Promise<void>;
   /** The new holdup is bound: close the proxy's connections as their answers go out (Connection: close). */
   retire(): void;
-  /** The new holdup's apps changed (or are first reported). */
-  follow(apps: AppView[]): void;
+  /** The new holdup's apps changed (or are first reported); reports are applied one after another. */
+  follow(apps: AppView[]): Promise<void>;
   /** Resolves once every open proxy connection is answered and closed (bounded by the caller). */
   drained(): Promise<void>;
   /** Requests held now. */
@@ -152,7 +154,10 @@ export class Upgrader {
     log.info("upgrade: new holdup serving; handing over", { pid: child.pid });
     this.successor = child.pid!;
     // From here on (the new holdup may report a change while this one still retires its connections).
-    lines.onState = (apps) => handover.follow(apps);
+    let following = Promise.resolve();
+    lines.onState = (apps) => {
+      following = following.then(() => handover.follow(apps)).catch((e) => log.warn("upgrade: could not follow the new holdup", { error: String(e) }));
+    };
     await handover.release();
     child.stdin!.write(`${JSON.stringify({ t: "released" })}\n`);
     const serving = await lines.next("serving", SERVING_WITHIN_MS);
