@@ -43,8 +43,8 @@ const MUTANTS = [
   {
     name: "Deno's upstream client sends a fresh request on the keep-alive pool",
     file: "src/runtime/node-client.ts",
-    from: "agent: init.fresh ? false : pooled[origin.protocol],",
-    to: "agent: pooled[origin.protocol],",
+    from: "agent: init.fresh ? false : init.released ? releasePool[origin.protocol] : pooled[origin.protocol],",
+    to: "agent: init.released ? releasePool[origin.protocol] : pooled[origin.protocol],",
     tests: ["test/upstreams.test.ts"],
     filter: "a POST goes on a connection of its own",
     runtimes: ["deno"], // the Deno adapter's client
