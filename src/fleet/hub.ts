@@ -31,7 +31,7 @@ export class Hub {
   async start(): Promise<string> {
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen({ port: 0, host: "127.0.0.1" }, () => resolve());
+      this.server.listen({ port: 0, host: "127.0.0.1", exclusive: true }, () => resolve()); // never in the proxy port's SO_REUSEPORT group
     });
     this.port = (this.server.address() as net.AddressInfo).port;
     return `redis://:${this.password}@127.0.0.1:${this.port}`;

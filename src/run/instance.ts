@@ -36,7 +36,9 @@ export async function freeLoopbackPort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((resolve, reject) => {
     s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => resolve());
+    // exclusive: a shared (SO_REUSEPORT) port-0 bind may join the proxy's own port group (holdup binds it so for
+    // self-upgrade on Deno), take its connections for a moment and reset them when it closes.
+    s.listen({ port: 0, host: "127.0.0.1", exclusive: true }, () => resolve());
   });
   const port = (s.address() as net.AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
