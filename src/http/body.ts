@@ -5,6 +5,7 @@
  * exactly its size (allocated from Content-Length when the client sent one),
  * so 1,000 held 1 MiB bodies cost about 1 GiB, not several.
  */
+import { concat } from "../util/bytes.ts";
 import type { Incoming } from "../serve/types.ts";
 
 export type Body =
@@ -78,13 +79,3 @@ function resume(head: Uint8Array[], reader: ReadableStreamDefaultReader<Uint8Arr
   });
 }
 
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
-}

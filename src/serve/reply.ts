@@ -10,6 +10,7 @@
  */
 import type http from "node:http";
 import type { Socket } from "node:net";
+import { concat } from "../util/bytes.ts";
 import { drained } from "../util/drain.ts";
 import { NodeBody, type NodeReadable } from "../util/nodebody.ts";
 import type { Reply } from "./types.ts";
@@ -118,7 +119,7 @@ function relay(res: http.ServerResponse, src: NodeReadable, declared: number | n
   src.on("end", () => {
     if (over) return;
     if (declared !== null && bytes !== declared) return finish(false);
-    res.end(chunks ? concat(chunks, bytes) : undefined);
+    res.end(chunks?.length ? concat(chunks, bytes) : undefined);
     finish(true);
   });
   src.on("error", failed);
@@ -127,16 +128,6 @@ function relay(res: http.ServerResponse, src: NodeReadable, declared: number | n
   res.on("close", gone); // the client left (after a complete answer, finish already ran)
 }
 
-function concat(chunks: Uint8Array[], size: number): Uint8Array | undefined {
-  if (chunks.length <= 1) return chunks[0];
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
-}
 
 async function whole(
   res: http.ServerResponse,
