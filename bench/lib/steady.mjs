@@ -32,17 +32,23 @@ export async function wrk(url, { c, seconds, threads = 2 }) {
   return r;
 }
 
-/** Run all steady scenarios. Returns { scenarios:[{...scenario, rows:[...]}], settings }. */
+/**
+ * Run all steady scenarios, interleaved: every target is started once and stays up; each
+ * round runs every scenario against every target in turn, so drift on a shared machine
+ * (another process, thermal, the page cache) lands on all targets alike, and each row is
+ * the median of its rounds. Returns { scenarios:[{...scenario, rows:[...]}], settings }.
+ */
 export async function runSteady(opts) {
   const seconds = opts.duration ?? (opts.quick ? 3 : 10);
   const warm = opts.quick ? 1 : 2;
   const runs = opts.runs ?? 3;
   const targets = opts.targets ?? STEADY_TARGETS;
   const scen = SCENARIOS.filter((s) => !opts.scenarios || opts.scenarios.includes(s.id));
-  const results = new Map(scen.map((s) => [s.id, []]));
   const origin = await startNginxOrigin();
   await checkTarget(origin.port, "/", 6);
   await checkTarget(origin.port, "/64k.bin", BODY_64K);
+  /** name → { t, rss, failed?, per scenario: { rs: wrk results, peak } } */
+  const live = new Map();
   try {
     for (const name of targets) {
       let t;
@@ -50,61 +56,68 @@ export async function runSteady(opts) {
         t = await startTarget(name, origin.port, opts);
         await checkTarget(t.port, "/", 6);
         await checkTarget(t.port, "/64k.bin", BODY_64K);
+        live.set(name, { t, rss: t.proc ? rssSampler(t.proc.pid) : null, by: new Map(scen.map((s) => [s.id, { rs: [], peak: 0 }])) });
       } catch (e) {
         const reason = clip(e);
         log(`FAILED ${name}: ${reason}`);
         if (t) await t.stop();
-        for (const s of scen) results.get(s.id).push({ target: name, failed: reason });
-        continue;
+        live.set(name, { failed: reason });
       }
-      const rss = t.proc ? rssSampler(t.proc.pid) : null;
+    }
+    for (let i = 0; i <= runs; i++) {
       for (const s of scen) {
-        const url = `http://127.0.0.1:${t.port}${s.path}`;
-        try {
-          log(`wrk ${warm}s warm-up against ${name} (${s.id})…`);
-          await wrk(url, { c: s.c, seconds: warm });
-          rss?.reset();
-          const rs = [];
-          for (let i = 1; i <= runs; i++) {
-            log(`wrk ${seconds}s against ${name} (${s.id}, -c${s.c}) run ${i}/${runs}…`);
-            rs.push(await wrk(url, { c: s.c, seconds }));
-            if (t.proc?.exited) throw new Error(`${name} exited during the run: ${t.proc.tail(300)}`);
+        for (const [name, e] of live) {
+          if (e.failed) continue;
+          const url = `http://127.0.0.1:${e.t.port}${s.path}`;
+          const cell = e.by.get(s.id);
+          if (cell.failed) continue;
+          try {
+            if (i === 0) {
+              log(`wrk ${warm}s warm-up against ${name} (${s.id})…`);
+              await wrk(url, { c: s.c, seconds: warm });
+              continue;
+            }
+            e.rss?.reset();
+            log(`wrk ${seconds}s against ${name} (${s.id}, -c${s.c}) round ${i}/${runs}…`);
+            cell.rs.push(await wrk(url, { c: s.c, seconds }));
+            if (e.rss) cell.peak = Math.max(cell.peak, e.rss.peakMB());
+            if (e.t.proc?.exited) throw new Error(`${name} exited during the run: ${e.t.proc.tail(300)}`);
+          } catch (err) {
+            cell.failed = clip(err);
+            log(`FAILED ${name} ${s.id}: ${cell.failed}`);
+            if (e.t.proc?.exited) e.failed = "process exited earlier";
           }
-          const row = {
-            target: name, runs: rs.length,
-            rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)),
-            errors: rs.reduce((a, r) => a + r.errors, 0), requests: rs.reduce((a, r) => a + r.requests, 0),
-            rssMB: rss ? rss.peakMB() : NaN,
-          };
-          log(`  ${name} ${s.id}: ${fmtInt(row.rps)} req/s, p50 ${fmtMs(row.p50)}, p99 ${fmtMs(row.p99)}, errors ${row.errors}, peak RSS ${fmtMB(row.rssMB)}`);
-          results.get(s.id).push(row);
-        } catch (e) {
-          const reason = clip(e);
-          log(`FAILED ${name} ${s.id}: ${reason}`);
-          results.get(s.id).push({ target: name, failed: reason });
-          if (t.proc?.exited) {
-            for (const s2 of scen.slice(scen.indexOf(s) + 1)) results.get(s2.id).push({ target: name, failed: "process exited earlier" });
-            break;
-          }
+          await sleep(200);
         }
       }
-      rss?.stop();
-      await t.stop();
-      await sleep(300);
     }
   } finally {
+    for (const e of live.values()) { e.rss?.stop(); await e.t?.stop(); }
     await origin.stop();
   }
+  const rowOf = (name, s) => {
+    const e = live.get(name), cell = e.by?.get(s.id);
+    if (!cell || cell.failed || !cell.rs.length) return { target: name, failed: cell?.failed ?? e.failed };
+    const rs = cell.rs;
+    const row = {
+      target: name, runs: rs.length,
+      rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)),
+      errors: rs.reduce((a, r) => a + r.errors, 0), requests: rs.reduce((a, r) => a + r.requests, 0),
+      rssMB: e.rss ? cell.peak : NaN,
+    };
+    log(`  ${name} ${s.id}: ${fmtInt(row.rps)} req/s, p50 ${fmtMs(row.p50)}, p99 ${fmtMs(row.p99)}, errors ${row.errors}, peak RSS ${fmtMB(row.rssMB)}`);
+    return row;
+  };
   return {
     settings: { seconds, runs, warm, threads: 2 },
-    scenarios: scen.map((s) => ({ ...s, rows: results.get(s.id) })),
+    scenarios: scen.map((s) => ({ ...s, rows: targets.map((name) => rowOf(name, s)) })),
   };
 }
 
 export function steadyTables(res) {
   const out = [];
   for (const s of res.scenarios) {
-    out.push(`### ${s.label} (\`${s.id}\`: wrk -t2 -c${s.c} -d${res.settings.seconds}s, median of ${res.settings.runs})\n`);
+    out.push(`### ${s.label} (\`${s.id}\`: wrk -t2 -c${s.c} -d${res.settings.seconds}s, median of ${res.settings.runs} interleaved rounds)\n`);
     out.push(table(["target", "req/s", "p50", "p99", "errors", "peak RSS"], s.rows.map((r) => r.failed
       ? [r.target, "FAILED", "", "", "", ""]
       : [r.target, fmtInt(r.rps), fmtMs(r.p50), fmtMs(r.p99), fmtInt(r.errors), fmtMB(r.rssMB)])));
