@@ -17,11 +17,13 @@ test("--rollback-window: a deploy to an upstream answering 500 is rolled back; o
     res.end("bad");
   });
   const proxy = await startProxy(["-u", good.url, "--rollback-window", "10s"]);
+  // Stopped in `finally` too: a failed assertion must not leave the loops to fail on a stopped proxy and mask it.
+  let running = true;
+  let load: Promise<unknown> = Promise.resolve();
   try {
     // Steady load: 4 clients, one GET after another.
     const counts = new Map<string, number>();
-    let running = true;
-    const load = Promise.all(Array.from({ length: 4 }, async () => {
+    load = Promise.all(Array.from({ length: 4 }, async () => {
       while (running) {
         const r = await fetch(`${proxy.url}/x`);
         const text = await r.text();
@@ -53,6 +55,8 @@ test("--rollback-window: a deploy to an upstream answering 500 is rolled back; o
     assert.ok(failed <= bad.received.length);
     console.log(`rollback: switched back ${line.afterSwitchMs} ms after the switch, deploy returned after ${tookMs.toFixed(0)} ms; the bad upstream answered ${bad.received.length}, clients got ${failed} 500s, ${counts.get("200 good")} 200s`);
   } finally {
+    running = false;
+    await load.catch(() => {});
     await proxy.stop();
     await good.close();
     await bad.close();
@@ -120,11 +124,12 @@ if mode == "crash": threading.Timer(1.0, lambda: os._exit(1)).start()
 s.serve_forever()
 `);
   const proxy = await startProxy(["--rollback-window", "5s", "--try-interval", "50ms", "--", "python3", join(dir, "app.py"), "{port}"]);
+  let running = true;
+  let load: Promise<unknown> = Promise.resolve();
   try {
     await until("the app serves", async () => (await fetch(`${proxy.url}/`).then((r) => r.status).catch(() => 0)) === 200);
     const statuses = new Map<number, number>();
-    let running = true;
-    const load = Promise.all(Array.from({ length: 4 }, async () => {
+    load = Promise.all(Array.from({ length: 4 }, async () => {
       while (running) {
         const r = await fetch(`${proxy.url}/x`);
         await r.text();
@@ -149,6 +154,8 @@ s.serve_forever()
     const ms = exit ? Date.parse(String(line.time)) - Date.parse(String(exit.time)) : NaN;
     console.log(`restart rollback: ${line.reason}; switched back ${ms} ms after the exit was seen; ${statuses.get(200)} requests, all 200`);
   } finally {
+    running = false;
+    await load.catch(() => {});
     await proxy.stop();
     await rm(dir, { recursive: true, force: true });
   }

@@ -3,8 +3,9 @@
  * restart's switch, the new upstreams' answers are watched; if they all go
  * down (a restarted instance: exits), or at least half of their answers (over
  * at least MIN_ANSWERS) are 5xx, the new version is judged bad and control.ts
- * (deploys) or run/supervisor.ts (restarts) switches back to what it replaced. Reads the counters the hold loop keeps on each Upstream; nothing
- * here runs per request.
+ * (deploys) or run/supervisor.ts (restarts) switches back to what it replaced.
+ * Reads the counters the hold loop keeps on each Upstream; nothing here runs
+ * per request.
  */
 import type { Layer } from "../config/layers.ts";
 import type { Upstream } from "../apps/upstream.ts";
@@ -12,6 +13,12 @@ import type { Upstream } from "../apps/upstream.ts";
 /** Answers needed before a 5xx share can condemn a deploy. */
 export const MIN_ANSWERS = 10;
 const EVERY_MS = 50;
+/**
+ * An instance that crashes is usually seen refusing connections a few ms before
+ * its exit reaches holdup (through the wrapper's pipe): wait this long for the
+ * exit so the rollback names its cause ("exited (exit code 1)"), not the symptom.
+ */
+const EXIT_GRACE_MS = 250;
 
 /**
  * Watches `urls` in `state` (an app's) for `windowMs`. Resolves with why the
@@ -42,7 +49,10 @@ export async function watchDeploy(
       errors += u.answers5xx - base.errors;
     }
     if (answers >= MIN_ANSWERS && errors * 2 >= answers) return `${errors} of its ${answers} answers were 5xx`;
-    if (now.every((u) => u.status === "down")) return `it went down (${now[0].lastError ?? "unreachable"})`;
+    if (now.every((u) => u.status === "down")) {
+      if (exited) await Promise.race([exited, new Promise((r) => setTimeout(r, EXIT_GRACE_MS))]);
+      return died ?? `it went down (${now[0].lastError ?? "unreachable"})`;
+    }
   }
   return null;
 }
