@@ -8,6 +8,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
 import net from "node:net";
 import { join } from "node:path";
 import { freePort, ROOT, run, startProxy, startUpstream, until } from "./helpers.ts";
@@ -80,6 +81,92 @@ test("LISTEN_FDS meant for another process (LISTEN_PID not holdup's) is ignored:
     assert.equal(await (await fetch(p.url + "/")).text(), "served");
   } finally {
     await p.stop();
+    await up.close();
+  }
+});
+
+/**
+ * One keep-alive client over a raw socket (no client library that might resend): GET after GET on one
+ * connection; a new connection only after an answer that said `Connection: close` (or an idle close).
+ * A request written and not answered in full is a failure, with its error.
+ */
+function keepAliveLoop(port: number, running: () => boolean): { ok: () => number; failures: string[]; done: Promise<void> } {
+  let ok = 0;
+  const failures: string[] = [];
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const s = net.connect(port, "127.0.0.1");
+      let buf = Buffer.alloc(0);
+      let waiting = false;
+      const ask = () => {
+        if (!running()) return void s.end();
+        waiting = true;
+        s.write("GET /ka HTTP/1.1\r\nHost: holdup.test\r\n\r\n");
+      };
+      s.on("connect", ask);
+      s.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString("latin1");
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+        if (!Number.isFinite(length)) failures.push(`no Content-Length: ${head.split("\r\n")[0]}`);
+        if (buf.length < end + 4 + (length || 0)) return;
+        buf = buf.subarray(end + 4 + (length || 0));
+        waiting = false;
+        if (/^HTTP\/1\.1 200 /.test(head)) ok++;
+        else failures.push(head.split("\r\n")[0]);
+        if (/\r\nconnection: *close/i.test(head)) s.end();
+        else ask();
+      });
+      s.on("error", (e: NodeJS.ErrnoException) => {
+        if (waiting) failures.push(e.code ?? e.message);
+        waiting = false;
+      });
+      s.on("close", () => {
+        if (waiting) failures.push("closed before the answer");
+        resolve();
+      });
+    });
+  const done = (async () => {
+    while (running() && failures.length < 50) await one();
+  })();
+  return { ok: () => ok, failures, done };
+}
+
+test("socket activation on Deno: restarting holdup (SIGTERM, the next one on the same socket) under 8 keep-alive clients fails no request", async () => {
+  const up = await startUpstream((_q, res) => res.end("served"));
+  const port = await freePort();
+  const inner = `export LISTEN_PID=$$; exec ${DENO_RUN.join(" ")} --log json --admin off -u ${up.url}`;
+  // systemd-socket-activate execs the loop: its child is the sh that execs holdup.
+  const loop = spawn("systemd-socket-activate", ["-l", `127.0.0.1:${port}`, "sh", "-c", `while :; do sh -c '${inner}'; done`], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  loop.stderr!.on("data", (d) => log += d);
+  const count = (re: RegExp) => (log.match(re) ?? []).length;
+  let running = true;
+  const clients: ReturnType<typeof keepAliveLoop>[] = [];
+  try {
+    await knock(port);
+    await until("holdup to start", () => count(/"holdup started"/g) >= 1, 20_000);
+    for (let i = 0; i < 8; i++) clients.push(keepAliveLoop(port, () => running));
+    const ok = () => clients.reduce((n, c) => n + c.ok(), 0);
+    await until("answers before the restart", () => ok() >= 200, 20_000);
+    const first = Number(execFileSync("pgrep", ["-P", String(loop.pid)]).toString().trim());
+    process.kill(first, "SIGTERM");
+    await until("the next holdup to start", () => count(/"holdup started"/g) >= 2, 30_000);
+    const at = ok();
+    await until("answers from the next holdup", () => ok() >= at + 200, 20_000);
+    running = false;
+    await Promise.all(clients.map((c) => c.done));
+    assert.deepEqual(clients.flatMap((c) => c.failures), []);
+    assert.equal(count(/"msg":"stopped"/g), 1, "the first holdup stopped cleanly (within its grace period)");
+    console.log(`socket-activation restart: ${ok()} answers over 8 keep-alive clients, 0 failed`);
+  } finally {
+    running = false;
+    loop.kill("SIGKILL");
+    try {
+      for (const pid of execFileSync("pgrep", ["-f", `src/proxy.ts --log json --admin off -u ${up.url}$`]).toString().trim().split("\n")) process.kill(Number(pid), "SIGKILL");
+    } catch { /* none left */ }
     await up.close();
   }
 });

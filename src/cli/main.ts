@@ -309,7 +309,11 @@ export async function main(rt: Runtime): Promise<void> {
       void a.state.websockets.shutdown(() => proxyServer.requests === 0);
     }
     h.events.close(); // and dashboards' event streams end (their pages reconnect to the next holdup)
-    const drained = Promise.all([proxyServer.shutdown(), adminServer?.shutdown(), redirectServer?.shutdown(), metricsServer?.shutdown()]).then(() => true);
+    // Socket activation: the socket outlives this process (systemd queues the next holdup's connections), so retire
+    // keep-alive connections first, still accepting (each closes after an answer that says so), as an upgrade does.
+    const proxyDone = activatedFd === undefined ? proxyServer.shutdown() : proxyServer.shutdown({ keepIdle: 1000, keepAccepting: true });
+    if (activatedFd !== undefined) void whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => proxyServer.stopAccepting());
+    const drained = Promise.all([proxyDone, adminServer?.shutdown(), redirectServer?.shutdown(), metricsServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);
     if (app) {
