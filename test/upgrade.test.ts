@@ -318,3 +318,23 @@ test("--pid-file in a directory that does not exist: exit 1 with a line naming t
     assert.match(r.stderr, /--pid-file .*missing\/holdup\.pid: cannot write it \(ENOENT\)/);
   });
 });
+
+test("the proxy port is bound shareable (SO_REUSEPORT) for an upgrade, yet a second holdup on it is refused, not silently shared", async () => {
+  const up = await startUpstream((_q, res) => res.end("first"));
+  const p = await startProxy(["-u", up.url]);
+  let next = 0;
+  try {
+    const [cmd, args] = runtimeCommand("src/proxy.ts", ["-l", `127.0.0.1:${p.port}`, "--admin", "off", "-u", up.url]);
+    const second = await run(cmd, args, { timeoutMs: 20_000 });
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${p.port} for the proxy: address already in use`));
+    // And the port is shareable: an upgrade binds it beside this one.
+    p.signal("SIGUSR2");
+    next = await successorPid(p);
+    assert.equal(await (await fetch(`${p.url}/`)).text(), "first");
+  } finally {
+    if (next) await stopPid(next);
+    await p.stop();
+    await up.close();
+  }
+});

@@ -149,9 +149,9 @@ export async function main(rt: Runtime): Promise<void> {
     })(app)
     : h.proxy;
 
-  // The proxy port, shared with a self-upgrade's new holdup (SO_REUSEPORT) where the runtime can: a
-  // first bind without it refuses a port another process (another holdup) holds (docs/design/upgrade.md).
-  const shareProxy = !role && activatedFd === undefined && rt.reusePortAlone;
+  // The proxy port, shared with a self-upgrade's new holdup (SO_REUSEPORT, Runtime.bindShared): a first
+  // bind without it refuses a port another process (another holdup) holds (docs/design/upgrade.md).
+  const shareProxy = !role && activatedFd === undefined;
   // (Pinned: a port 0 becomes the one the probe got; the config keeps saying 0, as reloads compare it.)
   const pinned = shareProxy && !successor ? await pin(config.listen, "proxy", "--listen") : config.listen;
   if (typeof pinned === "string") fail(rt, 1, `holdup: ${pinned}`);
@@ -169,8 +169,6 @@ export async function main(rt: Runtime): Promise<void> {
         fail(rt, 1, `holdup: upgrade: the app did not start: ${first.error}`);
       }
     }
-    // Bun: the old holdup closes its port when told this; the bind below retries until it is free.
-    if (!shareProxy) successor.ready();
   }
   const serve = (what: string, addr: Config["listen"], handler: IncomingHandler, upgrade?: ListenOptions["upgrade"], tls?: ListenOptions["tls"]) =>
     // A self-upgrade's new holdup: the old one is closing these ports right now.
@@ -186,6 +184,7 @@ export async function main(rt: Runtime): Promise<void> {
         wholeBodyMax: rt.wholeBodyMax,
         warn: (message, fields) => h.log.warn(`${what}: ${message}`, fields),
         reusePort: what === "proxy" ? role !== null || shareProxy : role !== null && what !== "admin API" && what !== "metrics",
+        bindShared: rt.bindShared,
         fd: what === "proxy" ? activatedFd : undefined,
       }));
   // A WebSocket handshake is activity too (and starts an idle-stopped app).
@@ -197,7 +196,7 @@ export async function main(rt: Runtime): Promise<void> {
     : h.upgrade;
   const proxyServer = await serve("proxy", pinned, proxyHandler, upgradeHandler, https ? { certs: https.certs } : undefined);
   h.control.connectionStatus = () => proxyServer.stats();
-  if (successor && shareProxy) successor.ready();
+  successor?.ready();
   h.events.proxyAddress = formatListen(proxyServer);
   const passed = activatedFd === undefined ? null : passedSocketPort(activatedFd);
   if (passed !== null && passed !== proxyServer.port) {
@@ -362,11 +361,10 @@ export async function main(rt: Runtime): Promise<void> {
           // Their ports free at once (server.close() keeps Deno's until in-flight requests are done, and the admin
           // request that asked for this upgrade is one of them); their connections are closed in retire().
           for (const l of [adminServer, metricsServer, redirectServer]) l?.stopAccepting();
-          // Bun: the new holdup binds the port as soon as this closes it (keep-alive connections stay open).
-          if (!shareProxy) return Promise.resolve(proxyServer.stopAccepting());
-          // Deno: the new holdup accepts on the same port already. Closing the listener makes Deno close every
-          // keep-alive connection after its answer without saying so (clients then see resets, measured): close
-          // the connections first (each after its next answer, which says so), then the listener.
+          // The new holdup accepts on the same port already. Closing the listener resets what its accept queue
+          // holds, and makes Deno close every keep-alive connection after its answer without saying so (clients
+          // then see resets, measured): close the connections first (each after its next answer, which says so),
+          // still accepting, then the listener once it has had none for a moment.
           retire();
           return whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => proxyServer.stopAccepting());
         },

@@ -68,7 +68,22 @@ export const bunRuntime: Runtime = {
   name: "bun",
   wholeBodyMax: 64 * 1024,
   acceptStallsOnEmfile: false,
-  reusePortAlone: false,
+  bindShared(bind) {
+    // Bun's node:http and node:net call the global Bun.serve / Bun.listen from listen(), synchronously, and
+    // drop `reusePort` outside a cluster worker: add it to those calls (measured: two processes then share the port).
+    const { serve, listen } = Bun;
+    const bun = Bun as unknown as { serve: typeof serve; listen: typeof listen };
+    // deno-lint-ignore no-explicit-any
+    const shared = <F extends (...a: any[]) => unknown>(f: F) => ((o: object, ...rest: unknown[]) => f.call(Bun, { ...o, reusePort: true }, ...rest)) as unknown as F;
+    bun.serve = shared(serve);
+    bun.listen = shared(listen);
+    try {
+      return bind();
+    } finally {
+      bun.serve = serve;
+      bun.listen = listen;
+    }
+  },
   get version() {
     return Bun.version;
   },

@@ -27,7 +27,7 @@ export const denoRuntime: Runtime = {
   name: "deno",
   wholeBodyMax: 16 * 1024,
   acceptStallsOnEmfile: true,
-  reusePortAlone: true,
+  bindShared: (bind) => bind(),
   get version() {
     return Deno.version.deno;
   },

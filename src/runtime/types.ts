@@ -87,13 +87,14 @@ export interface Runtime {
    */
   readonly acceptStallsOnEmfile: boolean;
   /**
-   * node:http's `reusePort` takes effect in a process started on its own:
-   * true on Deno; false on Bun 1.4, whose node:http sets SO_REUSEPORT only in a
-   * node:cluster worker (NODE_UNIQUE_ID present when the process started).
-   * A self-upgrade binds the new listener before closing the old one where
-   * true, and closes first where false (docs/design/upgrade.md).
+   * Runs `bind` (a node:http or node:net `listen()` call) so that the socket it
+   * binds has SO_REUSEPORT, which lets a self-upgrade's new holdup bind the
+   * proxy port before the old one closes it (docs/design/upgrade.md). Deno's
+   * node:http honours `listen({reusePort})`; Bun 1.4's passes it on to
+   * `Bun.serve`/`Bun.listen` only in a node:cluster worker, so the Bun adapter
+   * adds it to those calls for the duration of `bind` (they are made in it).
    */
-  readonly reusePortAlone: boolean;
+  bindShared<T>(bind: () => T): T;
   /**
    * Response bodies of known length up to this many bytes are read whole and
    * written once instead of streamed chunk by chunk. Measured (wrk -c64,

@@ -49,8 +49,10 @@ export interface ListenOptions {
   upgrade?: (req: http.IncomingMessage, socket: Socket, head: Uint8Array) => void;
   /** HTTPS (and HTTP/2) with these certificates (see above). */
   tls?: { certs: Certificates };
-  /** Share the port with the other `--workers` (SO_REUSEPORT; on Bun see Runtime.workerEnv). */
+  /** Share the port with the other `--workers` (SO_REUSEPORT; on Bun see Runtime.workerEnv) or a self-upgrade's new holdup. */
   reusePort?: boolean;
+  /** How this runtime binds with SO_REUSEPORT (Runtime.bindShared); used when `reusePort`. */
+  bindShared?: <T>(bind: () => T) => T;
   /** Serve this already-listening socket (socket activation, serve/activation.ts) instead of binding. */
   fd?: number;
   /** Events worth a log line (connection refused at the cap, …). */
@@ -180,7 +182,7 @@ export function listen(o: ListenOptions): Promise<Listener> {
   return new Promise((resolve, reject) => {
     acceptor.once("error", reject);
     const where = o.fd !== undefined ? { fd: o.fd } : { port: o.port, host: o.hostname, exclusive: !o.reusePort, reusePort: o.reusePort };
-    acceptor.listen(where, () => {
+    const bind = () => acceptor.listen(where, () => {
       acceptor.off("error", reject);
       acceptor.on("error", (e) => o.warn("listener error", { error: String((e as Error).message ?? e) }));
       const addr = acceptor.address();
@@ -255,6 +257,8 @@ export function listen(o: ListenOptions): Promise<Listener> {
         },
       });
     });
+    if (o.reusePort && o.bindShared) o.bindShared(bind);
+    else bind();
   });
 }
 
