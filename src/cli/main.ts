@@ -411,7 +411,7 @@ function limitsOf(c: Config): ListenerLimits {
   };
 }
 
-/** Listens; EADDRINUSE is tried again for `retryMs` (every 1 ms: on Bun a self-upgrade's gap lasts until the retry). */
+/** Listens; EADDRINUSE is tried again for `retryMs` (every 1 ms: a self-upgrade's admin, metrics and redirect ports free as the old holdup closes them). */
 async function open(rt: Runtime, what: string, retryMs: number, addr: string, start: () => Promise<Listener>): Promise<Listener> {
   const until = Date.now() + retryMs;
   for (;;) {
