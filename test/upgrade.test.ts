@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { alive, type Proxy, ROOT, run, runtimeCommand, RUNTIME, startProxy, startUpstream, until } from "./helpers.ts";
+import { open, websocketd } from "./ws-helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/app.py");
 
@@ -336,5 +337,30 @@ test("the proxy port is bound shareable (SO_REUSEPORT) for an upgrade, yet a sec
     if (next) await stopPid(next);
     await p.stop();
     await up.close();
+  }
+});
+
+test("a WebSocket open through the old holdup echoes until it closes it 1001 (going away) after the upgrade; a new one opens on the new holdup", async () => {
+  const up = await websocketd();
+  const p = await startProxy(["-u", up.url]);
+  let next = 0;
+  const oldExit = exitOf(p);
+  try {
+    const ws = await open(`ws://127.0.0.1:${p.port}/`);
+    assert.match(String(await ws.echo("before")), /^before\n?$/);
+    p.signal("SIGUSR2");
+    next = await successorPid(p);
+    await p.waitForLine("the handover", (l) => String(l.msg).startsWith("upgrade: new holdup serving"), 20_000);
+    const closed = await withTimeout("the old holdup to close the WebSocket", ws.closed, 20_000);
+    assert.equal(closed.code, 1001);
+    const again = await open(`ws://127.0.0.1:${p.port}/`);
+    assert.match(String(await again.echo("after")), /^after\n?$/);
+    again.ws.close();
+    await again.closed;
+    assert.equal(await withTimeout("the old holdup's exit", oldExit, 20_000), 0);
+  } finally {
+    if (next) await stopPid(next);
+    await p.stop();
+    await up.stop();
   }
 });
