@@ -340,27 +340,56 @@ test("the proxy port is bound shareable (SO_REUSEPORT) for an upgrade, yet a sec
   }
 });
 
-test("a WebSocket open through the old holdup echoes until it closes it 1001 (going away) after the upgrade; a new one opens on the new holdup", async () => {
+test("WebSockets open through the old holdup echo until it closes them 1001 (going away) after the upgrade; their clients reconnect at once, to the new holdup", async () => {
   const up = await websocketd();
   const p = await startProxy(["-u", up.url]);
   let next = 0;
   const oldExit = exitOf(p);
   try {
-    const ws = await open(`ws://127.0.0.1:${p.port}/`);
-    assert.match(String(await ws.echo("before")), /^before\n?$/);
+    const url = `ws://127.0.0.1:${p.port}/`;
+    const clients = await Promise.all(Array.from({ length: 8 }, () => open(url)));
+    for (const [i, ws] of clients.entries()) assert.match(String(await ws.echo(`before ${i}`)), new RegExp(`^before ${i}\n?$`));
     p.signal("SIGUSR2");
     next = await successorPid(p);
-    await p.waitForLine("the handover", (l) => String(l.msg).startsWith("upgrade: new holdup serving"), 20_000);
-    const closed = await withTimeout("the old holdup to close the WebSocket", ws.closed, 20_000);
-    assert.equal(closed.code, 1001);
-    const again = await open(`ws://127.0.0.1:${p.port}/`);
-    assert.match(String(await again.echo("after")), /^after\n?$/);
-    again.ws.close();
-    await again.closed;
+    // Like a browser's reconnect logic: a new WebSocket as soon as the old one closes.
+    const again = await Promise.all(clients.map(async (ws, i) => {
+      const closed = await withTimeout("the old holdup to close a WebSocket", ws.closed, 20_000);
+      const fresh = await open(url);
+      return { code: closed.code, echo: String(await fresh.echo(`after ${i}`)), fresh };
+    }));
+    assert.deepEqual(again.map((r) => r.code), Array(8).fill(1001));
+    for (const [i, r] of again.entries()) assert.match(r.echo, new RegExp(`^after ${i}\n?$`));
     assert.equal(await withTimeout("the old holdup's exit", oldExit, 20_000), 0);
+    // Still open after the old holdup exited: they are the new holdup's.
+    for (const [i, r] of again.entries()) assert.match(String(await r.fresh.echo(`later ${i}`)), new RegExp(`^later ${i}\n?$`));
+    for (const r of again) r.fresh.ws.close();
+    await Promise.all(again.map((r) => r.fresh.closed));
   } finally {
     if (next) await stopPid(next);
     await p.stop();
     await up.stop();
+  }
+});
+
+test("the metrics port moves to the new holdup too (its counters start again), and the admin port with it", async () => {
+  const up = await startUpstream((_q, res) => res.end("ok"));
+  const p = await startProxy(["-u", up.url, "--metrics-listen", "127.0.0.1:0"]);
+  let next = 0;
+  const oldExit = exitOf(p);
+  try {
+    const metricsUrl = String(p.lines.find((l) => l.msg === "holdup started")!.metrics);
+    const reloads = async () => /holdup_reloads_total\{result="ok"\} (\d+)/.exec(await (await fetch(metricsUrl)).text())?.[1];
+    assert.equal((await p.admin("POST", "/reload", { upstreams: [up.url] })).status, 200);
+    assert.equal(await reloads(), "1", "the old holdup counted its reload");
+    p.signal("SIGUSR2");
+    next = await successorPid(p);
+    assert.equal(await withTimeout("the old holdup's exit", oldExit, 20_000), 0);
+    assert.equal(await reloads(), "0", "the same metrics address answers from the new holdup");
+    assert.equal((await p.admin("GET", "/status")).status, 200, "the admin port answers with the old holdup gone");
+    assert.equal((await fetch(`${p.url}/`)).status, 200);
+  } finally {
+    if (next) await stopPid(next);
+    await p.stop();
+    await up.close();
   }
 });

@@ -333,7 +333,6 @@ export async function main(rt: Runtime): Promise<void> {
     const retire = () => {
       if (retired) return;
       retired = true;
-      for (const a of h.apps.list) void a.state.websockets.shutdown(() => proxyServer.requests === 0);
       const others = [adminServer, metricsServer, redirectServer].map((l) => l?.shutdown());
       proxyDrained = Promise.all([proxyServer.shutdown({ keepIdle: 1000, keepAccepting: true }), ...others]);
     };
@@ -366,7 +365,11 @@ export async function main(rt: Runtime): Promise<void> {
           // then see resets, measured): close the connections first (each after its next answer, which says so),
           // still accepting, then the listener once it has had none for a moment.
           retire();
-          return whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => proxyServer.stopAccepting());
+          // WebSockets go (1001) only then, so their clients' reconnects reach the new holdup, not this one.
+          return whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => {
+            proxyServer.stopAccepting();
+            for (const a of h.apps.list) void a.state.websockets.shutdown(() => proxyServer.requests === 0);
+          });
         },
         retire,
         follow: (apps) => follow(h.control, h.apps, app !== null, apps),

@@ -349,7 +349,7 @@ function onUpgrade(w: Wiring, req: http.IncomingMessage, socket: TrackedSocket, 
   disarm(socket);
   const bad = originForm(req.url ?? "") === null ? BAD_TARGET : badHost(req);
   if (bad) return void socket.end(plain(400, "Bad Request", String(bad.body)));
-  const { closing } = w;
+  const closing = w.closing && !w.gentle; // a self-upgrade's old holdup still accepting: tunnels until it closes them
   if (!w.o.upgrade || closing) {
     return void socket.end(plain(closing ? 503 : 501, closing ? "Service Unavailable" : "Not Implemented", closing ? "holdup: shutting down\n" : "holdup: protocol upgrades are not supported here\n"));
   }
