@@ -3,8 +3,8 @@
 //
 //   node bench/run.mjs [steady|hold|all] [options]
 //
-// steady  wrk against an nginx origin directly and through holdup (Bun, Deno), a bare
-//         fetch() passthrough (Bun, Deno), Caddy, nginx and HAProxy; 4 scenarios.
+// steady  wrk against an nginx origin directly and through holdup (Bun, Deno; -w2: --workers 2),
+//         a bare fetch() passthrough (Bun, Deno), Caddy, nginx and HAProxy; 4 scenarios.
 //   --quick            3 s runs (default 10 s)        --runs N     median of N rounds (default 3)
 //   --duration S       seconds per wrk run            --targets a,b  subset of targets
 //   --scenarios a,b    small-c64,64k-c64,small-c256,64k-c256
@@ -64,7 +64,7 @@ if (mode === "steady" || mode === "all") {
   const md = `## steady state\n\n${stamp()}\n\nOrigin: nginx (1 worker) answering \`GET /\` with \`hello\\n\` (6 B) and \`GET /64k.bin\` (64 KiB static file).
 Load: \`wrk -t2 -c64|-c256 -d${res.settings.seconds}s --latency\`, ${res.settings.warm} s warm-up, median of ${res.settings.runs} interleaved rounds (all targets stay up; each round runs every scenario against every target in turn); errors = non-2xx/3xx + socket errors, summed over runs.
 Peak RSS: VmRSS of the proxy's process tree, sampled every 100 ms during the measured runs (the highest of the rounds).
-Proxies: holdup \`--admin off --log off\`; bare passthrough = bench/passthrough.ts; Caddy \`reverse_proxy\` with \`keepalive_idle_conns(_per_host) 64\`;
+Proxies: holdup \`--admin off --log off\` (\`-w2\`: with \`--workers 2\`, one process per core); bare passthrough = bench/passthrough.ts; Caddy \`reverse_proxy\` with \`keepalive_idle_conns(_per_host) 64\`;
 nginx \`worker_processes auto\` + \`upstream { keepalive 64; }\`; HAProxy \`mode http\` defaults.
 
 ${steadyTables(res)}

@@ -42,7 +42,7 @@ export function writeSection(name, markdown) {
 }
 
 const COLORS = {
-  direct: "#9e9e9e", "holdup-bun": "#e65100", "holdup-deno": "#1565c0",
+  direct: "#9e9e9e", "holdup-bun": "#e65100", "holdup-deno": "#1565c0", "holdup-bun-w2": "#bf360c", "holdup-deno-w2": "#0d47a1",
   "passthrough-bun": "#ffb74d", "passthrough-deno": "#90caf9", caddy: "#2e7d32", nginx: "#6a1b9a", haproxy: "#c62828",
 };
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -77,7 +77,7 @@ export function writeSvg(res) {
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif">
 <style>.t{font-size:16px;font-weight:600}.h{font-size:13px;font-weight:600}.l{font-size:12px}.v{font-size:11px;fill:#333}.f{font-size:12px;fill:#c62828;font-style:italic}</style>
 <rect width="100%" height="100%" fill="#fff"/>
-<text x="10" y="24" class="t">holdup vs peers — wrk -t2, ${res.settings.seconds}s × ${res.settings.runs} runs (median), loopback</text>
+<text x="10" y="24" class="t">holdup vs peers — wrk -t2, ${res.settings.seconds}s × ${res.settings.runs} interleaved rounds (median), loopback</text>
 ${parts.join("\n")}
 </svg>
 `;

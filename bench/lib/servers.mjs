@@ -49,7 +49,7 @@ function runtimeCmd(runtime, file) {
   return [BIN.deno, ["run", "--allow-net", "--allow-read", "--allow-env", file]];
 }
 
-export const STEADY_TARGETS = ["direct", "holdup-bun", "holdup-deno", "passthrough-bun", "passthrough-deno", "caddy", "nginx", "haproxy"];
+export const STEADY_TARGETS = ["direct", "holdup-bun", "holdup-deno", "holdup-bun-w2", "holdup-deno-w2", "passthrough-bun", "passthrough-deno", "caddy", "nginx", "haproxy"];
 
 /**
  * Start target NAME proxying to origin port UP. Returns { name, port, proc|null, stop }.
@@ -62,17 +62,20 @@ export async function startTarget(name, up, opts = {}) {
   if (name.startsWith("holdup-")) {
     // "holdup-bun@before": the same entry from another checkout (HOLDUP_BASELINE=DIR), to
     // measure a change against its parent in one run.
+    // "holdup-bun-w2": with --workers 2 (one process per core, sharing the port).
     const [target, tag] = name.split("@");
-    const rt = target.slice(7);
+    const [, rt, workers] = /^holdup-(bun|deno)(?:-w(\d+))?$/.exec(target) ?? [];
+    if (!rt) throw new Error(`unknown target ${name}`);
     const root = tag ? process.env.HOLDUP_BASELINE : REPO_DIR;
     if (tag && !root) throw new Error(`${name} needs HOLDUP_BASELINE=DIR (a checkout of the baseline commit)`);
     const entry = join(root, holdupEntry(opts));
     if (!existsSync(entry)) throw new Error(`${entry} does not exist yet`);
     if (!existsSync(BIN[rt])) throw new Error(`${BIN[rt]} missing (run npm install)`);
     const [cmd, args] = runtimeCmd(rt, entry);
+    if (workers && rt === "deno") args.splice(1, 0, "--allow-run"); // the parent starts its workers
     const extra = opts.holdupArgs || ["--admin", "off", "--log", "off"];
     log(`starting ${name} on :${port} (${entry})`);
-    proc = spawnGroup(name, cmd, [...args, "-l", `127.0.0.1:${port}`, "-u", `http://127.0.0.1:${up}`, ...extra]);
+    proc = spawnGroup(name, cmd, [...args, "-l", `127.0.0.1:${port}`, "-u", `http://127.0.0.1:${up}`, ...(workers ? ["--workers", workers] : []), ...extra]);
   } else if (name.startsWith("edge-")) {
     // "edge-deno": dist/edge.js under `deno serve`; "edge-bun": under Bun's auto-serve. Config from the environment.
     const rt = name.slice(5);

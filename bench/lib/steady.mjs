@@ -133,9 +133,9 @@ export function ratioTable(res) {
   const ratio = (a, b) => (a && b && !a.failed && !b.failed && b.rps > 0 ? `${(a.rps / b.rps).toFixed(2)}× rps / ${(a.p99 / b.p99).toFixed(2)}× p99` : "n/a");
   for (const s of res.scenarios) {
     const g = (n) => s.rows.find((r) => r.target === n);
-    for (const rt of ["bun", "deno"]) {
-      const h = g(`holdup-${rt}`);
-      rows.push([`${s.id} holdup-${rt}`, ratio(h, g("caddy")), ratio(h, g("nginx")), ratio(h, g(`passthrough-${rt}`))]);
+    for (const h of s.rows.filter((r) => /^holdup-(bun|deno)(-w\d+)?$/.test(r.target))) {
+      const rt = h.target.split("-")[1];
+      rows.push([`${s.id} ${h.target}`, ratio(h, g("caddy")), ratio(h, g("nginx")), ratio(h, g(`passthrough-${rt}`))]);
     }
   }
   return table(["scenario / runtime", "÷ Caddy", "÷ nginx", "÷ bare passthrough (same runtime)"], rows);
