@@ -7,22 +7,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { alive, type Proxy, ROOT, startProxy, until } from "./helpers.ts";
+import { withDir } from "./load-helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/app.py");
-
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), "holdup-app-"));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 async function configFile(dir: string, run: Record<string, unknown>): Promise<string> {
   const file = join(dir, "holdup.json");

@@ -7,66 +7,21 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseCli } from "../src/cli/flags.ts";
 import { defaultLayer, resolve } from "../src/config/layers.ts";
 import { type Proxy, ROOT, startProxy, until } from "./helpers.ts";
+import { assertOk, load, withDir } from "./load-helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/single.py");
-
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), "holdup-serial-"));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 const serving = (p: Proxy, id: number) =>
   p.waitForLine(`instance #${id} serving`, (l) => l.msg === "app instance serving" && l.instance === id, 30_000).then((l) => l.pid as number);
 
-/** `clients` loops of GETs until stop(); each result: status, answering pid, duration. */
-function load(url: string, clients: number) {
-  const results: Array<{ status: number; pid: number | null; ms: number; error?: string }> = [];
-  let stopped = false;
-  const loops = Array.from({ length: clients }, async (_, c) => {
-    for (let i = 0; !stopped; i++) {
-      const t0 = performance.now();
-      try {
-        const r = await fetch(`${url}/c${c}/${i}`);
-        const text = await r.text();
-        let pid: number | null = null;
-        try {
-          pid = JSON.parse(text).pid;
-        } catch { /* not the app's answer */ }
-        results.push({ status: r.status, pid, ms: performance.now() - t0, ...(r.status !== 200 ? { error: text } : {}) });
-      } catch (e) {
-        results.push({ status: 0, pid: null, ms: performance.now() - t0, error: String(e) });
-      }
-    }
-  });
-  return {
-    results,
-    async stop() {
-      stopped = true;
-      await Promise.all(loops);
-      return results;
-    },
-  };
-}
-
 /** The app's own record: ["start 123", "release", "stop 123", …]. */
 async function events(file: string): Promise<string[]> {
   return (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
-}
-
-function assertOk(results: Array<{ status: number; error?: string }>, min: number) {
-  const bad = results.filter((r) => r.status !== 200);
-  assert.equal(bad.length, 0, `${bad.length} of ${results.length} failed: ${JSON.stringify(bad.slice(0, 3))}`);
-  assert.ok(results.length >= min, `only ${results.length} requests`);
 }
 
 test("flags: --restart serial and --release CMD set run.restart and run.release; bad values name the flag or key", () => {

@@ -8,59 +8,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
-import { chmod, copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, copyFile, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { alive, type Proxy, ROOT, run, runtimeCommand, RUNTIME, startProxy, startUpstream, until } from "./helpers.ts";
+import { assertOk, load, withDir } from "./load-helpers.ts";
 import { open, websocketd } from "./ws-helpers.ts";
 
 const APP = join(ROOT, "test/fixtures/app.py");
-
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), "holdup-upgrade-"));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** `clients` loops of GETs (fetch: keep-alive) until stop(); each result: status, app pid if any, duration. */
-function load(url: string, clients: number) {
-  const results: Array<{ status: number; pid: number | null; ms: number; error?: string }> = [];
-  let stopped = false;
-  const loops = Array.from({ length: clients }, async (_, c) => {
-    for (let i = 0; !stopped; i++) {
-      const t0 = performance.now();
-      try {
-        const r = await fetch(`${url}/c${c}/${i}`);
-        const text = await r.text();
-        let pid: number | null = null;
-        try {
-          pid = JSON.parse(text).pid ?? null;
-        } catch { /* not JSON */ }
-        results.push({ status: r.status, pid, ms: performance.now() - t0, ...(r.status !== 200 ? { error: text } : {}) });
-      } catch (e) {
-        results.push({ status: 0, pid: null, ms: performance.now() - t0, error: `${e} ${(e as { cause?: unknown }).cause ?? ""}` });
-      }
-    }
-  });
-  return {
-    results,
-    async stop() {
-      stopped = true;
-      await Promise.all(loops);
-      return results;
-    },
-  };
-}
-
-function assertOk(results: Array<{ status: number; error?: string }>, min: number) {
-  const bad = results.filter((r) => r.status !== 200);
-  assert.equal(bad.length, 0, `${bad.length} of ${results.length} failed: ${JSON.stringify(bad.slice(0, 3))}`);
-  assert.ok(results.length >= min, `only ${results.length} requests`);
-}
 
 /** The old holdup's own exit ('close' waits for stderr, which the new holdup shares). */
 function exitOf(p: Proxy): Promise<number | null> {

@@ -273,8 +273,8 @@ export async function main(rt: Runtime): Promise<void> {
   if (cli.pidFile && !role) {
     const problem = writePidFile(cli.pidFile, rt.name); // before a successor says it serves: its predecessor then exits (systemd PIDFile=)
     if (problem) fail(rt, 1, `holdup: ${problem}`);
-    const path = cli.pidFile, exit = rt.exit;
-    rt.exit = (code) => (removePidFileIfOurs(path), exit(code));
+    const path = cli.pidFile;
+    rt.onExit(() => removePidFileIfOurs(path));
   }
   successor?.serving(() => viewOf(h.apps));
   acme?.manager.start();

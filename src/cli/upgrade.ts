@@ -27,6 +27,7 @@ import type { Control, UpgradeResult } from "../control/control.ts";
 import type { Layer } from "../config/layers.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
+import { eachLine } from "../util/lines.ts";
 
 /** Set in the new holdup's environment (the old one's pid); removed at once so the app does not inherit it. */
 export const UPGRADE_ENV = "HOLDUP_UPGRADE_FROM";
@@ -207,7 +208,6 @@ function migrateReqOff(): boolean {
 
 /** The new holdup's stdout, read a line at a time: waits for one message, passes state on. */
 function lineReader(child: ChildProcess) {
-  let buf = "";
   let want: { t: string; done: (r: true | string) => void } | null = null;
   let exited: string | null = null;
   /** Messages that came before anyone waited for them. */
@@ -228,23 +228,16 @@ function lineReader(child: ChildProcess) {
       });
     },
   };
-  child.stdout!.setEncoding("utf8");
-  child.stdout!.on("data", (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      let m: { t?: string; apps?: AppView[] };
-      try {
-        m = JSON.parse(line);
-      } catch {
-        continue; // not ours
-      }
-      if (m.t === "state" && Array.isArray(m.apps)) r.onState?.(m.apps);
-      else if (want && m.t === want.t) want.done(true);
-      else if (m.t) seen.add(m.t);
+  eachLine(child.stdout!, (line) => {
+    let m: { t?: string; apps?: AppView[] };
+    try {
+      m = JSON.parse(line);
+    } catch {
+      return; // not ours
     }
+    if (m.t === "state" && Array.isArray(m.apps)) r.onState?.(m.apps);
+    else if (want && m.t === want.t) want.done(true);
+    else if (m.t) seen.add(m.t);
   });
   child.on("exit", (code, signal) => {
     exited = `the new holdup exited (${signal ? `signal ${signal}` : `code ${code}`}) before taking over; see its error above`;

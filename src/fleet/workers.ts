@@ -12,6 +12,7 @@ import { formatListen, type ListenAddress } from "../config/address.ts";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
+import { eachLine } from "../util/lines.ts";
 import { Hub } from "./hub.ts";
 import { redact } from "./fleet.ts";
 
@@ -146,21 +147,13 @@ export async function runParent(o: {
       return void retry(w, String((e as Error).message ?? e));
     }
     child.stdin!.on("error", () => {});
-    let out = "";
-    child.stdout!.setEncoding("utf8");
-    child.stdout!.on("data", (d: string) => {
-      out += d;
-      let i;
-      while ((i = out.indexOf("\n")) >= 0) {
-        const line = out.slice(0, i);
-        out = out.slice(i + 1);
-        if (!line.startsWith(READY)) continue;
-        w.ready = true;
-        if (w.failures) log.info("worker serving again", { worker: w.index, pid: child.pid });
-        if (workers.every((x) => x.ready)) {
-          serving = true;
-          allReady();
-        }
+    eachLine(child.stdout!, (line) => {
+      if (!line.startsWith(READY)) return;
+      w.ready = true;
+      if (w.failures) log.info("worker serving again", { worker: w.index, pid: child.pid });
+      if (workers.every((x) => x.ready)) {
+        serving = true;
+        allReady();
       }
     });
     child.on("error", (e) => {

@@ -1,5 +1,6 @@
 /// <reference types="npm:bun-types" />
 /** The Bun adapter: the only file that touches the `Bun` global. */
+import { addExitHook, runExitHooks } from "./exit.ts";
 import type { Runtime, UpstreamInit, WsHandlers, WsPeer } from "./types.ts";
 import { Gate } from "../util/gate.ts";
 
@@ -101,7 +102,11 @@ export const bunRuntime: Runtime = {
   writeStdout(text) {
     process.stdout.write(text);
   },
-  exit: (code) => process.exit(code),
+  exit(code) {
+    runExitHooks();
+    return process.exit(code);
+  },
+  onExit: addExitHook,
   onSignal(signal, fn) {
     process.on(signal, fn);
   },

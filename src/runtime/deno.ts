@@ -1,5 +1,6 @@
 /** The Deno adapter: the only file that touches the `Deno` global. */
 import { nodeFetch } from "./node-client.ts";
+import { addExitHook, runExitHooks } from "./exit.ts";
 import type { KvLike, Runtime, WsPeer } from "./types.ts";
 
 const encoder = new TextEncoder();
@@ -45,7 +46,11 @@ export const denoRuntime: Runtime = {
   writeStdout(text) {
     writeAll(Deno.stdout, encoder.encode(text));
   },
-  exit: (code) => Deno.exit(code),
+  exit(code) {
+    runExitHooks();
+    return Deno.exit(code);
+  },
+  onExit: addExitHook,
   onSignal(signal, fn) {
     Deno.addSignalListener(signal, fn);
   },

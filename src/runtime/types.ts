@@ -73,7 +73,14 @@ export interface Runtime {
   stderrIsTTY(): boolean;
   writeStderr(text: string): void;
   writeStdout(text: string): void;
+  /** Runs the onExit hooks (in order, once), then ends the process with `code`. */
   exit(code: number): never;
+  /**
+   * `fn` runs when holdup ends through exit() (a shutdown, an upgrade's
+   * handover, a failure it reports), just before the process ends (the
+   * --pid-file removal). Synchronous; one that throws does not stop the exit.
+   */
+  onExit(fn: () => void): void;
   onSignal(signal: "SIGHUP" | "SIGTERM" | "SIGINT" | "SIGUSR2", fn: () => void): void;
   /**
    * fetch() to an upstream that keeps the client's Host header, never follows
