@@ -12,6 +12,7 @@
 //         ("restart") or by a reload to another upstream ("reload").
 //   --n 100,1000,10000 --proxies holdup-bun,holdup-deno,caddy --variants restart,reload
 //   --outage S         seconds the upstream stays down once all are held (default 4)
+//   --warm K           requests each proxy forwards before the outage (default 3000; 0: cold)
 // both    --entry FILE       holdup entry point (default src/proxy.ts; e.g. dist/proxy.js)
 //
 // Writes bench/RESULTS.md (and bench/results.svg for steady).
@@ -27,13 +28,13 @@ const { values: o, positionals } = parseArgs({
     runs: { type: "string" }, duration: { type: "string" },
     targets: { type: "string" }, scenarios: { type: "string" },
     n: { type: "string" }, proxies: { type: "string" }, variants: { type: "string" },
-    outage: { type: "string" }, entry: { type: "string" },
+    outage: { type: "string" }, warm: { type: "string" }, entry: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 const mode = positionals[0] || "steady";
 if (o.help || !["steady", "hold", "all"].includes(mode)) {
-  process.stderr.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 17).map((l) => l.replace(/^\/\/ ?/, "")).join("\n") + "\n");
+  process.stderr.write(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(1, 18).map((l) => l.replace(/^\/\/ ?/, "")).join("\n") + "\n");
   process.exit(o.help ? 0 : 2);
 }
 const list = (s) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : undefined);
@@ -78,7 +79,7 @@ ${ratioTable(res)}
 if (mode === "hold" || mode === "all") {
   const h = await runHold({
     ns: list(o.n)?.map(Number), proxies: list(o.proxies), variants: list(o.variants),
-    outageMs: o.outage ? Number(o.outage) * 1000 : undefined,
+    outageMs: o.outage ? Number(o.outage) * 1000 : undefined, warm: o.warm !== undefined ? Number(o.warm) : undefined,
   });
   const md = `## hold
 
@@ -86,6 +87,8 @@ ${stamp()}
 
 Proxies: holdup \`--try-duration 30s --try-interval 1s --admin 127.0.0.1:PORT --log off\`;
 Caddy ${"`reverse_proxy`"} with \`lb_try_duration 30s\`, \`lb_try_interval 1s\`, admin on \`localhost:PORT\`.
+Warm-up: each proxy first forwards ${h.warm} GETs (32 keep-alive loops) through a short-lived origin on the port
+that then dies, as a proxy in production has (0: a cold process, whose first few hundred requests run unoptimised code).
 Clients: N raw HTTP/1.1 connections (\`Connection: close\`), one GET each, opened ≤256 at a time.
 "restart": upstream port A closed; once all are held (holdup's \`GET /status\` held count; Caddy has none,
 so a fixed settle time) it stays closed ${(o.outage ? Number(o.outage) : 4)} s more, then a Node origin starts on A.

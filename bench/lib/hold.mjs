@@ -1,5 +1,6 @@
 // The holding benchmark: N requests held on a dead upstream, then released by the
 // upstream coming back ("restart") or by a reload naming another one ("reload").
+import http from "node:http";
 import net from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -34,6 +35,28 @@ async function startUpstream(port, name) {
     async stats() { p.child.stdin.write("stats\n"); const l = await next(3000); return l.startsWith("STATS") ? JSON.parse(l.slice(6)) : { conns: NaN, reqs: NaN }; },
     stop: () => p.stop(),
   };
+}
+
+/**
+ * A proxy in production has forwarded requests before its upstream goes away: send it
+ * `count` GETs (32 keep-alive loops) through a short-lived origin on the port that is
+ * about to die, so the release below runs on JIT-compiled code, not a cold process.
+ */
+async function warmUp(proxyPort, upstreamPort, count) {
+  const up = await startUpstream(upstreamPort, "warm");
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  let left = count;
+  const one = () => new Promise((resolve) => {
+    http.get({ host: "127.0.0.1", port: proxyPort, path: "/warm", agent }, (res) => {
+      res.resume();
+      res.on("end", resolve);
+    }).on("error", resolve);
+  });
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (left-- > 0) await one();
+  }));
+  agent.destroy();
+  await up.stop();
 }
 
 // ---------- SYN counter (tcpdump) ----------
@@ -222,6 +245,10 @@ async function runOne(name, n, variant, opts) {
   let proxy, clients, upstream, syn, rss;
   try {
     proxy = await startHoldProxy(name, dead);
+    if (opts.warm > 0) {
+      log(`${name}: warming up with ${opts.warm} requests through a short-lived origin on :${dead}…`);
+      await warmUp(proxy.port, dead, opts.warm);
+    }
     rss = rssSampler(proxy.proc.pid);
     syn = variant === "restart" ? await startSynCapture(dead) : null;
     const t0 = now();
@@ -313,11 +340,11 @@ export async function runHold(opts) {
     log(`floor: ${n} GETs straight to the Node origin on open connections: ${floors[n].ok}/${n} answered, p50 ${fmtMs(floors[n].p50)}, all ${fmtMs(floors[n].max)}`);
   }
   for (const n of ns) for (const name of proxies) for (const v of variants) {
-    const r = await runOne(name, n, v, { outageMs: opts.outageMs ?? 4000 });
+    const r = await runOne(name, n, v, { outageMs: opts.outageMs ?? 4000, warm: opts.warm ?? 3000 });
     results.push(r);
     process.stderr.write(`[bench]   → ${JSON.stringify({ ...r, lags: undefined, res: undefined })}\n`);
   }
-  return { ns, proxies, variants, results, floors };
+  return { ns, proxies, variants, results, floors, warm: opts.warm ?? 3000 };
 }
 
 // ---------- tables ----------
