@@ -25,6 +25,22 @@ const root = fileURLToPath(new URL("..", import.meta.url));
  */
 const MUTANTS = [
   {
+    name: "a pause of holdup's own (every release attempt delayed alike) cuts the release window as a dropped SYN would",
+    file: "src/apps/release-window.ts",
+    from: "if (now - started <= after || t > this.lastDone) break;",
+    to: "if (now - started <= after) break;",
+    tests: ["test/unit/release-window.test.ts"],
+    filter: "a pause that delays every attempt alike",
+  },
+  {
+    name: "a release attempt whose SYN was dropped keeps its slot in the release window (the rest wait a second for it)",
+    file: "src/apps/release-window.ts",
+    from: "return this.flying.size - this.stuck.size;",
+    to: "return this.flying.size;",
+    tests: ["test/unit/release-window.test.ts"],
+    filter: "a dropped SYN",
+  },
+  {
     name: "resend a POST after a failure that may have reached the upstream",
     file: "src/http/hold.ts",
     from: "if (resendable && out.failure === \"after-send\")",

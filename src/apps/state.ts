@@ -7,14 +7,15 @@ import type { Config } from "../config/schema.ts";
 import type { Source } from "../config/layers.ts";
 import { Upstream, type UpstreamEnv } from "./upstream.ts";
 import { Deadlines } from "../util/deadlines.ts";
-import { Gate } from "../util/gate.ts";
+import { ReleaseWindow } from "./release-window.ts";
 import { WsRegistry } from "./websockets.ts";
 import { HealthChecker } from "./health.ts";
 
 export type Mode = "running" | "paused" | "stopped";
 
 /**
- * Released held requests in flight at once: 10,000 requests released together
+ * Released held requests in flight at once, at most (the window, release-window.ts,
+ * starts at 4 and grows to this while the app answers fast): 10,000 requests released together
  * go out in waves instead of opening 10,000 connections at the same moment
  * (measured: Deno's RSS went from ~360 MB to ~850 MB in such a burst), and
  * the wave is queued on the runtime's bounded release pool (two requests per
@@ -93,7 +94,7 @@ export interface StateEvents {
 export class State {
   current: Snapshot;
   readonly waiters = new Waiters();
-  readonly releaseGate = new Gate(RELEASE_CONCURRENCY);
+  readonly releaseWindow = new ReleaseWindow(RELEASE_CONCURRENCY);
   /** Requests held right now (waiting, not yet sent upstream). */
   held = 0;
   /** Buffered body bytes of the requests held right now (bounded by maxHeldBodyBytes). */

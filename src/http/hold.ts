@@ -121,12 +121,12 @@ export async function proxy(req: Incoming, d: ProxyDeps, target: string = req.ta
       };
       let out;
       if (wasHeld) {
-        // Released requests go out in waves of at most RELEASE_CONCURRENCY.
-        await state.releaseGate.acquire();
+        // Released requests go out through a window that grows as the app answers (apps/release-window.ts).
+        const ticket = await state.releaseWindow.acquire();
         try {
           out = await attempt(d.runtime, u, input);
         } finally {
-          state.releaseGate.release();
+          state.releaseWindow.done(ticket);
         }
       } else out = await attempt(d.runtime, u, input);
       if (out.kind !== "response") free();

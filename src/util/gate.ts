@@ -1,7 +1,6 @@
 /**
  * At most `limit` holders at once; the rest wait in line, first come first
- * served. Used to send released held requests in waves (apps/state.ts) and to cap
- * Bun's in-flight upstream fetches (runtime/bun.ts).
+ * served. Caps Bun's in-flight upstream fetches (runtime/bun.ts).
  */
 export class Gate {
   private queue: Array<() => void> = [];
