@@ -27,12 +27,10 @@ import { missingPermission } from "../util/permissions.ts";
 import { passedSocketPort, socketActivation } from "../serve/activation.ts";
 import { Https, plainPrepare } from "./https.ts";
 import { removePidFileIfOurs, writePidFile } from "./pidfile.ts";
-import { follow, Successor, Upgrader, viewOf, whenIdle } from "./upgrade.ts";
+import { follow, handOver, Successor, Upgrader, viewOf } from "./upgrade.ts";
 
 /** How long in-flight requests may run after SIGTERM before holdup exits anyway. */
 const SHUTDOWN_GRACE_MS = 30_000;
-/** Self-upgrade on a shared port: how long the old holdup waits for its connections to close before it stops accepting. */
-const RETIRE_BEFORE_CLOSE_MS = 2000;
 
 
 
@@ -308,10 +306,8 @@ export async function main(rt: Runtime): Promise<void> {
       void a.state.websockets.shutdown(() => proxyServer.requests === 0);
     }
     h.events.close(); // and dashboards' event streams end (their pages reconnect to the next holdup)
-    // Socket activation: the socket outlives this process (systemd queues the next holdup's connections), so retire
-    // keep-alive connections first, still accepting (each closes after an answer that says so), as an upgrade does.
-    const proxyDone = activatedFd === undefined ? proxyServer.shutdown() : proxyServer.shutdown({ keepIdle: 1000, keepAccepting: true });
-    if (activatedFd !== undefined) void whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => proxyServer.stopAccepting());
+    // Socket activation: the socket outlives this process (systemd queues the next holdup's connections).
+    const proxyDone = activatedFd === undefined ? proxyServer.shutdown() : handOver(proxyServer).drained;
     const drained = Promise.all([proxyDone, adminServer?.shutdown(), redirectServer?.shutdown(), metricsServer?.shutdown()]).then(() => true);
     const timedOut = new Promise<boolean>((r) => setTimeout(() => r(false), SHUTDOWN_GRACE_MS));
     const clean = await Promise.race([drained, timedOut]);
@@ -329,12 +325,15 @@ export async function main(rt: Runtime): Promise<void> {
   // Self-upgrade (cli/upgrade.ts). A worker's SIGUSR2 is its parent's business (fleet/workers.ts).
   if (!role) {
     let proxyDrained: Promise<unknown> = Promise.resolve(); // every listener's connections closed
+    let proxyClosed: Promise<void> = Promise.resolve(); // the proxy listener stopped accepting
     let retired = false;
     const retire = () => {
       if (retired) return;
       retired = true;
       const others = [adminServer, metricsServer, redirectServer].map((l) => l?.shutdown());
-      proxyDrained = Promise.all([proxyServer.shutdown({ keepIdle: 1000, keepAccepting: true }), ...others]);
+      const proxy = handOver(proxyServer);
+      proxyClosed = proxy.closed;
+      proxyDrained = Promise.all([proxy.drained, ...others]);
     };
     const upgrader = new Upgrader({
       rt,
@@ -360,14 +359,10 @@ export async function main(rt: Runtime): Promise<void> {
           // Their ports free at once (server.close() keeps Deno's until in-flight requests are done, and the admin
           // request that asked for this upgrade is one of them); their connections are closed in retire().
           for (const l of [adminServer, metricsServer, redirectServer]) l?.stopAccepting();
-          // The new holdup accepts on the same port already. Closing the listener resets what its accept queue
-          // holds, and makes Deno close every keep-alive connection after its answer without saying so (clients
-          // then see resets, measured): close the connections first (each after its next answer, which says so),
-          // still accepting, then the listener once it has had none for a moment.
+          // The new holdup accepts on the same port already: this one lets go of it (handOver).
           retire();
-          // WebSockets go (1001) only then, so their clients' reconnects reach the new holdup, not this one.
-          return whenIdle(() => proxyServer.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => {
-            proxyServer.stopAccepting();
+          // WebSockets go (1001) once it stopped accepting, so their clients' reconnects reach the new holdup.
+          return proxyClosed.then(() => {
             for (const a of h.apps.list) void a.state.websockets.shutdown(() => proxyServer.requests === 0);
           });
         },

@@ -27,6 +27,7 @@ import type { Control, UpgradeResult } from "../control/control.ts";
 import type { Layer } from "../config/layers.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Runtime } from "../runtime/types.ts";
+import type { Listener } from "../serve/listener.ts";
 import { eachLine } from "../util/lines.ts";
 
 /** Set in the new holdup's environment (the old one's pid); removed at once so the app does not inherit it. */
@@ -89,13 +90,12 @@ export async function follow(control: Control, apps: Apps, runsApp: boolean, vie
 /** What the old holdup does at each step (cli/main.ts wires it to its listeners, control and app). */
 export interface Handover {
   /**
-   * Close admin, metrics and redirect listeners; stop accepting on the proxy.
-   * Where both holdups share the proxy port, its connections are closed first
-   * (after their next answer) while it still accepts; elsewhere at once, and
-   * its connections go on as before until retire().
+   * Close admin, metrics and redirect listeners; stop accepting on the proxy,
+   * whose connections are closed first (after their next answer) while it
+   * still accepts (handOver).
    */
   release(): Promise<void>;
-  /** The new holdup is bound: close the proxy's connections as their answers go out (Connection: close). */
+  /** Close every connection as its answer goes out (Connection: close); release() began it for the proxy. */
   retire(): void;
   /** The new holdup's apps changed (or are first reported); reports are applied one after another. */
   follow(apps: AppView[]): Promise<void>;
@@ -302,12 +302,30 @@ export class Successor {
   }
 }
 
+/** A port that outlives this holdup: how long its listener waits for its connections to close before it stops accepting. */
+const RETIRE_BEFORE_CLOSE_MS = 2000;
+
+/**
+ * Lets go of a port the next holdup serves too (a self-upgrade's shared port, a
+ * socket systemd passed): the connections are retired while it still accepts
+ * (each closes after an answer that says so, or idle for 1 s); the listener
+ * closes once it had none for a moment (at most RETIRE_BEFORE_CLOSE_MS).
+ * Closing it first would reset what its accept queue holds, and Deno closes
+ * each keep-alive connection after its answer without saying so (measured).
+ * `closed`: it stopped accepting; `drained`: every connection is closed too.
+ */
+export function handOver(l: Listener): { closed: Promise<void>; drained: Promise<void> } {
+  const drained = l.shutdown({ keepIdle: 1000, keepAccepting: true });
+  const closed = whenIdle(() => l.connections === 0, RETIRE_BEFORE_CLOSE_MS).then(() => l.stopAccepting());
+  return { closed, drained };
+}
+
 /**
  * Resolves once `ok()` held for 10 checks in a row (5 ms apart), or after `ms`:
  * the old holdup's last connections are closed and no new one came for a while
  * (each new one is told to close, and comes back to either holdup).
  */
-export async function whenIdle(ok: () => boolean, ms: number): Promise<void> {
+async function whenIdle(ok: () => boolean, ms: number): Promise<void> {
   for (let quiet = 0, end = Date.now() + ms; quiet < 10 && Date.now() < end;) {
     await new Promise((r) => setTimeout(r, 5));
     quiet = ok() ? quiet + 1 : 0;

@@ -36,8 +36,8 @@ export async function freeLoopbackPort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((resolve, reject) => {
     s.once("error", reject);
-    // exclusive: a shared (SO_REUSEPORT) port-0 bind may join the proxy's own port group (holdup binds it so for
-    // self-upgrade on Deno), take its connections for a moment and reset them when it closes.
+    // exclusive: this probe never shares a port (SO_REUSEPORT) with anything, the proxy's own included (holdup
+    // binds that one shared, for self-upgrade).
     s.listen({ port: 0, host: "127.0.0.1", exclusive: true }, () => resolve());
   });
   const port = (s.address() as net.AddressInfo).port;

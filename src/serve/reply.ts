@@ -128,7 +128,6 @@ function relay(res: http.ServerResponse, src: NodeReadable, declared: number | n
   res.on("close", gone); // the client left (after a complete answer, finish already ran)
 }
 
-
 async function whole(
   res: http.ServerResponse,
   body: ReadableStream<Uint8Array>,
