@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Held requests released to an app that starts late (the "restart" case with a real app server):
 // N GETs held by holdup on a dead port, then the app starts there; prints when they were answered.
-// Node built-ins only.
+// Node built-ins only (and bench/lib).
 //
 //   node bench/release-app.mjs [deno|bun] [N=300] [http.server|node|gunicorn]
 //   HOLDUP_BASELINE=DIR …   run the holdup of another checkout (its src/proxy.ts)
@@ -10,19 +10,16 @@
 // has SYNs dropped and resent by the kernel 1 s, 3 s, 7 s… later); node: bench/upstream.mjs;
 // gunicorn: 2 sync workers of python3-httpbin.
 import http from "node:http";
-import net from "node:net";
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { freePort, REPO_DIR, sleep } from "./lib/util.mjs";
 
 const [rt = "deno", nStr = "300", server = "http.server"] = process.argv.slice(2);
 const N = Number(nStr);
-const repo = fileURLToPath(new URL("..", import.meta.url));
+const repo = `${REPO_DIR}/`;
 const root = process.env.HOLDUP_BASELINE ? process.env.HOLDUP_BASELINE.replace(/\/?$/, "/") : repo;
-const free = () => new Promise((r) => { const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => r(p)); }); });
-const [P, L, A] = [await free(), await free(), await free()];
+const [P, L, A] = [await freePort(), await freePort(), await freePort()];
 const cmd = rt === "deno" ? [repo + "node_modules/.bin/deno", ["run", "-A", root + "src/proxy.ts"]] : [repo + "node_modules/.bin/bun", [root + "src/proxy.ts"]];
 const holdup = spawn(cmd[0], [...cmd[1], "-l", `127.0.0.1:${L}`, "--admin", `127.0.0.1:${A}`, "--log", "off", "-u", `127.0.0.1:${P}`, "--try-duration", "60s", "--try-interval", "100ms"], { stdio: "inherit" });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const status = () => new Promise((r) => http.get(`http://127.0.0.1:${A}/status`, (res) => { let b = ""; res.on("data", (d) => b += d); res.on("end", () => r(JSON.parse(b))); }).on("error", () => r(null)));
 while (!(await status())) await sleep(50);
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });

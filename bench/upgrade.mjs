@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Restarting holdup itself, or its app, under a steady load: what clients see.
-// Node built-ins only. Everything stays on 127.0.0.1. Prints a markdown table.
+// Node built-ins only (and bench/lib). Everything stays on 127.0.0.1. Prints a markdown table.
 //
 //   node bench/upgrade.mjs [--clients 8] [--seconds 6] [--runtimes deno,bun]
 //                          [--cases serial,upgrade,activation] [--rounds 3]
@@ -16,11 +16,11 @@
 // refused (ECONNREFUSED), and the longest request, per loop kind.
 import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
-import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import { freePort, sleep } from "./lib/util.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const { values: o } = parseArgs({
@@ -33,17 +33,7 @@ const { values: o } = parseArgs({
   },
 });
 const clients = Number(o.clients), seconds = Number(o.seconds), rounds = Number(o.rounds);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const APP = ["python3", `${root}test/fixtures/app.py`, "{port}"];
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function holdupCommand(runtime) {
   const bin = `${root}node_modules/.bin/${runtime}`;
