@@ -36,7 +36,7 @@ export class ReleaseWindow {
 
   constructor(readonly max: number, private now: () => number = () => performance.now()) {}
 
-  /** The window's size now (for tests and /status). */
+  /** The window's size now. */
   get size(): number {
     return Math.floor(this.cap);
   }
